@@ -1,0 +1,40 @@
+"""A training loop for MLX: one compiled step, per-step logs, exact resume, data parallel.
+
+The public surface:
+
+- :class:`Trainer` — the loop (``Trainer(model, loss_fn, optimizer, data, ...).fit()``);
+- :class:`ArrayBatches`, :func:`load_arrays` — seeded, resumable batches from arrays or
+  mlx-data buffers;
+- :func:`accuracy` — an eval metric;
+- :class:`EarlyStopping`, :class:`ReduceLROnPlateau`, :data:`STOP` — callbacks;
+- :func:`lr_range_test`, :class:`RangeTestResult` — the learning-rate range test;
+- :class:`NonFiniteError`, :class:`CheckpointError` — errors;
+- :func:`list_checkpoints`, :func:`load_checkpoint` — checkpoint access;
+- :func:`find_openblas` — the fast BLAS path (``mlx-fastblas`` console script).
+"""
+
+from .blas import find_openblas
+from .callbacks import STOP, EarlyStopping, ReduceLROnPlateau
+from .checkpoint import list_checkpoints, load_checkpoint
+from .data import ArrayBatches, load_arrays
+from .errors import CheckpointError, NonFiniteError
+from .range_test import RangeTestResult, lr_range_test
+from .trainer import Trainer, accuracy, scheduled_hyperparameters
+
+__all__ = [
+    "STOP",
+    "ArrayBatches",
+    "CheckpointError",
+    "EarlyStopping",
+    "NonFiniteError",
+    "RangeTestResult",
+    "ReduceLROnPlateau",
+    "Trainer",
+    "accuracy",
+    "find_openblas",
+    "list_checkpoints",
+    "load_arrays",
+    "load_checkpoint",
+    "lr_range_test",
+    "scheduled_hyperparameters",
+]

@@ -1,0 +1,321 @@
+"""Batches for the trainer: array datasets, mlx-data buffers and streams, sharding, position.
+
+The trainer reads training data through :class:`BatchStream`, which walks epoch after epoch
+and counts where it is (``epoch``, ``index`` = batches consumed in that epoch). A checkpoint
+stores that position; resuming asks the source for the same epoch again and skips ``index``
+batches. That gives the same order only if an epoch's order depends on nothing but its number:
+:class:`ArrayBatches` shuffles with ``numpy.random.default_rng((seed, epoch))``; an mlx-data
+buffer of batches, a list of batches or a callable ``epoch -> iterable`` are replayed as given.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import mlx.core as mx
+import numpy as np
+
+Batch = Any  # a dict of arrays, or a tuple of arrays
+
+__all__ = ["ArrayBatches", "BatchStream", "as_source", "load_arrays", "shard", "to_device"]
+
+
+def _is_array(x: Any) -> bool:
+    return isinstance(x, (np.ndarray, mx.array))
+
+
+def _mlx_data_types() -> tuple[type, ...]:
+    try:
+        import mlx.data as dx
+    except ImportError:  # mlx-data is optional
+        return ()
+    return (dx.Buffer, dx.Stream)
+
+
+def load_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Load a dataset saved as ``.npz`` or ``.safetensors`` into a dict of numpy arrays.
+
+    Raises:
+        FileNotFoundError: naming the path when it does not exist.
+        ValueError: when the extension is neither ``.npz`` nor ``.safetensors``.
+
+    Example:
+        >>> import tempfile, numpy as np
+        >>> path = tempfile.mkdtemp() + "/d.npz"
+        >>> np.savez(path, x=np.zeros((4, 2)), y=np.arange(4))
+        >>> sorted(load_arrays(path))
+        ['x', 'y']
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"dataset file not found: {path}")
+    if path.endswith(".npz"):
+        with np.load(path) as f:
+            return {k: f[k] for k in f.files}
+    if path.endswith(".safetensors"):
+        return {k: np.array(v) for k, v in mx.load(path).items()}
+    raise ValueError(f"dataset file must end in .npz or .safetensors: {path}")
+
+
+class ArrayBatches:
+    """Fixed-size batches from in-memory arrays or an mlx-data buffer of samples.
+
+    Each epoch is shuffled with ``numpy.random.default_rng((seed, epoch))``, so any epoch's
+    order can be rebuilt from its number alone (which is what exact resume needs).
+
+    Args:
+        data: a dict of arrays (batches are dicts), a tuple of arrays (batches are tuples),
+            an ``mlx.data.Buffer`` of samples (batches are dicts), or a path to a ``.npz`` /
+            ``.safetensors`` file (loaded with :func:`load_arrays`). All arrays share the
+            leading (sample) dimension.
+        batch_size: samples per batch.
+        shuffle: reshuffle every epoch.
+        seed: base seed of the shuffle.
+        drop_last: drop the final smaller batch (a new shape would retrace the compiled step).
+
+    Example:
+        >>> import numpy as np
+        >>> data = ArrayBatches({"x": np.arange(10.0), "y": np.arange(10)}, 4, shuffle=False)
+        >>> len(data), [b["y"].tolist() for b in data.epoch(0)]
+        (2, [[0, 1, 2, 3], [4, 5, 6, 7]])
+    """
+
+    def __init__(
+        self,
+        data: Any,
+        batch_size: int,
+        *,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_last: bool = True,
+    ):
+        if isinstance(data, (str, os.PathLike)):
+            data = load_arrays(data)
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.drop_last = drop_last
+        self._buffer = None
+        if isinstance(data, dict):
+            self._arrays = dict(data)
+        elif isinstance(data, tuple):
+            self._arrays = tuple(data)
+        elif _mlx_data_types() and isinstance(data, _mlx_data_types()[0]):
+            self._buffer = data
+            self._arrays = None
+        else:
+            raise TypeError(
+                "ArrayBatches data must be a dict or tuple of arrays, an mlx.data.Buffer of "
+                f"samples, or a .npz/.safetensors path; got {type(data).__name__}"
+            )
+        if self._buffer is not None:
+            self.num_samples = len(self._buffer)
+        else:
+            values = self._arrays.values() if isinstance(self._arrays, dict) else self._arrays
+            lengths = {len(v) for v in values}
+            if len(lengths) != 1:
+                raise ValueError(f"arrays must share their leading dimension, got {lengths}")
+            self.num_samples = lengths.pop()
+        if len(self) == 0:
+            raise ValueError(
+                f"dataset of {self.num_samples} samples gives no batch of {batch_size}"
+            )
+
+    def __len__(self) -> int:
+        full, rest = divmod(self.num_samples, self.batch_size)
+        return full + (1 if rest and not self.drop_last else 0)
+
+    def epoch(self, epoch: int) -> Iterator[Batch]:
+        """Yield the batches of epoch ``epoch`` (numpy arrays)."""
+        if self.shuffle:
+            order = np.random.default_rng((self.seed, epoch)).permutation(self.num_samples)
+        else:
+            order = np.arange(self.num_samples)
+        for b in range(len(self)):
+            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
+            if self._buffer is not None:
+                yield self._buffer.perm(idx).batch(len(idx))[0]
+            elif isinstance(self._arrays, dict):
+                yield {k: np.asarray(v)[idx] for k, v in self._arrays.items()}
+            else:
+                yield tuple(np.asarray(v)[idx] for v in self._arrays)
+
+
+class _Source:
+    """Anything that can produce the batches of epoch ``e`` again, in the same order."""
+
+    def __init__(self, epoch_fn: Callable[[int], Iterable[Batch]], length: int | None):
+        self.epoch = epoch_fn
+        self.length = length
+
+
+def as_source(data: Any, *, name: str = "training data") -> _Source:
+    """Wrap ``data`` so that each epoch can be iterated (and replayed on resume).
+
+    Accepted: an object with ``epoch(e)`` (like :class:`ArrayBatches`); an ``mlx.data.Buffer``
+    whose elements are batches; an ``mlx.data.Stream`` of batches (``reset()`` between epochs);
+    a callable ``e -> iterable of batches``; a re-iterable collection of batches (list);
+    a one-shot iterator (one epoch only).
+    """
+    if data is None:
+        raise ValueError(f"{name} is missing (got None)")
+    if isinstance(data, (str, os.PathLike)):
+        raise TypeError(
+            f"{name}: got a path {os.fspath(data)!r}; wrap it as ArrayBatches(path, batch_size)"
+        )
+    if isinstance(data, dict) or (isinstance(data, tuple) and all(map(_is_array, data))):
+        raise TypeError(
+            f"{name}: got whole arrays, not batches; wrap them as ArrayBatches(data, batch_size)"
+        )
+    if hasattr(data, "epoch") and callable(data.epoch):
+        return _Source(data.epoch, len(data) if hasattr(data, "__len__") else None)
+    mlx_types = _mlx_data_types()
+    if mlx_types and isinstance(data, mlx_types[0]):
+        buffer = data
+        return _Source(lambda e: (buffer[i] for i in range(len(buffer))), len(buffer))
+    if mlx_types and isinstance(data, mlx_types[1]):
+        stream = data
+
+        def stream_epoch(e: int) -> Iterable[Batch]:
+            stream.reset()
+            return stream
+
+        return _Source(stream_epoch, None)
+    if callable(data):
+        return _Source(lambda e: data(e), None)
+    if not isinstance(data, Iterable):
+        raise TypeError(f"{name} must be iterable, got {type(data).__name__}")
+    if iter(data) is data:  # a one-shot iterator: it can give only one epoch
+        used = []
+
+        def once(e: int) -> Iterable[Batch]:
+            if used:
+                raise ValueError(
+                    f"{name} is a one-shot iterator and ran out; pass a list, an mlx.data "
+                    "Buffer/Stream, ArrayBatches or a callable epoch -> iterable for more epochs"
+                )
+            used.append(e)
+            return data
+
+        return _Source(once, None)
+    return _Source(lambda e: data, len(data) if hasattr(data, "__len__") else None)
+
+
+class BatchStream:
+    """Batches across epochs, with a position (``epoch``, ``index``) that can be restored.
+
+    ``index`` counts the batches already taken from epoch ``epoch``. Restoring replays that
+    epoch from its start and skips ``index`` batches.
+
+    Example:
+        >>> s = BatchStream(as_source([(1,), (2,), (3,)]), epoch=0, index=2)
+        >>> [s.next(), s.next(), (s.epoch, s.index)]
+        [(3,), (1,), (1, 1)]
+    """
+
+    def __init__(self, source: _Source, epoch: int = 0, index: int = 0):
+        self.source = source
+        self.epoch = epoch
+        self.index = 0
+        self._iter = iter(source.epoch(epoch))
+        self._ahead: list[Batch] = []
+        for _ in range(index):
+            self.next()
+        if self.index != index or self.epoch != epoch:
+            raise ValueError(
+                f"cannot restore data position epoch={epoch} index={index}: the epoch has only "
+                f"{self.index if self.epoch == epoch else 'fewer'} batches"
+            )
+
+    def _pull(self) -> None:
+        """Fetch the next batch into the look-ahead slot, opening new epochs as needed."""
+        try:
+            self._ahead.append((self.epoch, next(self._iter)))
+            return
+        except StopIteration:
+            pass
+        if self.index == 0:
+            raise ValueError(f"training data gave no batch in epoch {self.epoch}")
+        next_iter = iter(self.source.epoch(self.epoch + 1))
+        try:
+            first = next(next_iter)
+        except StopIteration:
+            raise ValueError(f"training data gave no batch in epoch {self.epoch + 1}") from None
+        self._ahead.append((self.epoch + 1, first))
+        self._iter = next_iter
+
+    def peek_epoch(self) -> int:
+        """The epoch the next batch belongs to (fetches it, does not consume it)."""
+        if not self._ahead:
+            self._pull()
+        return self._ahead[0][0]
+
+    def next(self) -> Batch:
+        if not self._ahead:
+            self._pull()
+        epoch, batch = self._ahead.pop(0)
+        if epoch != self.epoch:
+            self.epoch, self.index = epoch, 0
+        self.index += 1
+        return batch
+
+
+def to_device(batch: Batch) -> Batch:
+    """Turn a batch (dict or tuple of array-likes) into the same structure of ``mx.array``.
+
+    Raises:
+        TypeError: if the batch is neither a dict nor a tuple/list.
+        ValueError: if its arrays disagree on the leading (batch) dimension.
+
+    Example:
+        >>> import numpy as np
+        >>> to_device({"x": np.ones((2, 3)), "y": np.zeros(2)})["x"].shape
+        (2, 3)
+    """
+    if isinstance(batch, dict):
+        out = {k: v if isinstance(v, mx.array) else mx.array(v) for k, v in batch.items()}
+        values = out.items()
+    elif isinstance(batch, (tuple, list)):
+        out = tuple(v if isinstance(v, mx.array) else mx.array(v) for v in batch)
+        values = list(enumerate(out))
+    else:
+        raise TypeError(f"a batch must be a dict or a tuple of arrays, got {type(batch).__name__}")
+    if not values:
+        raise ValueError("a batch must hold at least one array")
+    sizes = {k: (v.shape[0] if v.ndim else None) for k, v in values}
+    if None in sizes.values() or len(set(sizes.values())) != 1:
+        shapes = {k: tuple(v.shape) for k, v in values}
+        raise ValueError(f"batch arrays must share the leading (batch) dimension, got {shapes}")
+    return out
+
+
+def batch_size_of(batch: Batch) -> int:
+    """Rows in a batch (its arrays' leading dimension)."""
+    first = next(iter(batch.values())) if isinstance(batch, dict) else batch[0]
+    return first.shape[0]
+
+
+def shard(batch: Batch, rank: int, size: int) -> Batch:
+    """The ``rank``-th of ``size`` equal slices of a batch along its leading dimension.
+
+    Raises:
+        ValueError: if the batch size is not a multiple of ``size``.
+
+    Example:
+        >>> import mlx.core as mx
+        >>> shard((mx.arange(6),), 1, 2)[0].tolist()
+        [3, 4, 5]
+    """
+    if size == 1:
+        return batch
+    n = batch_size_of(batch)
+    if n % size:
+        raise ValueError(f"global batch of {n} rows cannot be split evenly over {size} ranks")
+    lo, hi = rank * n // size, (rank + 1) * n // size
+    if isinstance(batch, dict):
+        return {k: v[lo:hi] for k, v in batch.items()}
+    return tuple(v[lo:hi] for v in batch)

@@ -1,0 +1,237 @@
+"""Per-step log files (JSON Lines and CSV), the console report and a small progress bar.
+
+Run directory files written here:
+
+``log.jsonl``
+    one JSON object per row. Training rows: ``{"kind": "train", "step", "epoch", "loss",
+    "grad_norm", "learning_rate", <every other scheduled hyperparameter>}``. Evaluation rows:
+    ``{"kind": "eval", "step", "epoch", "eval_<metric>"...}``.
+``log.csv``
+    the same rows; one header naming every column; cells that do not apply to a row's kind are
+    empty.
+
+``step`` is the optimizer step counter before the update (the argument the schedules got), so
+the training row of step ``t`` holds the loss of update ``t`` and the rates that update used.
+An evaluation row of step ``t`` was computed after ``t`` updates.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+__all__ = ["ConsoleReport", "ProgressBar", "RunLog", "format_value"]
+
+
+def format_value(value: Any) -> Any:
+    """Make a float JSON/CSV friendly while keeping every digit (``repr`` round-trips).
+
+    Example:
+        >>> format_value(0.5), format_value(float("nan"))
+        (0.5, nan)
+    """
+    if isinstance(value, float):
+        return value
+    if hasattr(value, "item"):
+        return value.item()
+    return value
+
+
+class RunLog:
+    """The two log files of a run, written by whole rows, truncatable to a saved position.
+
+    Args:
+        run_dir: the run directory.
+        columns: every column, in CSV order (``kind`` and ``step`` first).
+
+    Example:
+        >>> import tempfile
+        >>> log = RunLog(tempfile.mkdtemp(), ["kind", "step", "loss"])
+        >>> log.open()
+        >>> log.write([{"kind": "train", "step": 0, "loss": 1.5}])
+        >>> log.close()
+        >>> open(log.csv_path).read().splitlines()
+        ['kind,step,loss', 'train,0,1.5']
+    """
+
+    def __init__(self, run_dir: str, columns: Sequence[str]):
+        self.columns = list(columns)
+        self.jsonl_path = os.path.join(run_dir, "log.jsonl")
+        self.csv_path = os.path.join(run_dir, "log.csv")
+        self._jsonl: TextIO | None = None
+        self._csv: TextIO | None = None
+
+    def _header(self) -> str:
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerow(self.columns)
+        return buf.getvalue()
+
+    def open(self, position: dict | None = None) -> None:
+        """Open for appending. ``position=None`` starts new files (header only); a position
+        from :meth:`position` truncates both files there, dropping rows written after it.
+
+        Raises:
+            ValueError: if the files are shorter than the position or the CSV header differs
+                (the log does not belong to this checkpoint or run).
+        """
+        if position is None:
+            with open(self.jsonl_path, "w", encoding="utf-8"):
+                pass
+            with open(self.csv_path, "w", encoding="utf-8") as f:
+                f.write(self._header())
+        else:
+            for path, key in ((self.jsonl_path, "jsonl"), (self.csv_path, "csv")):
+                size = os.path.getsize(path) if os.path.exists(path) else -1
+                if size < position[key]:
+                    raise ValueError(
+                        f"log file {path} has {max(size, 0)} bytes but the checkpoint expects at "
+                        f"least {position[key]}; the log does not belong to this checkpoint"
+                    )
+            with open(self.csv_path, encoding="utf-8") as f:
+                header = f.readline()
+            if header != self._header():
+                raise ValueError(
+                    f"log file {self.csv_path} has columns {header.strip()!r}, this run writes "
+                    f"{self._header().strip()!r}"
+                )
+            for path, key in ((self.jsonl_path, "jsonl"), (self.csv_path, "csv")):
+                os.truncate(path, position[key])
+        self._jsonl = open(self.jsonl_path, "a", encoding="utf-8")
+        self._csv = open(self.csv_path, "a", encoding="utf-8", newline="")
+        self._csv_writer = csv.writer(self._csv, lineterminator="\n")
+
+    def write(self, rows: Sequence[dict]) -> None:
+        """Append rows to both files (buffered; :meth:`flush` pushes them to the OS)."""
+        if self._jsonl is None:
+            raise RuntimeError("RunLog.write before open")
+        for row in rows:
+            row = {k: format_value(v) for k, v in row.items()}
+            self._jsonl.write(json.dumps(row) + "\n")
+            self._csv_writer.writerow([_csv_cell(row.get(c)) for c in self.columns])
+
+    def flush(self, sync: bool = False) -> None:
+        """Flush to the OS; ``sync=True`` also fsyncs (before a checkpoint records offsets)."""
+        for f in (self._jsonl, self._csv):
+            if f is not None:
+                f.flush()
+                if sync:
+                    os.fsync(f.fileno())
+
+    def position(self) -> dict:
+        """Byte offsets of both files after everything written so far (flushes first)."""
+        self.flush()
+        return {"jsonl": self._jsonl.tell(), "csv": self._csv.tell()}
+
+    def close(self) -> None:
+        for f in (self._jsonl, self._csv):
+            if f is not None:
+                f.close()
+        self._jsonl = self._csv = None
+
+
+def _csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return json.dumps(list(value))
+    return value
+
+
+class ProgressBar:
+    """A one-line progress bar redrawn in place with ``\\r``.
+
+    Example:
+        >>> import io
+        >>> out = io.StringIO()
+        >>> ProgressBar(10, width=10, stream=out).update(5, "loss 1.0")
+        >>> out.getvalue()
+        '\\r[#####.....]  5/10 loss 1.0'
+    """
+
+    def __init__(self, total: int | None, *, width: int = 30, stream: TextIO | None = None):
+        self.total = total
+        self.width = width
+        self.stream = stream if stream is not None else sys.stdout
+
+    def update(self, done: int, text: str = "") -> None:
+        if self.total:
+            filled = min(self.width, self.width * done // self.total)
+            count = f"{done:>{len(str(self.total))}}/{self.total}"
+            bar = f"[{'#' * filled}{'.' * (self.width - filled)}] {count}"
+        else:
+            bar = f"[{done} steps]"
+        self.stream.write(f"\r{bar} {text}".rstrip())
+        self.stream.flush()
+
+    def close(self) -> None:
+        self.stream.write("\n")
+        self.stream.flush()
+
+
+class ConsoleReport:
+    """The console report: loss, learning rate, steps/s and peak memory every few steps.
+
+    Called with a dict holding ``step`` (updates done), ``loss``, ``learning_rate`` and
+    ``peak_memory`` (bytes); it measures steps/s itself between calls.
+
+    Example:
+        >>> import io
+        >>> out = io.StringIO()
+        >>> report = ConsoleReport(total_steps=100, stream=out, progress=False)
+        >>> report({"step": 10, "loss": 0.25, "learning_rate": 0.01, "peak_memory": 2**20})
+        >>> out.getvalue().split("|")[:3]
+        ['step 10/100 ', ' loss 0.2500 ', ' lr 1.000e-02 ']
+    """
+
+    def __init__(
+        self,
+        total_steps: int | None,
+        *,
+        stream: TextIO | None = None,
+        progress: bool | None = None,
+        start_step: int = 0,
+    ):
+        self.total = total_steps
+        self.stream = stream if stream is not None else sys.stdout
+        if progress is None:  # a bar only on a terminal and a long run
+            progress = bool(getattr(self.stream, "isatty", lambda: False)()) and (
+                total_steps is None or total_steps >= 1000
+            )
+        self.bar = ProgressBar(total_steps, stream=self.stream) if progress else None
+        self._last = (start_step, time.perf_counter())
+
+    def __call__(self, values: dict) -> None:
+        step, now = values["step"], time.perf_counter()
+        last_step, last_time = self._last
+        rate = (step - last_step) / (now - last_time) if now > last_time else math.inf
+        self._last = (step, now)
+        total = f"/{self.total}" if self.total else ""
+        text = (
+            f"step {step}{total} | loss {values['loss']:.4f} | lr {values['learning_rate']:.3e}"
+            f" | {rate:.1f} steps/s | peak mem {values['peak_memory'] / 2**20:.1f} MB"
+        )
+        if self.bar is not None:
+            self.bar.update(step, text)
+        else:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+
+    def message(self, text: str) -> None:
+        """Print a line (an evaluation result) without breaking the progress bar."""
+        if self.bar is not None:
+            self.stream.write("\n")
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
