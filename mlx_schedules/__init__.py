@@ -1,0 +1,67 @@
+"""mlx_schedules: learning-rate and hyperparameter schedules as compiled MLX functions.
+
+Every schedule is a callable of the optimizer's step counter returning a float32
+``mx.array``. Pass one as ``learning_rate=`` to any ``mlx.optimizers`` optimizer:
+
+    >>> import mlx.optimizers as optim
+    >>> from mlx_schedules import one_cycle
+    >>> opt = optim.SGD(learning_rate=one_cycle(0.1, total_steps=1000))
+    >>> opt.learning_rate
+    array(0.004, dtype=float32)
+"""
+
+from .base import Schedule, as_steps
+from .compose import join_schedules, warmup, warmup_stable_decay
+from .config import from_config, schedule_names, to_config
+from .cyclic import cosine_restarts, cyclic_exponential_decay, cyclic_lr, cyclic_momentum
+from .decay import (
+    constant,
+    cosine_decay,
+    exponential_decay,
+    inverse_time_decay,
+    linear_schedule,
+    multistep_decay,
+    piecewise_constant,
+    polynomial_decay,
+    step_decay,
+)
+from .hyperparams import schedule_hyperparameters, supported_hyperparameters
+from .one_cycle import one_cycle, one_cycle_momentum
+from .range_test import lr_range_test
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Schedule",
+    "as_steps",
+    # MLX drop-ins
+    "exponential_decay",
+    "step_decay",
+    "cosine_decay",
+    "linear_schedule",
+    "join_schedules",
+    # the seed's schedules
+    "cyclic_exponential_decay",
+    "one_cycle",
+    "one_cycle_momentum",
+    # cyclical and restarts
+    "cyclic_lr",
+    "cyclic_momentum",
+    "cosine_restarts",
+    # other families
+    "constant",
+    "multistep_decay",
+    "polynomial_decay",
+    "inverse_time_decay",
+    "piecewise_constant",
+    "warmup",
+    "warmup_stable_decay",
+    "lr_range_test",
+    # beyond the learning rate
+    "schedule_hyperparameters",
+    "supported_hyperparameters",
+    # schedules as data
+    "to_config",
+    "from_config",
+    "schedule_names",
+]

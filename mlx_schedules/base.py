@@ -1,0 +1,160 @@
+"""The ``Schedule`` type: a compiled function of the optimizer's step counter.
+
+A schedule's body is written once, as ``mlx.core`` operations on an ``int64`` array of
+steps that is already clamped to ``>= 0``. ``Schedule`` adds what every schedule needs:
+the step conversions of the contract, one ``mx.compile`` of the body, vectorised
+evaluation into NumPy, and a plain-data description (see :mod:`mlx_schedules.config`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import mlx.core as mx
+import numpy as np
+
+StepFunction = Callable[[mx.array], mx.array]
+
+# Evaluating many steps at once is chunked so that plotting a billion-step run does not
+# allocate gigabytes on the device.
+_EVAL_CHUNK = 1 << 22
+
+
+def as_steps(step: Any) -> mx.array:
+    """Convert what an optimizer (or a user) passes as a step into an ``int64`` array.
+
+    Accepts a Python int, an integer ``mx.array`` of any dtype (the optimizer passes a
+    0-d ``uint64``), or a sequence / NumPy array of integers. Signed arithmetic is used
+    downstream so that ``t - boundary`` never wraps around the way ``uint64`` does.
+    """
+    if isinstance(step, mx.array):
+        if not mx.issubdtype(step.dtype, mx.integer):
+            raise TypeError(f"step must be an integer array, got dtype {step.dtype}")
+        return step if step.dtype == mx.int64 else step.astype(mx.int64)
+    if isinstance(step, bool):
+        raise TypeError(f"step must be an integer, got {step!r}")
+    if isinstance(step, (int, np.integer)):
+        if step < 0:
+            raise ValueError(f"step must be >= 0, got {step}")
+        return mx.array(int(step), dtype=mx.int64)
+    array = np.asarray(step)
+    if array.dtype.kind not in "iu":
+        raise TypeError(f"step must be an integer or an array of integers, got {step!r}")
+    return mx.array(array.astype(np.int64))
+
+
+class Schedule:
+    """A hyperparameter schedule: ``schedule(step) -> mx.array`` (float32).
+
+    Instances are built by the factory functions of this package (``one_cycle``,
+    ``cosine_decay``, ...), not directly. They can be passed as ``learning_rate=`` to any
+    ``mlx.optimizers`` optimizer, called eagerly or inside ``mx.compile``, evaluated over
+    many steps with :meth:`values`, and described as plain data with :meth:`to_config`.
+
+    Calling a schedule records a handful of ``mlx.core`` operations on the step, with no
+    host round trip. Inside a compiled training step they are compiled and fused with the
+    step. Outside one they run as ordinary lazy MLX operations, as MLX's own schedules do:
+    a stand-alone compile of a 0-d function saves little, and on Linux's CPU backend each
+    new compile runs a C++ compiler for seconds. :attr:`compiled` is the stand-alone
+    ``mx.compile`` of the same function, for those who want it.
+
+    Example:
+        >>> from mlx_schedules import linear_schedule
+        >>> lr = linear_schedule(1.0, 0.0, steps=4)
+        >>> lr(2)
+        array(0.5, dtype=float32)
+        >>> lr.values(6).tolist()
+        [1.0, 0.75, 0.5, 0.25, 0.0, 0.0]
+    """
+
+    def __init__(self, body: StepFunction, name: str, config: dict[str, Any] | None = None):
+        self._body = body
+        self.name = name
+        self._config = config
+        self._compiled: StepFunction | None = None
+
+    def raw(self, steps: mx.array) -> mx.array:
+        """The uncompiled body on ``int64`` steps, for composing schedules."""
+        return self._body(mx.maximum(steps, 0)).astype(mx.float32)
+
+    def __call__(self, step: Any) -> mx.array:
+        return self.raw(as_steps(step))
+
+    @property
+    def compiled(self) -> Callable[[Any], mx.array]:
+        """The schedule compiled on its own with ``mx.compile`` (built on first use).
+
+        Example:
+            >>> from mlx_schedules import cosine_decay
+            >>> lr = cosine_decay(1.0, 4)
+            >>> lr.compiled(2)
+            array(0.5, dtype=float32)
+        """
+        if self._compiled is None:
+            self._compiled = mx.compile(self.raw)
+        compiled = self._compiled
+        return lambda step: compiled(as_steps(step))
+
+    def values(self, steps: int | Iterable[int] | np.ndarray) -> np.ndarray:
+        """Evaluate the schedule at many steps at once, returning float32 NumPy.
+
+        ``steps`` is a count ``n`` (meaning steps ``0 .. n-1``), a ``range`` or an array
+        of step numbers.
+
+        Example:
+            >>> from mlx_schedules import step_decay
+            >>> step_decay(1.0, 0.5, step_size=2).values(range(0, 8, 2)).tolist()
+            [1.0, 0.5, 0.25, 0.125]
+        """
+        if isinstance(steps, (int, np.integer)) and not isinstance(steps, bool):
+            steps = np.arange(int(steps), dtype=np.int64)
+        elif isinstance(steps, range):
+            steps = np.arange(steps.start, steps.stop, steps.step, dtype=np.int64)
+        steps = np.asarray(steps)
+        if steps.dtype.kind not in "iu":
+            raise TypeError(f"steps must be integers, got dtype {steps.dtype}")
+        flat = steps.reshape(-1).astype(np.int64)
+        out = np.empty(flat.shape, dtype=np.float32)
+        for start in range(0, flat.size, _EVAL_CHUNK):
+            chunk = self.raw(mx.array(flat[start:start + _EVAL_CHUNK]))
+            out[start:start + _EVAL_CHUNK] = np.asarray(chunk)
+        return out.reshape(steps.shape)
+
+    def to_config(self) -> dict[str, Any]:
+        """A JSON-safe dict from which :func:`mlx_schedules.from_config` rebuilds this."""
+        if self._config is None:
+            raise ValueError(f"schedule {self.name!r} was not built from registered parts "
+                             "and cannot be described as data")
+        return _jsonable({"name": self.name, **self._config})
+
+    def __repr__(self) -> str:
+        if self._config is None:
+            return f"Schedule({self.name})"
+        args = ", ".join(f"{k}={v!r}" for k, v in self._config.items())
+        return f"{self.name}({args})"
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Schedule):
+        return value.to_config()
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def body_of(schedule: Any) -> StepFunction:
+    """The function of ``int64`` steps behind a schedule or any step callable.
+
+    Our schedules contribute their uncompiled body, so that a composition compiles as one
+    graph. Other callables (MLX's own schedules, a lambda) are called as they are.
+    """
+    if isinstance(schedule, Schedule):
+        return schedule.raw
+    if callable(schedule):
+        return lambda steps: mx.array(schedule(steps)).astype(mx.float32)
+    raise TypeError(f"expected a schedule (a callable of the step), got {schedule!r}")

@@ -1,0 +1,135 @@
+"""Building schedules from schedules: joining in sequence, linear warmup, and
+warmup-stable-decay."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import mlx.core as mx
+
+from ._checks import check_choice, check_increasing_ints, check_int, check_real
+from ._math import half_cosine, to_float
+from .base import Schedule, body_of
+from .config import register
+
+DECAY_SHAPES = ("linear", "cosine", "sqrt")
+
+
+@register
+def join_schedules(schedules: Sequence[Callable], boundaries: Sequence[int]) -> Schedule:
+    r"""Run schedules one after another.
+
+    Schedule ``i+1`` takes over at ``boundaries[i]`` and receives the step counted from
+    there, ``t - boundaries[i]``. Any callable of the step may be joined (MLX's own
+    schedules too), but only joins of this package's schedules can be saved as data.
+
+    Example:
+        >>> from mlx_schedules import cosine_decay, linear_schedule
+        >>> lr = join_schedules([linear_schedule(0.0, 1.0, 2), cosine_decay(1.0, 2)], [2])
+        >>> [round(v, 4) for v in lr.values(5).tolist()]
+        [0.0, 0.5, 1.0, 0.5, 0.0]
+    """
+    if isinstance(schedules, (str, bytes)) or not isinstance(schedules, Sequence):
+        raise TypeError(f"schedules must be a list of schedules, got {schedules!r}")
+    if not schedules:
+        raise ValueError("schedules must not be empty")
+    boundaries = check_increasing_ints("boundaries", boundaries, minimum=0, allow_empty=True)
+    if len(boundaries) != len(schedules) - 1:
+        raise ValueError(f"boundaries must have one entry fewer than schedules: got "
+                         f"{len(boundaries)} boundaries for {len(schedules)} schedules")
+    bodies = []
+    for index, schedule in enumerate(schedules):
+        if not callable(schedule):
+            raise TypeError(f"schedules[{index}] must be a callable of the step, "
+                            f"got {schedule!r}")
+        bodies.append(body_of(schedule))
+
+    def body(t):
+        value = bodies[0](t)
+        for boundary, later in zip(boundaries, bodies[1:]):
+            value = mx.where(t < boundary, value, later(mx.maximum(t - boundary, 0)))
+        return value
+
+    return Schedule(body, "join_schedules")
+
+
+@register
+def warmup(schedule: Callable, steps: int, *, init: float = 0.0) -> Schedule:
+    r"""Linear warmup from ``init`` to ``schedule(0)`` over ``steps``, then ``schedule``.
+
+    .. math::
+        \eta_t = \begin{cases}
+            \eta_{init} + (s(0) - \eta_{init})\, t / w & t < w \\
+            s(t - w) & t \ge w
+        \end{cases}
+
+    The wrapped schedule starts at step ``w`` with its own step 0, so the peak is used
+    exactly once. optax's ``warmup_cosine_decay_schedule(i, p, w, d, e)`` is
+    ``warmup(cosine_decay(p, d - w, e), w, init=i)``.
+
+    Example:
+        >>> from mlx_schedules import cosine_decay
+        >>> lr = warmup(cosine_decay(1.0, 2), steps=2)
+        >>> [round(v, 4) for v in lr.values(5).tolist()]
+        [0.0, 0.5, 1.0, 0.5, 0.0]
+    """
+    if not callable(schedule):
+        raise TypeError(f"schedule must be a callable of the step, got {schedule!r}")
+    steps = check_int("steps", steps)
+    init = check_real("init", init)
+    inner = body_of(schedule)
+
+    def body(t):
+        peak = inner(mx.zeros_like(t))
+        ramp = init + (peak - init) * (to_float(t) / steps)
+        return mx.where(t < steps, ramp, inner(mx.maximum(t - steps, 0)))
+
+    return Schedule(body, "warmup")
+
+
+@register
+def warmup_stable_decay(peak: float, total_steps: int, *, warmup_steps: int,
+                        decay_steps: int, init: float = 0.0, end: float = 0.0,
+                        decay_shape: str = "linear") -> Schedule:
+    r"""Warmup-stable-decay (WSD): warm up, hold the peak, decay at the end.
+
+    .. math::
+        \eta_t = \begin{cases}
+            \eta_{init} + (\eta_{peak} - \eta_{init})\, t / w & t < w \\
+            \eta_{peak} & w \le t < N - D \\
+            \eta_{end} + (\eta_{peak} - \eta_{end})\, f\bigl((N - t)/D\bigr) & t \ge N - D
+        \end{cases}
+
+    where :math:`f(r)` is :math:`r` (``"linear"``), :math:`\tfrac12(1 - \cos \pi r)`
+    (``"cosine"``) or :math:`1 - \sqrt{1 - r}` (``"sqrt"``), and :math:`r` is clamped
+    to :math:`[0, 1]`, so the value reaches ``end`` at step :math:`N` and holds.
+
+    Example:
+        >>> lr = warmup_stable_decay(1.0, 8, warmup_steps=2, decay_steps=4)
+        >>> lr.values(9).tolist()
+        [0.0, 0.5, 1.0, 1.0, 1.0, 0.75, 0.5, 0.25, 0.0]
+    """
+    peak = check_real("peak", peak)
+    total_steps = check_int("total_steps", total_steps)
+    warmup_steps = check_int("warmup_steps", warmup_steps, minimum=0)
+    decay_steps = check_int("decay_steps", decay_steps)
+    init = check_real("init", init)
+    end = check_real("end", end)
+    decay_shape = check_choice("decay_shape", decay_shape, DECAY_SHAPES)
+    if warmup_steps + decay_steps > total_steps:
+        raise ValueError(f"warmup_steps + decay_steps must be <= total_steps, got "
+                         f"{warmup_steps} + {decay_steps} > {total_steps}")
+
+    def body(t):
+        left = to_float(mx.clip(total_steps - t, 0, decay_steps)) / decay_steps
+        if decay_shape == "cosine":
+            left = half_cosine(left)
+        elif decay_shape == "sqrt":
+            left = 1.0 - mx.sqrt(1.0 - left)
+        value = end + (peak - end) * left
+        if warmup_steps:
+            ramp = init + (peak - init) * (to_float(t) / warmup_steps)
+            value = mx.where(t < warmup_steps, ramp, value)
+        return value
+
+    return Schedule(body, "warmup_stable_decay")

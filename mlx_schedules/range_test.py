@@ -1,0 +1,46 @@
+"""The rate sweep of a learning-rate range test (Smith 2017)."""
+
+from __future__ import annotations
+
+import math
+
+import mlx.core as mx
+
+from ._checks import check_choice, check_int, check_ordered, check_positive
+from ._math import to_float
+from .base import Schedule
+from .config import register
+
+SWEEP_MODES = ("exponential", "linear")
+
+
+@register
+def lr_range_test(min_lr: float, max_lr: float, steps: int, *,
+                  mode: str = "exponential") -> Schedule:
+    r"""The sweep for a learning-rate range test: ``min_lr`` at step 0 to ``max_lr`` at
+    step ``steps - 1``, then ``max_lr``.
+
+    .. math::
+        \eta_t = \eta_{min} (\eta_{max}/\eta_{min})^{x}
+        \quad\text{or}\quad \eta_{min} + (\eta_{max} - \eta_{min})\, x,
+        \qquad x = \min(t, n-1)/(n-1)
+
+    Example:
+        >>> [round(v, 6) for v in lr_range_test(1e-4, 1.0, 5).values(5).tolist()]
+        [0.0001, 0.001, 0.01, 0.1, 1.0]
+    """
+    min_lr = check_positive("min_lr", min_lr)
+    max_lr = check_positive("max_lr", max_lr)
+    check_ordered("min_lr", min_lr, "max_lr", max_lr)
+    steps = check_int("steps", steps, minimum=2)
+    mode = check_choice("mode", mode, SWEEP_MODES)
+    last = steps - 1
+    log_span = math.log(max_lr / min_lr)
+
+    def exponential(t):
+        return min_lr * mx.exp(log_span * (to_float(mx.minimum(t, last)) / last))
+
+    def linear(t):
+        return min_lr + (max_lr - min_lr) * (to_float(mx.minimum(t, last)) / last)
+
+    return Schedule(exponential if mode == "exponential" else linear, "lr_range_test")
