@@ -334,6 +334,14 @@ class Trainer:
             if s["checkpoint_every"] != 0 and saved_at != step:
                 self._save(step, data, log)
             self._dispatch({"event": "end", "step": step, "stopped_early": stop})
+        except NonFiniteError:
+            raise
+        except BaseException:
+            try:  # keep every finished update's row: nothing done before the error is lost
+                flush()
+            except NonFiniteError:
+                pass
+            raise
         finally:
             if log is not None:
                 log.flush()
