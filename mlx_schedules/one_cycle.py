@@ -35,11 +35,18 @@ def _phase_ends(total_steps: int, pct_start: float, three_phase: bool) -> list[f
     return ends
 
 
-def _anneal(start_value: float, end_value: float, left: mx.array, strategy: str) -> mx.array:
-    """From ``start_value`` to ``end_value``; ``left`` is the fraction of the phase to go."""
+def _anneal(start_value: float, end_value: float, left: mx.array, done: mx.array,
+            strategy: str) -> mx.array:
+    """From ``start_value`` to ``end_value``; ``left``/``done``: the fractions of the phase
+    to go and gone.
+
+    Written as a weighted sum of the two levels, each weight formed from its own exact
+    integer gap, rather than ``end + (start - end)·w``: that form cancels where the value
+    is near a level far below the other (``max_lr/25`` at step 0), costing float32 digits.
+    """
     if strategy == "cos":
-        return end_value + (start_value - end_value) * half_cosine(left)
-    return end_value + (start_value - end_value) * left
+        left, done = half_cosine(left), half_cosine(done)
+    return start_value * left + end_value * done
 
 
 def _one_cycle_body(total_steps: int, pct_start: float, strategy: str, three_phase: bool,
@@ -56,7 +63,8 @@ def _one_cycle_body(total_steps: int, pct_start: float, strategy: str, three_pha
             start, end = starts[index], ends[index]
             length = end - start
             left = (to_float(split(end)[0] - t) + split(end)[1]) / length
-            curve = _anneal(levels[index], levels[index + 1], left, strategy)
+            done = (to_float(t - split(start)[0]) - split(start)[1]) / length
+            curve = _anneal(levels[index], levels[index + 1], left, done, strategy)
             if value is None:
                 value = curve
             else:
