@@ -1,0 +1,224 @@
+#!/usr/bin/env python
+"""Draw learning-rate schedules (and their momentum) over a run, to a PNG or the terminal.
+
+    python scripts/plot_schedules.py                       # every family, one figure
+    python scripts/plot_schedules.py --schedule one_cycle --param max_lr=0.1 \\
+        --param total_steps=1000 --out one_cycle.png
+    python scripts/plot_schedules.py --config configs/one_cycle_sgd.json --text
+
+One-cycle and cyclical rates are drawn with the momentum that goes with them
+(``one_cycle_momentum`` / ``cyclic_momentum`` with matching settings). ``--text`` draws a
+character chart and needs no matplotlib.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import numpy as np  # noqa: E402
+from experiments.text_chart import text_chart  # noqa: E402
+
+import mlx_schedules as ms  # noqa: E402
+
+# Drawn inside another schedule's panel (momentum) or as one of several panels.
+_SHOWN_WITH = {"one_cycle_momentum": "one_cycle", "cyclic_momentum": "cyclic_lr"}
+
+
+def gallery(steps: int) -> list[dict[str, Any]]:
+    """An example config of every family in the library, sized for a run of ``steps``."""
+    n = steps
+    decay = math.exp(math.log(0.01) / max(1, n - 1))
+    cosine = {"name": "cosine_decay", "init": 0.1, "decay_steps": n - n // 10}
+    return [
+        {"name": "constant", "value": 0.1},
+        {"name": "exponential_decay", "init": 0.1, "decay_rate": decay},
+        {"name": "step_decay", "init": 0.1, "decay_rate": 0.5, "step_size": max(1, n // 5)},
+        {"name": "multistep_decay", "init": 0.1, "milestones": [n // 2, 3 * n // 4],
+         "gamma": 0.1},
+        {"name": "piecewise_constant", "boundaries": [n // 3, 2 * n // 3],
+         "values": [0.1, 0.03, 0.01]},
+        {"name": "inverse_time_decay", "init": 0.1, "decay_steps": max(1, n // 10),
+         "decay_rate": 1.0},
+        {"name": "polynomial_decay", "init": 0.1, "decay_steps": n, "end": 0.001, "power": 2.0},
+        {"name": "linear_schedule", "init": 0.1, "end": 0.0, "steps": n},
+        {"name": "cosine_decay", "init": 0.1, "decay_steps": n},
+        {"name": "cosine_restarts", "init": 0.1, "first_decay_steps": max(1, n // 7)},
+        {"name": "cyclic_exponential_decay", "init": 0.1, "decay_rate": decay,
+         "cycle_length": max(2, n // 4)},
+        {"name": "cyclic_lr", "base_lr": 0.004, "max_lr": 0.1, "step_size_up": max(1, n // 8)},
+        {"name": "cyclic_lr", "base_lr": 0.004, "max_lr": 0.1, "step_size_up": max(1, n // 8),
+         "mode": "triangular2"},
+        {"name": "cyclic_lr", "base_lr": 0.004, "max_lr": 0.1, "step_size_up": max(1, n // 8),
+         "mode": "exp_range", "gamma": 0.999 ** (1000 / n)},
+        {"name": "one_cycle", "max_lr": 0.1, "total_steps": n},
+        {"name": "one_cycle", "max_lr": 0.1, "total_steps": n, "pct_start": 0.5,
+         "anneal_strategy": "linear"},
+        {"name": "warmup", "steps": n // 10, "schedule": cosine},
+        {"name": "join_schedules", "boundaries": [n // 10],
+         "schedules": [{"name": "linear_schedule", "init": 0.0, "end": 0.1, "steps": n // 10},
+                       cosine]},
+        {"name": "warmup_stable_decay", "peak": 0.1, "total_steps": n,
+         "warmup_steps": n // 10, "decay_steps": n // 5},
+        {"name": "lr_range_test", "min_lr": 1e-5, "max_lr": 1.0, "steps": n},
+    ]
+
+
+def momentum_for(config: dict[str, Any]) -> dict[str, Any] | None:
+    """The momentum schedule that goes with a one-cycle or cyclical rate (else ``None``).
+
+    Example:
+        >>> momentum_for({"name": "one_cycle", "max_lr": 0.1, "total_steps": 100})
+        {'name': 'one_cycle_momentum', 'total_steps': 100}
+    """
+    if config.get("name") == "one_cycle":
+        keys = ("total_steps", "pct_start", "anneal_strategy", "three_phase")
+        return {"name": "one_cycle_momentum", **{k: config[k] for k in keys if k in config}}
+    if config.get("name") == "cyclic_lr":
+        keys = ("step_size_up", "step_size_down", "mode", "gamma")
+        return {"name": "cyclic_momentum", "base_momentum": 0.85, "max_momentum": 0.95,
+                **{k: config[k] for k in keys if k in config}}
+    return None
+
+
+def _title(config: dict[str, Any]) -> str:
+    shown = {k: v for k, v in config.items()
+             if k != "name" and not isinstance(v, dict) and len(repr(v)) < 24}
+    parts = [f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()]
+    text = f"{config['name']}(" + ", ".join(parts) + ")"
+    return text if len(text) <= 60 else text[:57] + "...)"
+
+
+def default_steps(config: dict[str, Any]) -> int:
+    """A run length that shows the whole schedule: its own horizon when it has one."""
+    for key in ("total_steps", "steps", "decay_steps"):
+        if isinstance(config.get(key), int):
+            return config[key] + (0 if key != "decay_steps" else config[key] // 10)
+    return 1000
+
+
+def _parse_param(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise ValueError(f"--param expects KEY=VALUE, got {text!r}")
+    key, raw = text.split("=", 1)
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key.strip(), value
+
+
+def configs_from_file(path: str) -> list[dict[str, Any]]:
+    """Schedule configs in a JSON file: one config, a list, or a train.py config's optimizer."""
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    if isinstance(data, list):
+        return data
+    if isinstance(data, dict) and "name" in data:
+        return [data]
+    if isinstance(data, dict) and isinstance(data.get("optimizer"), dict):
+        rate = data["optimizer"].get("learning_rate")
+        if isinstance(rate, dict):
+            return [rate | ({"momentum": data["optimizer"]["momentum"]}
+                            if isinstance(data["optimizer"].get("momentum"), dict) else {})]
+    raise ValueError(f"{path}: expected a schedule config ({{'name': ...}}), a list of them, or "
+                     "a train.py config whose optimizer.learning_rate is a schedule config")
+
+
+def build_entries(configs: list[dict[str, Any]], steps: int | None,
+                  with_momentum: bool) -> list[dict[str, Any]]:
+    """Evaluate every config (and its momentum) over the run; raise ValueError on bad ones."""
+    entries = []
+    for config in configs:
+        config = dict(config)
+        momentum_cfg = config.pop("momentum", None) or (momentum_for(config)
+                                                        if with_momentum else None)
+        schedule = ms.from_config(config)
+        n = steps or default_steps(config)
+        grid = np.arange(n)
+        entry = {"title": _title(config), "steps": grid, "learning_rate": schedule.values(grid),
+                 "momentum": None, "log_y": config["name"] == "lr_range_test"}
+        if momentum_cfg is not None:
+            entry["momentum"] = ms.from_config(momentum_cfg).values(grid)
+        entries.append(entry)
+    return entries
+
+
+def text_preview(entries: list[dict[str, Any]], width: int = 64) -> str:
+    """Each schedule as a character chart (rate ``*``, momentum ``o`` on its own chart)."""
+    blocks = []
+    for e in entries:
+        blocks.append(text_chart({"learning rate": e["learning_rate"]}, width=width, height=10,
+                                 title=e["title"], log_y=e["log_y"]))
+        if e["momentum"] is not None:
+            blocks.append(text_chart({"momentum": e["momentum"]}, width=width, height=6,
+                                     title="  its momentum"))
+    return "\n\n".join(blocks)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--schedule", help=f"one schedule by name: {', '.join(ms.schedule_names())}")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="a parameter of --schedule (VALUE is JSON: 0.1, 1000, true, [1,2])")
+    p.add_argument("--config", help="a JSON file: a schedule config, a list of them, or a "
+                   "train.py config")
+    p.add_argument("--steps", type=int, help="steps to draw (default: the schedule's horizon, "
+                   "1000 for the gallery)")
+    p.add_argument("--out", default="schedules.png", help="PNG path (default schedules.png)")
+    p.add_argument("--text", action="store_true", help="draw in the terminal (no matplotlib)")
+    p.add_argument("--no-momentum", action="store_true",
+                   help="do not draw the momentum of one-cycle and cyclical rates")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.steps is not None and args.steps < 2:
+        print("error: --steps must be >= 2", file=sys.stderr)
+        return 2
+    try:
+        if args.schedule and args.config:
+            raise ValueError("give --schedule or --config, not both")
+        if args.param and not args.schedule:
+            raise ValueError("--param needs --schedule")
+        if args.schedule:
+            configs = [{"name": args.schedule, **dict(map(_parse_param, args.param))}]
+        elif args.config:
+            configs = configs_from_file(args.config)
+        else:
+            configs = gallery(args.steps or 1000)
+            covered = {c["name"] for c in configs} | set(_SHOWN_WITH)
+            missing = sorted(set(ms.schedule_names()) - covered)
+            if missing:
+                print(f"note: no gallery example yet for {missing}", file=sys.stderr)
+        steps = args.steps or (None if args.schedule or args.config else 1000)
+        entries = build_entries(configs, steps, not args.no_momentum)
+    except (ValueError, TypeError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.text:
+        print(text_preview(entries))
+        return 0
+    from experiments.plotting import plot_schedules
+
+    try:
+        title = "" if len(entries) == 1 else (
+            "mlx_schedules: every family (rate solid blue, momentum dashed orange)")
+        plot_schedules(entries, args.out, title=title)
+    except RuntimeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out} ({len(entries)} schedule(s))")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
