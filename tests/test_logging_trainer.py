@@ -1,0 +1,62 @@
+"""Log files, truncation to a checkpoint's position, the console report and progress bar."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from trainers.logging import ConsoleReport, ProgressBar, RunLog
+
+
+def test_runlog_truncates_to_a_position_and_checks_the_header(tmp_path):
+    log = RunLog(str(tmp_path), ["kind", "step", "loss"])
+    log.open()
+    log.write([{"kind": "train", "step": 0, "loss": 0.5}])
+    position = log.position()
+    log.write([{"kind": "train", "step": 1, "loss": 0.25}, {"kind": "eval", "step": 2}])
+    log.close()
+    log.open(position)
+    log.write([{"kind": "train", "step": 1, "loss": 0.125}])
+    log.close()
+    rows = [json.loads(line) for line in open(tmp_path / "log.jsonl")]
+    assert rows == [{"kind": "train", "step": 0, "loss": 0.5},
+                    {"kind": "train", "step": 1, "loss": 0.125}]
+    assert open(tmp_path / "log.csv").read() == "kind,step,loss\ntrain,0,0.5\ntrain,1,0.125\n"
+    other = RunLog(str(tmp_path), ["kind", "step", "loss", "momentum"])
+    with pytest.raises(ValueError, match="columns"):
+        other.open(position)
+    with pytest.raises(ValueError, match="expects at least"):
+        log.open({"jsonl": 10**6, "csv": 0})
+
+
+def test_float_cells_round_trip_exactly(tmp_path):
+    value = 0.1 + 2**-40
+    log = RunLog(str(tmp_path), ["kind", "step", "loss"])
+    log.open()
+    log.write([{"kind": "train", "step": 0, "loss": value}])
+    log.close()
+    assert float(open(tmp_path / "log.csv").read().splitlines()[1].split(",")[2]) == value
+    assert json.loads(open(tmp_path / "log.jsonl").read())["loss"] == value
+
+
+def test_console_report_rate_and_memory():
+    out = io.StringIO()
+    report = ConsoleReport(None, stream=out, progress=False)
+    report({"step": 5, "loss": 1.0, "learning_rate": 0.5, "peak_memory": 3 * 2**20})
+    line = out.getvalue()
+    assert line.startswith("step 5 | loss 1.0000 | lr 5.000e-01 |")
+    assert line.rstrip().endswith("peak mem 3.0 MB")
+
+
+def test_progress_bar_redraws_in_place():
+    out = io.StringIO()
+    bar = ProgressBar(4, width=4, stream=out)
+    bar.update(1)
+    bar.update(4, "done")
+    bar.close()
+    assert out.getvalue() == "\r[#...] 1/4\r[####] 4/4 done\n"
+    report = ConsoleReport(100, stream=out, progress=True)
+    report({"step": 50, "loss": 1.0, "learning_rate": 0.1, "peak_memory": 0})
+    assert "[###############...............]  50/100 step 50/100" in out.getvalue()
