@@ -95,7 +95,7 @@ def plot_run(train_rows: Sequence[Mapping[str, Any]], eval_rows: Sequence[Mappin
     axes[0, 0].plot(steps, rate, color="tab:blue")
     axes[0, 0].set_title("learning rate (from optimizer.state)")
     axes[0, 0].set_ylabel("learning rate")
-    _log_scale_if_wide(axes[0, 0], rate)
+    axes[0, 0].set_ylim(bottom=0)
     others = [k for k in ("momentum", "beta1", "weight_decay", "beta2")
               if train_rows and k in train_rows[0]]
     if others:

@@ -1,0 +1,136 @@
+"""Command-line flags shared by train.py, compare_schedules.py and lr_range_test.py.
+
+The flags describe a run config (see :mod:`experiments.config`): defaults, then a config file,
+then ``--set SECTION.KEY=VALUE`` and the shorthand flags, then validation of the whole config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from .config import DEFAULT_CONFIG, ConfigError, load_config_file, merge_config, validate
+from .families import FAMILIES, family_configs
+
+__all__ = ["add_config_flags", "build_config", "read_suggested_lr"]
+
+_PEAK_KEYS = ("max_lr", "peak", "init", "value")
+DEFAULT_FAMILY, DEFAULT_PEAK = "one_cycle", 0.3
+
+
+def read_suggested_lr(path: str) -> float:
+    """The ``suggested_lr`` of a ``range_test.json`` written by ``lr_range_test.py``."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            value = json.load(f)["suggested_lr"]
+    except FileNotFoundError:
+        raise ConfigError(f"--max-lr-from: file not found: {path}") from None
+    except (KeyError, TypeError, json.JSONDecodeError):
+        raise ConfigError(f"--max-lr-from: {path} holds no 'suggested_lr' (write it with "
+                          "scripts/lr_range_test.py)") from None
+    if not isinstance(value, (int, float)) or not value > 0:
+        raise ConfigError(f"--max-lr-from: {path}: suggested_lr must be positive, got {value!r}")
+    return float(value)
+
+
+def _set_dotted(config: dict, assignment: str) -> None:
+    if "=" not in assignment:
+        raise ConfigError(f"--set expects SECTION.KEY=VALUE, got {assignment!r}")
+    path, raw = assignment.split("=", 1)
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    keys = path.strip().split(".")
+    node = config
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {path}: {key} is not a section")
+    node[keys[-1]] = value
+
+
+def _with_peak(rate: Any, peak: float) -> Any:
+    """The rate config with its peak replaced (a number, or the schedule's peak parameter)."""
+    if not isinstance(rate, dict):
+        return peak
+    for key in _PEAK_KEYS:
+        if key in rate:
+            scaled = dict(rate)
+            if rate["name"] == "cyclic_lr" and "base_lr" in rate:  # keep the cycle's ratio
+                scaled["base_lr"] = rate["base_lr"] * peak / rate["max_lr"]
+            scaled[key] = peak
+            return scaled
+    raise ConfigError(f"--max-lr: cannot find the peak of schedule {rate.get('name')!r} "
+                      f"(looked for {list(_PEAK_KEYS)})")
+
+
+def build_config(args: argparse.Namespace) -> dict[str, Any]:
+    """Defaults, then the config file, then the flags; validated. Raises ConfigError."""
+    user: dict[str, Any] = load_config_file(args.config) if args.config else {}
+    config = merge_config(DEFAULT_CONFIG, user)
+    flags = {
+        ("dataset", "name"): args.dataset, ("dataset", "path"): args.data_path,
+        ("dataset", "cache_dir"): args.cache_dir, ("model", "kind"): args.model,
+        ("training", "steps"): args.steps, ("training", "batch_size"): args.batch_size,
+        ("training", "seed"): args.seed, ("output", "run_dir"): args.run_dir,
+    }
+    for (section, key), value in flags.items():
+        if value is not None:
+            config[section][key] = value
+    if args.data_path and not args.dataset:
+        config["dataset"]["name"] = "npz"
+    if args.no_plots:
+        config["output"]["plots"] = False
+    for assignment in args.set:
+        _set_dotted(config, assignment)
+    config = merge_config(DEFAULT_CONFIG, config)  # rejects unknown keys from --set
+
+    peak = getattr(args, "max_lr", None)
+    if getattr(args, "max_lr_from", None):
+        peak = read_suggested_lr(args.max_lr_from)
+    user_optimizer = "optimizer" in user or any(s.startswith("optimizer.") for s in args.set)
+    if args.optimizer:
+        config["optimizer"]["name"] = args.optimizer
+    schedule = getattr(args, "schedule", None)
+    if schedule or not user_optimizer:
+        # A family sized to the run; the default config's one-cycle follows --steps this way.
+        family = schedule or DEFAULT_FAMILY
+        if family not in FAMILIES:
+            raise ConfigError(f"--schedule: unknown family {family!r}; valid families are "
+                              f"{list(FAMILIES)} (any mlx_schedules schedule works in a config)")
+        if not isinstance(config["training"]["steps"], int) or config["training"]["steps"] < 8:
+            raise ConfigError(f"training.steps: expected an integer >= 8, got "
+                              f"{config['training']['steps']!r}")
+        chosen = family_configs(family, peak or DEFAULT_PEAK, config["training"]["steps"])
+        if config["optimizer"]["name"] != "SGD":
+            chosen.pop("momentum")  # the families' momentum is SGD's
+        config["optimizer"] = {"name": config["optimizer"]["name"], **chosen}
+    elif peak is not None:
+        config["optimizer"]["learning_rate"] = _with_peak(config["optimizer"]["learning_rate"],
+                                                          peak)
+    return validate(config)
+
+
+def add_config_flags(p: argparse.ArgumentParser, *, schedule: bool = True) -> None:
+    """The flags that describe a run config."""
+    p.add_argument("--config", help="JSON (or YAML with pyyaml) config; flags override it")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override any config field (VALUE is JSON)")
+    p.add_argument("--dataset", help="digits (default), mnist, fashion_mnist, cifar10, npz")
+    p.add_argument("--data-path", help="a .npz with x_train, y_train, x_test, y_test")
+    p.add_argument("--cache-dir", help="mlx.data cache root (default ~/.cache/mlx.data)")
+    p.add_argument("--model", help="mlp (default) or cnn")
+    p.add_argument("--optimizer", help="any mlx.optimizers class name (default SGD)")
+    p.add_argument("--steps", type=int, help="optimizer updates")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--run-dir", help="output directory")
+    if schedule:
+        p.add_argument("--schedule",
+                       help=f"a schedule family sized to the run: {', '.join(FAMILIES)}")
+        p.add_argument("--max-lr", type=float, help="the peak rate of the schedule")
+        p.add_argument("--max-lr-from", metavar="RANGE_TEST_JSON",
+                       help="take the peak rate from lr_range_test.py's range_test.json")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")

@@ -1,0 +1,125 @@
+#!/usr/bin/env python
+"""Train one model with one schedule, from a JSON/YAML config or from flags.
+
+    python scripts/train.py                                   # digits, MLP, SGD + 1-cycle
+    python scripts/train.py --config configs/one_cycle_sgd.json
+    python scripts/train.py --schedule cosine --max-lr 0.1 --steps 1000 --run-dir runs/cos
+    python scripts/train.py --schedule one_cycle --max-lr-from runs/range_test/range_test.json
+    python scripts/train.py --config c.json --set training.batch_size=128 --set model.dropout=0.1
+    python scripts/train.py --resume runs/cos                 # continue a stopped run
+
+The whole config is checked before anything is loaded or trained; a bad field stops the script
+with a message naming it. The run directory receives ``experiment.json`` (the config),
+``config.json`` (the trainer's settings), ``log.jsonl``/``log.csv`` (one row per step: loss,
+learning rate and every scheduled hyperparameter, read from the optimizer state; one row per
+evaluation), ``checkpoints/``, ``summary.json`` and ``curves.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import sys
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from experiments.cli import add_config_flags, build_config  # noqa: E402
+from experiments.config import (  # noqa: E402
+    DEFAULT_CONFIG,
+    ConfigError,
+    load_config_file,
+    merge_config,
+    validate,
+)
+from experiments.run import read_log, run_training, summarise  # noqa: E402
+
+
+def finish(config: dict[str, Any], run_dir: str) -> dict[str, Any]:
+    """Write ``summary.json`` and ``curves.png`` from the run directory's whole log."""
+    train_rows, eval_rows = read_log(run_dir)
+    previous = {}
+    summary_path = os.path.join(run_dir, "summary.json")
+    if os.path.exists(summary_path):
+        with open(summary_path, encoding="utf-8") as f:
+            previous = json.load(f)
+    wall = previous.get("wall_time_s", 0.0) if previous.get("stopped_at") else 0.0
+    summary = summarise(train_rows, eval_rows, target=config["training"]["target_accuracy"],
+                        wall_time=wall)
+    return summary
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+    add_config_flags(p)
+    p.add_argument("--overwrite", action="store_true", help="replace a run in --run-dir")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run stopped in RUN_DIR")
+    p.add_argument("--stop-after", type=int, metavar="STEPS",
+                   help="stop at the first evaluation after STEPS updates (resume later)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        if args.resume:
+            path = os.path.join(args.resume, "experiment.json")
+            if not os.path.isfile(path):
+                raise ConfigError(f"--resume: {args.resume} holds no experiment.json "
+                                  "(not a train.py run directory)")
+            config = validate(merge_config(DEFAULT_CONFIG, load_config_file(path)))
+            config["output"]["run_dir"] = args.resume
+        else:
+            config = build_config(args)
+    except ConfigError as e:
+        print(f"config error: {e}", file=sys.stderr)
+        return 2
+    run_dir = config["output"]["run_dir"]
+    if not args.resume:
+        occupied = os.path.exists(os.path.join(run_dir, "log.jsonl"))
+        if occupied and not args.overwrite:
+            print(f"error: {run_dir} already holds a run; pass --overwrite to replace it or "
+                  f"--resume {run_dir} to continue it", file=sys.stderr)
+            return 2
+        os.makedirs(run_dir, exist_ok=True)
+        with open(os.path.join(run_dir, "experiment.json"), "w", encoding="utf-8") as f:
+            json.dump(config, f, indent=1)
+    opt = config["optimizer"]
+    print(f"training {config['model']['kind']} on {config['dataset']['name']} with "
+          f"{opt['name']}, rate {json.dumps(opt.get('learning_rate'))}, "
+          f"{config['training']['steps']} steps -> {run_dir}")
+    session, _ = run_training(config, resume=bool(args.resume), overwrite=args.overwrite,
+                              stop_after=args.stop_after)
+    summary = finish(config, run_dir)
+    summary["wall_time_s"] += session["wall_time_s"]
+    summary["stopped_at"] = session["stopped_at"]
+    with open(os.path.join(run_dir, "summary.json"), "w", encoding="utf-8") as f:
+        json.dump(summary, f, indent=1)
+    if config["output"]["plots"]:
+        try:
+            from experiments.plotting import plot_run
+
+            train_rows, eval_rows = read_log(run_dir)
+            plot_run(train_rows, eval_rows, os.path.join(run_dir, "curves.png"),
+                     title=f"{opt['name']} + {_rate_name(opt)} on {config['dataset']['name']}")
+        except RuntimeError as e:
+            print(f"warning: no plots: {e}", file=sys.stderr)
+    state = (f"stopped after {session['stopped_at']} steps (continue with --resume {run_dir})"
+             if session["stopped_at"] else "done")
+    print(f"{state}: final test accuracy {summary['final_accuracy']:.4f}, best "
+          f"{summary['best_accuracy']:.4f}, steps to {summary['target_accuracy']}: "
+          f"{summary['steps_to_target']}, {summary['wall_time_s']:.1f} s")
+    return 0
+
+
+def _rate_name(optimizer: dict[str, Any]) -> str:
+    rate = optimizer.get("learning_rate")
+    return rate["name"] if isinstance(rate, dict) else f"constant {rate}"
+
+
+if __name__ == "__main__":
+    sys.exit(main(copy.copy(sys.argv[1:])))
