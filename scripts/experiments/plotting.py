@@ -148,7 +148,7 @@ def plot_range_test(rates: Sequence[float], losses: Sequence[float],
     ax.set_xscale("log")
     finite = np.asarray([s for s in smoothed if math.isfinite(s)])
     if finite.size:
-        ax.set_ylim(0.9 * finite.min(), min(finite.max(), 3 * finite[0]) * 1.1)
+        ax.set_ylim(0.0, min(finite.max(), 3 * finite[0]) * 1.1)
     ax.set_xlabel("learning rate (log scale)")
     ax.set_ylabel("training loss")
     ax.set_title(title or "learning-rate range test")

@@ -1,0 +1,133 @@
+#!/usr/bin/env python
+"""The learning-rate range test (Smith 2017) on a run config: sweep the rate, plot the loss.
+
+    python scripts/lr_range_test.py                              # digits, MLP, SGD
+    python scripts/lr_range_test.py --config configs/one_cycle_sgd.json --run-dir runs/rt
+    python scripts/train.py --schedule one_cycle --max-lr-from runs/range_test/range_test.json
+
+The rate rises geometrically from ``--min-lr`` to ``--max-lr`` over ``--sweep-steps`` updates
+(``trainers.lr_range_test``: the trainer's compiled step, rates read back from the optimizer
+state), stopping early when the loss diverges. Other scheduled hyperparameters (a one-cycle
+momentum, say) are held at their first value during the sweep. Writes ``range_test.json``
+(curve, ``suggested_lr`` = rate at the smoothed loss's minimum / 10, ``min_loss_lr``,
+``steepest_lr``) and ``range_test.png``, and prints the suggested ``max_lr``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import mlx.core as mx  # noqa: E402
+from experiments.cli import add_config_flags, build_config  # noqa: E402
+from experiments.config import ConfigError, build_optimizer  # noqa: E402
+from experiments.models import build_model, cross_entropy  # noqa: E402
+from experiments.run import compile_context, load_data  # noqa: E402
+
+import mlx_schedules as ms  # noqa: E402
+from trainers import ArrayBatches  # noqa: E402
+from trainers import lr_range_test as trainer_range_test  # noqa: E402
+
+
+def range_test(config: dict[str, Any], *, min_lr: float, max_lr: float, steps: int,
+               smoothing: float = 0.98, data: dict | None = None) -> dict[str, Any]:
+    """Run the sweep for a validated config; return the JSON-ready result."""
+    data = data if data is not None else load_data(config["dataset"])
+    training = config["training"]
+    mx.random.seed(training["seed"])
+    m = config["model"]
+    num_classes = int(max(data["y_train"].max(), data["y_test"].max())) + 1
+    model = build_model(m["kind"], data["x_train"].shape[1:], num_classes, hidden=m["hidden"],
+                        channels=m["channels"], dropout=m["dropout"], norm=m["norm"])
+    section = {"name": config["optimizer"]["name"], "learning_rate": min_lr}
+    for key, value in config["optimizer"].items():
+        if key not in ("name", "learning_rate"):
+            # A cycled momentum would move during the sweep; hold it at its first value.
+            section[key] = float(ms.from_config(value)(0).item()) if isinstance(value, dict) \
+                else value
+    optimizer = build_optimizer(section)
+    batches = ArrayBatches((data["x_train"], data["y_train"]), training["batch_size"],
+                           seed=training["seed"])
+    with compile_context(training["compile"]):
+        result = trainer_range_test(model, cross_entropy, optimizer, batches, min_lr=min_lr,
+                                    max_lr=max_lr, steps=steps, smoothing=smoothing,
+                                    seed=training["seed"])
+    return {
+        "suggested_lr": result.suggested_lr,
+        "min_loss_lr": result.min_loss_lr,
+        "steepest_lr": result.steepest_lr,
+        "diverged_at": result.diverged_at,
+        "learning_rates": result.learning_rates,
+        "losses": result.losses,
+        "smoothed_losses": result.smoothed_losses,
+        "sweep": {"min_lr": min_lr, "max_lr": max_lr, "steps": steps, "smoothing": smoothing},
+        "optimizer": section,
+    }
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+    add_config_flags(p, schedule=False)
+    p.add_argument("--min-lr", type=float, default=1e-4, help="sweep start (default 1e-4)")
+    p.add_argument("--max-lr", type=float, default=10.0, help="sweep end (default 10)")
+    p.add_argument("--sweep-steps", type=int, default=200, help="sweep length (default 200)")
+    p.add_argument("--smoothing", type=float, default=0.98,
+                   help="EMA factor of the loss curve (default 0.98, the trainer's; it lags a "
+                   "short sweep by ~50 updates, so the minimum sits late)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        if not 0 < args.min_lr < args.max_lr:
+            raise ConfigError(f"--min-lr/--max-lr: need 0 < min < max, got {args.min_lr}, "
+                              f"{args.max_lr}")
+        if not 0 <= args.smoothing < 1:
+            raise ConfigError(f"--smoothing: need 0 <= smoothing < 1, got {args.smoothing}")
+        if args.sweep_steps < 2:
+            raise ConfigError(f"--sweep-steps: need >= 2, got {args.sweep_steps}")
+        if args.run_dir is None:
+            args.run_dir = "runs/range_test"
+        config = build_config(args)
+    except ConfigError as e:
+        print(f"config error: {e}", file=sys.stderr)
+        return 2
+    out_dir = config["output"]["run_dir"]
+    os.makedirs(out_dir, exist_ok=True)
+    result = range_test(config, min_lr=args.min_lr, max_lr=args.max_lr, steps=args.sweep_steps,
+                        smoothing=args.smoothing)
+    result["config"] = config
+    path = os.path.join(out_dir, "range_test.json")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(result, f, indent=1)
+    if config["output"]["plots"]:
+        try:
+            from experiments.plotting import plot_range_test
+
+            plot_range_test(result["learning_rates"], result["losses"],
+                            result["smoothed_losses"], os.path.join(out_dir, "range_test.png"),
+                            suggested_lr=result["suggested_lr"],
+                            min_loss_lr=result["min_loss_lr"],
+                            title=f"LR range test: {config['model']['kind']} on "
+                                  f"{config['dataset']['name']}, {result['optimizer']['name']}")
+        except RuntimeError as e:
+            print(f"warning: no plot: {e}", file=sys.stderr)
+    stop = (f"diverged at update {result['diverged_at']}" if result["diverged_at"] is not None
+            else "did not diverge")
+    print(f"range test ({len(result['losses'])} updates, {stop}): smoothed loss lowest at "
+          f"lr {result['min_loss_lr']:.4g}; steepest descent at {result['steepest_lr']:.4g}")
+    print(f"suggested max_lr: {result['suggested_lr']:.4g}")
+    print(f"use it: python scripts/train.py --schedule one_cycle --max-lr-from {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
