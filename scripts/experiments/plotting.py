@@ -169,7 +169,8 @@ def plot_comparison(curves: Mapping[str, Mapping[str, Any]],
     accuracy of that schedule at that budget.
     """
     plt = pyplot()
-    fig, axes = plt.subplots(1, 4, figsize=(21, 5.2))
+    fig, grid = plt.subplots(2, 2, figsize=(15, 10))
+    axes = grid.flat
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (label, c) in enumerate(curves.items()):
         color = colors[i % len(colors)]
@@ -183,6 +184,8 @@ def plot_comparison(curves: Mapping[str, Mapping[str, Any]],
         if points:
             axes[3].plot(*zip(*points), "o-", color=color, lw=1.5, label=label)
     axes[0].set_yscale("log")
+    top = max(max(c["learning_rate"]) for c in curves.values()) if curves else 1.0
+    axes[0].set_ylim(top * 1e-4, top * 2)  # CED's troughs reach 0; keep the peaks readable
     axes[0].set_title("learning rate (read from optimizer.state)")
     axes[0].set_ylabel("learning rate (log scale)")
     axes[1].set_yscale("log")
@@ -209,10 +212,10 @@ def plot_comparison(curves: Mapping[str, Mapping[str, Any]],
     axes[3].set_xlabel("run length in steps (log scale)")
     for ax in axes:
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    axes[3].legend(fontsize=8, loc="lower right")
+    axes[0].legend(fontsize=9)
+    axes[3].legend(fontsize=9, loc="lower right")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.97) if title else None)
     fig.savefig(path, dpi=100)
     plt.close(fig)

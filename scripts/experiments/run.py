@@ -17,14 +17,16 @@ from typing import Any
 import mlx.core as mx
 import numpy as np
 
+import mlx_schedules as ms
 from trainers import STOP, ArrayBatches, Trainer, accuracy
+from trainers import lr_range_test as trainer_range_test
 
 from .config import build_optimizer
 from .datasets import load_dataset
 from .models import build_model, cross_entropy
 
-__all__ = ["MemoryLog", "compile_context", "load_data", "run_training", "steps_to_target",
-           "summarise"]
+__all__ = ["MemoryLog", "compile_context", "load_data", "range_test", "read_log", "run_training",
+           "steps_to_target", "summarise"]
 
 
 def _compile_wanted(setting: Any) -> bool:
@@ -74,6 +76,13 @@ class _StopAfter:
         if event.get("event") == "eval" and event["step"] >= self.step:
             return STOP
         return None
+
+
+def _model(config: dict[str, Any], data: dict[str, np.ndarray]):
+    m = config["model"]
+    num_classes = int(max(data["y_train"].max(), data["y_test"].max())) + 1
+    return build_model(m["kind"], data["x_train"].shape[1:], num_classes, hidden=m["hidden"],
+                       channels=m["channels"], dropout=m["dropout"], norm=m["norm"])
 
 
 def load_data(dataset: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -136,11 +145,7 @@ def run_training(config: dict[str, Any], *, data: dict[str, np.ndarray] | None =
     run_dir = run_dir or config["output"]["run_dir"]
     seed = training["seed"]
     mx.random.seed(seed)  # the model's initial weights
-    model_cfg = config["model"]
-    num_classes = int(max(data["y_train"].max(), data["y_test"].max())) + 1
-    model = build_model(model_cfg["kind"], data["x_train"].shape[1:], num_classes,
-                        hidden=model_cfg["hidden"], channels=model_cfg["channels"],
-                        dropout=model_cfg["dropout"], norm=model_cfg["norm"])
+    model = _model(config, data)
     optimizer = build_optimizer(config["optimizer"])
     train_data = ArrayBatches((data["x_train"], data["y_train"]), training["batch_size"],
                               seed=seed)
@@ -176,3 +181,36 @@ def read_log(run_dir: str) -> tuple[list[dict], list[dict]]:
             row = json.loads(line)
             (train if row.pop("kind") == "train" else evals).append(row)
     return train, evals
+
+
+def range_test(config: dict[str, Any], *, min_lr: float, max_lr: float, steps: int,
+               smoothing: float = 0.98, data: dict | None = None) -> dict[str, Any]:
+    """Run the sweep for a validated config; return the JSON-ready result."""
+    data = data if data is not None else load_data(config["dataset"])
+    training = config["training"]
+    mx.random.seed(training["seed"])  # the model's initial weights
+    model = _model(config, data)
+    section = {"name": config["optimizer"]["name"], "learning_rate": min_lr}
+    for key, value in config["optimizer"].items():
+        if key not in ("name", "learning_rate"):
+            # A cycled momentum would move during the sweep; hold it at its first value.
+            section[key] = float(ms.from_config(value)(0).item()) if isinstance(value, dict) \
+                else value
+    optimizer = build_optimizer(section)
+    batches = ArrayBatches((data["x_train"], data["y_train"]), training["batch_size"],
+                           seed=training["seed"])
+    with compile_context(training["compile"]):
+        result = trainer_range_test(model, cross_entropy, optimizer, batches, min_lr=min_lr,
+                                    max_lr=max_lr, steps=steps, smoothing=smoothing,
+                                    seed=training["seed"])
+    return {
+        "suggested_lr": result.suggested_lr,
+        "min_loss_lr": result.min_loss_lr,
+        "steepest_lr": result.steepest_lr,
+        "diverged_at": result.diverged_at,
+        "learning_rates": result.learning_rates,
+        "losses": result.losses,
+        "smoothed_losses": result.smoothed_losses,
+        "sweep": {"min_lr": min_lr, "max_lr": max_lr, "steps": steps, "smoothing": smoothing},
+        "optimizer": section,
+    }
