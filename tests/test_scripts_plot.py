@@ -1,0 +1,119 @@
+"""scripts/plot_schedules.py end to end, and the text chart it uses without matplotlib."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.image  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import mlx_schedules as ms  # noqa: E402
+
+SCRIPTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts")
+
+
+def load_script(name: str):
+    """Import scripts/<name>.py as a module (it puts scripts/ on sys.path for its helpers)."""
+    spec = importlib.util.spec_from_file_location(f"script_{name}",
+                                                  os.path.join(SCRIPTS, f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def assert_png(path: str, min_bytes: int = 5000) -> None:
+    with open(path, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert os.path.getsize(path) > min_bytes
+    image = matplotlib.image.imread(path)
+    assert image.ndim == 3 and image.shape[0] > 200 and image.shape[1] > 200
+    assert image.std() > 0.01  # not a blank canvas
+
+
+plot = load_script("plot_schedules")
+
+
+def test_gallery_covers_every_registered_schedule():
+    drawn = {c["name"] for c in plot.gallery(100)} | set(plot._SHOWN_WITH)
+    assert set(ms.schedule_names()) <= drawn
+
+
+def test_momentum_matches_the_cycle_it_goes_with():
+    rate = {"name": "cyclic_lr", "base_lr": 0.01, "max_lr": 0.1, "step_size_up": 5,
+            "mode": "triangular2"}
+    momentum = plot.momentum_for(rate)
+    assert momentum["step_size_up"] == 5 and momentum["mode"] == "triangular2"
+    assert plot.momentum_for({"name": "cosine_decay", "init": 0.1, "decay_steps": 5}) is None
+
+
+@pytest.mark.slow
+def test_default_figure_draws_every_family(tmp_path, capsys):
+    out = tmp_path / "all.png"
+    assert plot.main(["--steps", "200", "--out", str(out)]) == 0
+    assert_png(str(out), min_bytes=50_000)
+    assert "20 schedule(s)" in capsys.readouterr().out
+
+
+def test_one_schedule_by_name_and_params(tmp_path):
+    out = tmp_path / "oc.png"
+    assert plot.main(["--schedule", "one_cycle", "--param", "max_lr=0.1",
+                      "--param", "total_steps=1000", "--out", str(out)]) == 0
+    assert_png(str(out))
+
+
+def test_schedule_from_a_train_config(tmp_path):
+    config = {"optimizer": {"name": "SGD",
+                            "learning_rate": {"name": "cosine_decay", "init": 0.1,
+                                              "decay_steps": 50},
+                            "momentum": 0.9}}
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(config))
+    out = tmp_path / "c.png"
+    assert plot.main(["--config", str(path), "--out", str(out)]) == 0
+    assert_png(str(out))
+
+
+def test_text_preview_needs_no_matplotlib(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now fails
+    assert plot.main(["--schedule", "one_cycle", "--param", "max_lr=0.1",
+                      "--param", "total_steps=100", "--text"]) == 0
+    out = capsys.readouterr().out
+    assert "one_cycle(max_lr=0.1, total_steps=100)" in out
+    assert "its momentum" in out and "0.95" in out
+
+
+def test_png_without_matplotlib_is_a_clear_error(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    assert plot.main(["--schedule", "constant", "--param", "value=0.1",
+                      "--out", str(tmp_path / "x.png")]) == 2
+    assert "need matplotlib" in capsys.readouterr().err
+
+
+def test_unknown_schedule_names_the_valid_ones(capsys):
+    assert plot.main(["--schedule", "one_cycel", "--text"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown schedule 'one_cycel'" in err and "one_cycle" in err
+
+
+def test_bad_parameter_is_reported(capsys):
+    assert plot.main(["--schedule", "one_cycle", "--param", "max_lr=-1",
+                      "--param", "total_steps=10", "--text"]) == 2
+    assert "max_lr" in capsys.readouterr().err
+
+
+def test_text_chart_draws_each_series():
+    from experiments.text_chart import text_chart
+
+    chart = text_chart({"a": np.linspace(0, 1, 50), "b": np.linspace(1, 0, 50)}, width=20,
+                       height=5)
+    assert "* a" in chart and "o b" in chart
+    with pytest.raises(ValueError, match="no finite value"):
+        text_chart({"a": [float("nan")]})
