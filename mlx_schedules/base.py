@@ -27,6 +27,13 @@ def as_steps(step: Any) -> mx.array:
     Accepts a Python int, an integer ``mx.array`` of any dtype (the optimizer passes a
     0-d ``uint64``), or a sequence / NumPy array of integers. Signed arithmetic is used
     downstream so that ``t - boundary`` never wraps around the way ``uint64`` does.
+
+    Example:
+        >>> import mlx.core as mx
+        >>> as_steps(mx.array(3, dtype=mx.uint64))
+        array(3, dtype=int64)
+        >>> as_steps([0, 5])
+        array([0, 5], dtype=int64)
     """
     if isinstance(step, mx.array):
         if not mx.issubdtype(step.dtype, mx.integer):
@@ -144,6 +151,12 @@ def _jsonable(value: Any) -> Any:
         return [_jsonable(v) for v in value]
     if isinstance(value, np.generic):
         return value.item()
+    if callable(value):
+        # A foreign callable (an MLX schedule, a lambda) has no description as data;
+        # say so here rather than let json.dumps fail later on the config.
+        raise ValueError(f"{value!r} is not a schedule of this package and cannot be "
+                         "described as data; build the composition from mlx_schedules "
+                         "schedules to save it")
     return value
 
 

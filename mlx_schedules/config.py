@@ -42,7 +42,15 @@ def register(factory: Callable[..., Schedule]) -> Callable[..., Schedule]:
 
 
 def schedule_names() -> list[str]:
-    """The names ``from_config`` accepts, sorted."""
+    """The names ``from_config`` accepts, sorted.
+
+    Example:
+        >>> from mlx_schedules import schedule_names
+        >>> schedule_names()[:3]
+        ['constant', 'cosine_decay', 'cosine_restarts']
+        >>> "one_cycle" in schedule_names()
+        True
+    """
     return sorted(_FACTORIES)
 
 

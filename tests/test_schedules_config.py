@@ -1,0 +1,105 @@
+"""Schedules as data: every registered schedule survives JSON, nested ones too."""
+
+from __future__ import annotations
+
+import json
+
+import mlx.optimizers as optim
+import numpy as np
+import pytest
+
+import mlx_schedules as ms
+
+GRID = np.array([0, 1, 2, 3, 5, 8, 13, 29, 30, 99, 100, 101, 999, 5000, 2**24 + 1, 10**9 + 7])
+
+EXAMPLES = {
+    "constant": ms.constant(0.3),
+    "exponential_decay": ms.exponential_decay(0.1, 0.9, decay_steps=7, staircase=True,
+                                              begin=3, end=0.01),
+    "step_decay": ms.step_decay(0.1, 0.5, 13),
+    "multistep_decay": ms.multistep_decay(0.1, (5, 30, 100), gamma=0.3),
+    "cosine_decay": ms.cosine_decay(0.1, 100, 0.001, exponent=2.0),
+    "linear_schedule": ms.linear_schedule(0.0, 0.1, 30),
+    "polynomial_decay": ms.polynomial_decay(0.1, 30, 0.01, power=0.5, cycle=True),
+    "inverse_time_decay": ms.inverse_time_decay(0.1, 10, 0.5, staircase=True),
+    "piecewise_constant": ms.piecewise_constant([8, 99], [0.1, 0.01, 0.001]),
+    "cyclic_exponential_decay": ms.cyclic_exponential_decay(0.1, 0.99, 30, end=0.001,
+                                                            decay_steps=3),
+    "one_cycle": ms.one_cycle(0.1, 1000, pct_start=0.25, anneal_strategy="linear",
+                              div_factor=10.0, final_div_factor=100.0, three_phase=True),
+    "one_cycle_momentum": ms.one_cycle_momentum(1000, base_momentum=0.8, max_momentum=0.9,
+                                                pct_start=0.4, three_phase=True),
+    "cyclic_lr": ms.cyclic_lr(0.01, 0.1, 13, step_size_down=29, mode="exp_range", gamma=0.999),
+    "cyclic_momentum": ms.cyclic_momentum(0.8, 0.9, 13, mode="triangular2"),
+    "cosine_restarts": ms.cosine_restarts(0.1, 10, t_mul=1.5, m_mul=0.8, end=0.001),
+    "warmup": ms.warmup(ms.warmup(ms.cosine_decay(0.1, 500), 20, init=0.05), 10),
+    "warmup_stable_decay": ms.warmup_stable_decay(0.1, 1000, warmup_steps=30, decay_steps=200,
+                                                  init=0.001, end=0.0001, decay_shape="sqrt"),
+    "join_schedules": ms.join_schedules(
+        [ms.warmup(ms.constant(0.1), 10), ms.cosine_restarts(0.1, 20),
+         ms.join_schedules([ms.constant(0.01), ms.linear_schedule(0.01, 0.0, 100)], [50])],
+        [30, 300]),
+    "lr_range_test": ms.lr_range_test(1e-6, 1.0, 100, mode="linear"),
+}
+
+
+def test_every_registered_schedule_has_an_example():
+    assert sorted(EXAMPLES) == ms.schedule_names()
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_round_trip_through_json(name):
+    schedule = EXAMPLES[name]
+    config = json.loads(json.dumps(schedule.to_config()))
+    assert config["name"] == name
+    rebuilt = ms.from_config(config)
+    assert rebuilt.name == name
+    np.testing.assert_array_equal(rebuilt.values(GRID), schedule.values(GRID))
+    assert ms.to_config(rebuilt) == config   # a fixed point
+
+
+def test_nested_configs_are_plain_data():
+    config = EXAMPLES["join_schedules"].to_config()
+    assert config["schedules"][0] == {"name": "warmup", "steps": 10, "init": 0.0,
+                                      "schedule": {"name": "constant", "value": 0.1}}
+    assert config["schedules"][2]["name"] == "join_schedules"
+
+
+def test_hand_written_config_uses_defaults():
+    lr = ms.from_config({"name": "one_cycle", "max_lr": 0.1, "total_steps": 100})
+    np.testing.assert_array_equal(lr.values(GRID), ms.one_cycle(0.1, 100).values(GRID))
+
+
+def test_unknown_name_lists_valid_names():
+    with pytest.raises(ValueError, match=r"unknown schedule 'cosine'.*'cosine_decay'.*"
+                                         r"'one_cycle'"):
+        ms.from_config({"name": "cosine", "init": 0.1})
+    with pytest.raises(ValueError, match=r"needs a 'name'.*'warmup'"):
+        ms.from_config({"init": 0.1})
+
+
+def test_unknown_key_lists_valid_keys():
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['warmup'\] for schedule "
+                                         r"'cosine_decay'; valid keys are \['init', "
+                                         r"'decay_steps', 'end', 'exponent'\]"):
+        ms.from_config({"name": "cosine_decay", "init": 0.1, "decay_steps": 10, "warmup": 5})
+    with pytest.raises(ValueError, match=r"unknown key.*'bogus'.*valid keys"):
+        ms.from_config({"name": "warmup", "steps": 2,
+                        "schedule": {"name": "constant", "value": 1.0, "bogus": 1}})
+
+
+def test_bad_values_in_config_are_rejected_like_arguments():
+    with pytest.raises(ValueError, match="decay_steps"):
+        ms.from_config({"name": "cosine_decay", "init": 0.1, "decay_steps": 0})
+    with pytest.raises(TypeError, match="config must be a dict"):
+        ms.from_config([("name", "constant")])
+
+
+def test_foreign_callables_cannot_be_described():
+    lr = ms.join_schedules([ms.constant(0.1), optim.cosine_decay(0.1, 10)], [5])
+    with pytest.raises(ValueError, match="not a schedule of this package"):
+        lr.to_config()
+    with pytest.raises(ValueError, match="not a schedule of this package"):
+        ms.warmup(lambda step: step, 3).to_config()
+    with pytest.raises(TypeError, match="expects a Schedule"):
+        ms.to_config(optim.cosine_decay(0.1, 10))
