@@ -13,7 +13,6 @@ import bisect
 import math
 from collections.abc import Callable, Sequence
 
-
 # MLX drop-ins -----------------------------------------------------------------------------
 
 def exponential_decay(t, init, decay_rate, decay_steps=1, staircase=False, begin=0,

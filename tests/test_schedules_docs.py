@@ -29,6 +29,7 @@ def test_seed_schedules_show_their_formula(name):
 def test_doctests_are_collected():
     # The examples only count if pytest runs them: keep --doctest-modules in the config.
     import pathlib
+
     import tomllib
 
     root = pathlib.Path(__file__).resolve().parent.parent

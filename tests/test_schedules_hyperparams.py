@@ -178,7 +178,8 @@ def test_scheduled_values_are_saved_and_restored(tmp_path):
 
 
 def test_unknown_name_lists_valid_names():
-    with pytest.raises(ValueError, match=r"cannot schedule 'beta1'.*\['momentum', 'weight_decay'\]"):
+    with pytest.raises(ValueError,
+                       match=r"cannot schedule 'beta1'.*\['momentum', 'weight_decay'\]"):
         ms.schedule_hyperparameters(optim.SGD(0.1), beta1=ms.constant(0.9))
     with pytest.raises(ValueError, match=r"cannot schedule 'momentum'.*\['beta1', 'beta2', "
                                          r"'weight_decay'\]"):

@@ -124,7 +124,7 @@ def test_values_at_large_steps(schedule, reference):
 def test_values_are_not_trivial_at_large_steps():
     # Guard against a table that only compares end values: most schedules are mid-phase.
     mid = 0
-    for _, schedule, reference in CASES:
+    for _, _schedule, reference in CASES:
         at = [reference(t) for t in STEPS]
         if len({round(v, 12) for v in at}) > 1:
             mid += 1
