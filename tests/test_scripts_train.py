@@ -207,3 +207,26 @@ def test_occupied_run_dir_needs_overwrite_or_resume(tmp_path, capsys, no_trainin
     (run / "log.jsonl").write_text("")
     assert train.main(["--run-dir", str(run), "--steps", "10"]) == 2
     assert "--overwrite" in capsys.readouterr().err
+
+
+def test_example_configs_are_valid():
+    from experiments.config import (
+        DEFAULT_CONFIG,
+        ConfigError,
+        load_config_file,
+        merge_config,
+        validate,
+    )
+
+    root = os.path.join(os.path.dirname(SCRIPTS), "configs")
+    names = sorted(n for n in os.listdir(root) if n.endswith(".json"))
+    assert names
+    for name in names:
+        config = merge_config(DEFAULT_CONFIG, load_config_file(os.path.join(root, name)))
+        if config["dataset"]["name"] in ("digits", "npz"):
+            validate(config)
+        else:  # MNIST etc. validate only where mlx.data's cache holds them
+            try:
+                validate(config)
+            except ConfigError as e:
+                assert "not in the mlx.data cache" in str(e)
