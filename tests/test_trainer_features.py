@@ -156,3 +156,23 @@ def test_clip_norm_bounds_the_update(tmp_path):
                     + np.sum((np.array(model.bias) - before[1]) ** 2))
     assert delta == pytest.approx(0.1, rel=1e-4)  # lr 1 x clipped norm 0.1
     assert os.path.exists(tmp_path / "checkpoints" / "step_00000001")
+
+
+def test_without_grad_norm_the_column_is_absent_and_the_loss_still_checked(tmp_path):
+    def loss_fn(model, x, y):
+        out = model(x)
+        return nn.losses.mse_loss(out, y) + 0.0 * mx.mean(mx.sqrt(mx.abs(out)))
+
+    rng = np.random.default_rng(0)
+    batches = [(rng.normal(size=(4, 3)).astype(np.float32), np.zeros((4, 1), np.float32))
+               for _ in range(6)]
+    batches[2] = (np.zeros((4, 3), np.float32), np.zeros((4, 1), np.float32))
+    mx.random.seed(0)
+    trainer = Trainer(nn.Linear(3, 1, bias=False), loss_fn, optim.SGD(learning_rate=0.01),
+                      batches, run_dir=tmp_path, max_steps=6, report_every=0, grad_norm=False)
+    # the NaN gradient of step 2 poisons the weights; the loss shows it at step 3
+    with pytest.raises(NonFiniteError, match="step 3"):
+        trainer.fit()
+    rows = read_jsonl(tmp_path / "log.jsonl")
+    assert set(rows[0]) == {"kind", "step", "epoch", "loss", "learning_rate"}
+    assert [r["step"] for r in rows] == [0, 1, 2, 3]

@@ -88,6 +88,12 @@ class Trainer:
         seed: base seed; the random key is reseeded to ``seed + step`` before every update.
         grad_accum: micro-batches per update (gradients averaged inside the compiled step).
         clip_norm: clip the global gradient norm to this value.
+        grad_norm: log the global gradient norm of every update (column ``grad_norm``) and
+            stop on a non-finite gradient at the exact step. It costs one reduction over all
+            gradients per update (about 10-20% of a small MLP's step on the Linux CPU backend,
+            little on larger models). With ``False`` (and no ``clip_norm``) the column is absent
+            and only the loss is checked: a NaN gradient then shows one step later, as a NaN
+            loss.
         callbacks: plain callables taking an event dict (see :mod:`trainers.callbacks`).
         group: an ``mx.distributed`` group; default ``mx.distributed.init()`` (size 1 when not
             launched with ``mlx.launch``). With size > 1 every global batch is split by rank,
@@ -129,6 +135,7 @@ class Trainer:
         seed: int = 0,
         grad_accum: int = 1,
         clip_norm: float | None = None,
+        grad_norm: bool = True,
         callbacks: Sequence[Callable[[dict], Any]] = (),
         group: Any = None,
         config: Mapping[str, Any] | None = None,
@@ -183,7 +190,9 @@ class Trainer:
         self.progress = progress
         self.hparams = scheduled_hyperparameters(optimizer)
         eval_columns = [f"eval_{name}" for name in self.metrics] if eval_data is not None else []
-        columns = ["kind", "step", "epoch", "loss", "grad_norm", *self.hparams, *eval_columns]
+        self.track_norm = bool(grad_norm or clip_norm is not None)
+        norm_column = ["grad_norm"] if self.track_norm else []
+        columns = ["kind", "step", "epoch", "loss", *norm_column, *self.hparams, *eval_columns]
         self.total_steps = max_steps
         if epochs is not None and self.source.length is not None:
             from_epochs = epochs * self.source.length // grad_accum
@@ -250,6 +259,7 @@ class Trainer:
         train_step = make_train_step(
             self.model, self.loss_fn, self.optimizer, grad_accum=accum,
             clip_norm=s["clip_norm"], group=self.group if self.world_size > 1 else None,
+            grad_norm=self.track_norm,
         )
         state = [self.model.state, self.optimizer.state, mx.random.state]
         report = None
@@ -257,7 +267,7 @@ class Trainer:
             report = ConsoleReport(
                 total, stream=self.stream, progress=self.progress, start_step=step
             )
-        pending: list[tuple[int, int, mx.array, mx.array, list[mx.array]]] = []
+        pending: list[tuple[int, int, mx.array, mx.array | None, list[mx.array]]] = []
         last_row: dict = {}
         last_eval: dict = {}
         evaluated_at = saved_at = -1
@@ -268,21 +278,25 @@ class Trainer:
             nonlocal last_row
             if not pending:
                 return
-            columns = [mx.stack([p[2] for p in pending]), mx.stack([p[3] for p in pending])]
+            columns = [mx.stack([p[2] for p in pending])]
+            if self.track_norm:
+                columns.append(mx.stack([p[3] for p in pending]))
             columns += [mx.stack([p[4][i] for p in pending]) for i in range(len(self.hparams))]
             table = np.array(mx.stack(columns, axis=1))  # host waits for the block
+            names = ["loss", *(["grad_norm"] if self.track_norm else []), *self.hparams]
             rows = []
             for (t, epoch, *_), values in zip(pending, table.tolist(), strict=True):
-                row = {"kind": "train", "step": t, "epoch": epoch, "loss": values[0],
-                       "grad_norm": values[1]}
-                row.update(zip(self.hparams, values[2:], strict=True))
+                row = {"kind": "train", "step": t, "epoch": epoch}
+                row.update(zip(names, values, strict=True))
                 rows.append(row)
-                if not (math.isfinite(values[0]) and math.isfinite(values[1])):
+                norm = row.get("grad_norm", 0.0)
+                if not (math.isfinite(row["loss"]) and math.isfinite(norm)):
                     pending.clear()
                     self._emit(log, rows)
                     if log is not None:
                         log.flush(sync=True)
-                    raise NonFiniteError(t, values[0], values[1], self.last_checkpoint)
+                    raise NonFiniteError(t, row["loss"], row.get("grad_norm", math.nan),
+                                         self.last_checkpoint)
             pending.clear()
             last_row = rows[-1]
             self._emit(log, rows)
@@ -299,7 +313,7 @@ class Trainer:
                 except (ValueError, TypeError, RuntimeError) as e:
                     raise _batch_error(step, batches, e) from e
                 hparams = [self.optimizer.state[name] for name in self.hparams]
-                mx.async_eval(state, loss, grad_norm)
+                mx.async_eval(state, loss, *([] if grad_norm is None else [grad_norm]))
                 if pending:
                     mx.eval(pending[-1][2])  # host waits for the previous update only
                 pending.append((step, epoch, loss, grad_norm, hparams))
