@@ -19,55 +19,12 @@ import argparse
 import json
 import os
 import sys
-from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import mlx.core as mx  # noqa: E402
 from experiments.cli import add_config_flags, build_config  # noqa: E402
-from experiments.config import ConfigError, build_optimizer  # noqa: E402
-from experiments.models import build_model, cross_entropy  # noqa: E402
-from experiments.run import compile_context, load_data  # noqa: E402
-
-import mlx_schedules as ms  # noqa: E402
-from trainers import ArrayBatches  # noqa: E402
-from trainers import lr_range_test as trainer_range_test  # noqa: E402
-
-
-def range_test(config: dict[str, Any], *, min_lr: float, max_lr: float, steps: int,
-               smoothing: float = 0.98, data: dict | None = None) -> dict[str, Any]:
-    """Run the sweep for a validated config; return the JSON-ready result."""
-    data = data if data is not None else load_data(config["dataset"])
-    training = config["training"]
-    mx.random.seed(training["seed"])
-    m = config["model"]
-    num_classes = int(max(data["y_train"].max(), data["y_test"].max())) + 1
-    model = build_model(m["kind"], data["x_train"].shape[1:], num_classes, hidden=m["hidden"],
-                        channels=m["channels"], dropout=m["dropout"], norm=m["norm"])
-    section = {"name": config["optimizer"]["name"], "learning_rate": min_lr}
-    for key, value in config["optimizer"].items():
-        if key not in ("name", "learning_rate"):
-            # A cycled momentum would move during the sweep; hold it at its first value.
-            section[key] = float(ms.from_config(value)(0).item()) if isinstance(value, dict) \
-                else value
-    optimizer = build_optimizer(section)
-    batches = ArrayBatches((data["x_train"], data["y_train"]), training["batch_size"],
-                           seed=training["seed"])
-    with compile_context(training["compile"]):
-        result = trainer_range_test(model, cross_entropy, optimizer, batches, min_lr=min_lr,
-                                    max_lr=max_lr, steps=steps, smoothing=smoothing,
-                                    seed=training["seed"])
-    return {
-        "suggested_lr": result.suggested_lr,
-        "min_loss_lr": result.min_loss_lr,
-        "steepest_lr": result.steepest_lr,
-        "diverged_at": result.diverged_at,
-        "learning_rates": result.learning_rates,
-        "losses": result.losses,
-        "smoothed_losses": result.smoothed_losses,
-        "sweep": {"min_lr": min_lr, "max_lr": max_lr, "steps": steps, "smoothing": smoothing},
-        "optimizer": section,
-    }
+from experiments.config import ConfigError  # noqa: E402
+from experiments.run import range_test  # noqa: E402
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
