@@ -69,9 +69,15 @@ def exponential_decay(init: float, decay_rate: float, *, decay_steps: int = 1,
     end = None if end is None else check_real("end", end)
 
     def body(t):
-        elapsed = mx.maximum(t - begin, 0)
-        exponent = to_float(elapsed // decay_steps) if staircase else exact_ratio(
-            elapsed, decay_steps)
+        # The common seed form (begin=0, decay_steps=1) skips ops that would be identities:
+        # an eager call costs per op recorded.
+        elapsed = mx.maximum(t - begin, 0) if begin else t
+        if decay_steps == 1:
+            exponent = to_float(elapsed)
+        elif staircase:
+            exponent = to_float(elapsed // decay_steps)
+        else:
+            exponent = exact_ratio(elapsed, decay_steps)
         value = init * power(decay_rate, exponent)
         if end is None:
             return value
