@@ -16,9 +16,11 @@ import numpy as np
 
 StepFunction = Callable[[mx.array], mx.array]
 
-# Evaluating many steps at once is chunked so that plotting a billion-step run does not
+# Evaluating many steps at once: below this many, eager ops (no compile to pay for);
+# from it on, a compiled pass in fixed-size chunks, so that a billion-step run does not
 # allocate gigabytes on the device.
-_EVAL_CHUNK = 1 << 22
+_COMPILE_FROM = 1 << 17
+_EVAL_CHUNK = 1 << 20
 
 
 def as_steps(step: Any) -> mx.array:
@@ -38,7 +40,10 @@ def as_steps(step: Any) -> mx.array:
     if isinstance(step, mx.array):
         if not mx.issubdtype(step.dtype, mx.integer):
             raise TypeError(f"step must be an integer array, got dtype {step.dtype}")
-        return step if step.dtype == mx.int64 else step.astype(mx.int64)
+        if mx.issubdtype(step.dtype, mx.unsignedinteger):
+            return step.astype(mx.int64)   # the optimizer's counter: already >= 0
+        # Negative steps are clamped to 0 without a host round trip.
+        return mx.maximum(step.astype(mx.int64) if step.dtype != mx.int64 else step, 0)
     if isinstance(step, bool):
         raise TypeError(f"step must be an integer, got {step!r}")
     if isinstance(step, (int, np.integer)):
@@ -48,7 +53,7 @@ def as_steps(step: Any) -> mx.array:
     array = np.asarray(step)
     if array.dtype.kind not in "iu":
         raise TypeError(f"step must be an integer or an array of integers, got {step!r}")
-    return mx.array(array.astype(np.int64))
+    return mx.array(np.maximum(array.astype(np.int64), 0))
 
 
 class Schedule:
@@ -82,8 +87,13 @@ class Schedule:
         self._compiled: StepFunction | None = None
 
     def raw(self, steps: mx.array) -> mx.array:
-        """The uncompiled body on ``int64`` steps, for composing schedules."""
-        return self._body(mx.maximum(steps, 0)).astype(mx.float32)
+        """The uncompiled body on ``int64`` steps ``>= 0`` (see :func:`as_steps`).
+
+        Compositions call this, so that the whole composition records one graph.
+        """
+        value = self._body(steps)
+        # An eager call costs per recorded op, so skip the cast when it would be a no-op.
+        return value if value.dtype == mx.float32 else value.astype(mx.float32)
 
     def __call__(self, step: Any) -> mx.array:
         return self.raw(as_steps(step))
@@ -98,10 +108,13 @@ class Schedule:
             >>> lr.compiled(2)
             array(0.5, dtype=float32)
         """
+        compiled = self._compiled_raw()
+        return lambda step: compiled(as_steps(step))
+
+    def _compiled_raw(self) -> StepFunction:
         if self._compiled is None:
             self._compiled = mx.compile(self.raw)
-        compiled = self._compiled
-        return lambda step: compiled(as_steps(step))
+        return self._compiled
 
     def values(self, steps: int | Iterable[int] | np.ndarray) -> np.ndarray:
         """Evaluate the schedule at many steps at once, returning float32 NumPy.
@@ -121,11 +134,19 @@ class Schedule:
         steps = np.asarray(steps)
         if steps.dtype.kind not in "iu":
             raise TypeError(f"steps must be integers, got dtype {steps.dtype}")
-        flat = steps.reshape(-1).astype(np.int64)
+        flat = np.maximum(steps.reshape(-1).astype(np.int64), 0)
         out = np.empty(flat.shape, dtype=np.float32)
+        if flat.size < _COMPILE_FROM:
+            out[:] = np.asarray(self.raw(mx.array(flat)))
+            return out.reshape(steps.shape)
+        # Many steps: the compiled function fuses the whole body into one pass over memory.
+        # Every chunk is padded to one shape, so it compiles once.
+        compiled = self._compiled_raw()
         for start in range(0, flat.size, _EVAL_CHUNK):
-            chunk = self.raw(mx.array(flat[start:start + _EVAL_CHUNK]))
-            out[start:start + _EVAL_CHUNK] = np.asarray(chunk)
+            chunk = flat[start:start + _EVAL_CHUNK]
+            padded = np.zeros(_EVAL_CHUNK, dtype=np.int64)
+            padded[:chunk.size] = chunk
+            out[start:start + chunk.size] = np.asarray(compiled(mx.array(padded)))[:chunk.size]
         return out.reshape(steps.shape)
 
     def to_config(self) -> dict[str, Any]:

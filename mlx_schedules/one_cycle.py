@@ -35,7 +35,7 @@ def _phase_ends(total_steps: int, pct_start: float, three_phase: bool) -> list[f
     return ends
 
 
-def _anneal(start_value: float, end_value: float, left: mx.array, done: mx.array,
+def _anneal(start_value: mx.array, end_value: mx.array, left: mx.array, done: mx.array,
             strategy: str) -> mx.array:
     """From ``start_value`` to ``end_value``; ``left``/``done``: the fractions of the phase
     to go and gone.
@@ -54,22 +54,31 @@ def _one_cycle_body(total_steps: int, pct_start: float, strategy: str, three_pha
     """The piecewise curve through ``levels`` (one more level than phases)."""
     ends = _phase_ends(total_steps, pct_start, three_phase)
     starts = [0.0] + ends[:-1]
+    # Only the phase a step lies in is evaluated: its constants are selected per step
+    # (with ``where`` on scalars, which fuses when compiled), rather than evaluating every
+    # phase's curve, since a transcendental per phase per step dominates vectorised calls.
+    last_step_of = [split(end)[0] for end in ends[:-1]]
+    inverse_length = [1.0 / (end - start) for start, end in zip(starts, ends)]
 
     def body(t):
         t = mx.minimum(t, total_steps - 1)   # past the horizon the last value holds
-        value = None
-        # Walk phases from last to first, so that earlier phases win where they apply.
-        for index in reversed(range(len(ends))):
-            start, end = starts[index], ends[index]
-            length = end - start
-            left = (to_float(split(end)[0] - t) + split(end)[1]) / length
-            done = (to_float(t - split(start)[0]) - split(start)[1]) / length
-            curve = _anneal(levels[index], levels[index + 1], left, done, strategy)
-            if value is None:
-                value = curve
-            else:
-                value = mx.where(t <= split(end)[0], curve, value)
-        return value
+        # Phase k covers the integer steps up to floor(end_k); the last takes the rest.
+        within = [t <= last for last in last_step_of]
+
+        def select(per_phase, dtype):
+            value = mx.array(per_phase[-1], dtype)
+            for index in reversed(range(len(within))):
+                value = mx.where(within[index], mx.array(per_phase[index], dtype), value)
+            return value
+
+        scale = select(inverse_length, mx.float32)
+        end_whole = select([split(x)[0] for x in ends], mx.int64)
+        start_whole = select([split(x)[0] for x in starts], mx.int64)
+        left = (to_float(end_whole - t) + select([split(x)[1] for x in ends], mx.float32)) * scale
+        done = (to_float(t - start_whole) - select([split(x)[1] for x in starts], mx.float32)
+                ) * scale
+        return _anneal(select(levels[:-1], mx.float32), select(levels[1:], mx.float32), left,
+                       done, strategy)
 
     return body
 
