@@ -11,7 +11,9 @@ synthetic MNIST-sized data) and the same batches:
   ``mx.eval(state, loss)`` per step), both with SGD + momentum + a one-cycle rate;
 * the trainer with logging on against logging off, and without the per-step gradient norm
   (``grad_norm=False``: one reduction over all gradients less per step);
-* PyTorch's CPU loop with ``OneCycleLR`` on the same MLP, when ``torch`` is importable;
+* PyTorch's CPU loop with ``OneCycleLR`` on the same MLP, when ``torch`` is importable
+  (``--torch-threads``, default 1: on a small, busy machine OpenMP's spinning threads make
+  torch several times slower with 2 threads than with 1);
 * the default BLAS of the Linux ``mlx[cpu]`` wheel against OpenBLAS preloaded (the
   ``mlx-fastblas`` path). Each BLAS setting runs in its own subprocess.
 
@@ -131,11 +133,12 @@ def with_trainer(steps: int, log: bool, grad_norm: bool = True) -> float:
         return steps / (time.perf_counter() - start)
 
 
-def with_torch(steps: int) -> float | None:
+def with_torch(steps: int, threads: int = 1) -> float | None:
     try:
         import torch
     except ImportError:
         return None
+    torch.set_num_threads(threads)
     x, y, batches = data()
     torch.manual_seed(0)
     model = torch.nn.Sequential(
@@ -162,13 +165,13 @@ def with_torch(steps: int) -> float | None:
     return steps / (time.perf_counter() - start)
 
 
-def inner(steps: int, repeats: int) -> dict:
+def inner(steps: int, repeats: int, torch_threads: int) -> dict:
     import mlx.core as mx
 
     results: dict[str, float | None] = {
         "hand": 0.0, "trainer_log": 0.0, "trainer_nolog": 0.0, "trainer_log_nonorm": 0.0,
     }
-    torch_rate = with_torch(max(20, steps // 10))  # warm torch up
+    torch_rate = with_torch(max(20, steps // 10), torch_threads)  # warm torch up
     results["torch"] = None if torch_rate is None else 0.0
     for _ in range(repeats):
         results["hand"] = max(results["hand"], hand_written(steps))
@@ -177,13 +180,13 @@ def inner(steps: int, repeats: int) -> dict:
         results["trainer_log_nonorm"] = max(results["trainer_log_nonorm"],
                                             with_trainer(steps, True, grad_norm=False))
         if results["torch"] is not None:
-            results["torch"] = max(results["torch"], with_torch(steps))
+            results["torch"] = max(results["torch"], with_torch(steps, torch_threads))
     results["mlx_version"] = mx.__version__
     results["steps"] = steps
     return results
 
 
-def run_inner(steps: int, repeats: int, fast: bool) -> dict:
+def run_inner(steps: int, repeats: int, fast: bool, torch_threads: int) -> dict:
     sys.path.insert(0, ROOT)
     from trainers.blas import ENV_VAR, fast_blas_env
 
@@ -195,7 +198,8 @@ def run_inner(steps: int, repeats: int, fast: bool) -> dict:
             return {"skipped": "libopenblas.so.0 not found"}
     else:
         env[ENV_VAR] = ""
-    cmd = [sys.executable, __file__, "--inner", "--steps", str(steps), "--repeats", str(repeats)]
+    cmd = [sys.executable, __file__, "--inner", "--steps", str(steps), "--repeats", str(repeats),
+           "--torch-threads", str(torch_threads)]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     result["blas"] = lib or "reference BLAS of the mlx[cpu] wheel"
@@ -237,21 +241,23 @@ def table(fast: dict, slow: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=600, help="steps with OpenBLAS")
+    parser.add_argument("--steps", type=int, default=400, help="steps with OpenBLAS")
     parser.add_argument("--slow-steps", type=int, default=60, help="steps with default BLAS")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=7, help="repeats with OpenBLAS")
+    parser.add_argument("--slow-repeats", type=int, default=3, help="repeats, default BLAS")
+    parser.add_argument("--torch-threads", type=int, default=1)
     parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.inner:
         sys.path.insert(0, ROOT)
-        print(json.dumps(inner(args.steps, args.repeats)))
+        print(json.dumps(inner(args.steps, args.repeats, args.torch_threads)))
         return
-    fast = run_inner(args.steps, args.repeats, fast=True)
-    slow = run_inner(args.slow_steps, args.repeats, fast=False)
+    fast = run_inner(args.steps, args.repeats, True, args.torch_threads)
+    slow = run_inner(args.slow_steps, args.slow_repeats, False, args.torch_threads)
     print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, "
           f"python {platform.python_version()}")
-    print(f"default BLAS: {slow.get('steps')} steps; OpenBLAS: {fast.get('steps')} steps; "
-          f"best of {args.repeats}; mlx {slow.get('mlx_version')}")
+    print(f"default BLAS: {slow.get('steps')} steps, best of {args.slow_repeats}; OpenBLAS: "
+          f"{fast.get('steps')} steps, best of {args.repeats}; mlx {slow.get('mlx_version')}")
     print(table(fast, slow))
     print(json.dumps({"default_blas": slow, "openblas": fast}))
 

@@ -283,3 +283,20 @@ def test_model_without_nn_wrapper_is_rejected_before_any_write(tmp_path):
         Trainer(nn.Linear(2, 2), mse, object(), [(np.ones((2, 2)),)], run_dir=tmp_path / "r",
                 max_steps=1)
     assert not (tmp_path / "r").exists()
+
+
+def test_one_epoch_of_a_generator_and_epochs_of_a_callable(tmp_path):
+    x, y = regression_data(24, 4, 2)
+    batches = [(x[i:i + 8], y[i:i + 8]) for i in range(0, 24, 8)]
+    result = _trainer(tmp_path, (b for b in batches), max_steps=None, epochs=1).fit()
+    assert result["step"] == 3
+    calls = []
+
+    def per_epoch(e):
+        calls.append(e)
+        return batches[:2] if e % 2 else batches
+
+    result = Trainer(linear_model(4, 2), mse, optim.SGD(learning_rate=0.01), per_epoch,
+                     run_dir=tmp_path / "callable", epochs=3, report_every=0).fit()
+    assert result["step"] == 3 + 2 + 3 and result["epoch"] == 2
+    assert calls[:3] == [0, 1, 2]

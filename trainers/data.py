@@ -194,7 +194,7 @@ def as_source(data: Any, *, name: str = "training data") -> _Source:
 
         def once(e: int) -> Iterable[Batch]:
             if used:
-                raise ValueError(
+                raise _OneShotSpent(
                     f"{name} is a one-shot iterator and ran out; pass a list, an mlx.data "
                     "Buffer/Stream, ArrayBatches or a callable epoch -> iterable for more epochs"
                 )
@@ -232,36 +232,58 @@ class BatchStream:
             )
 
     def _pull(self) -> None:
-        """Fetch the next batch into the look-ahead slot, opening new epochs as needed."""
+        """Fetch the next batch into the look-ahead slot, opening new epochs as needed.
+
+        Raises:
+            _Exhausted: the next epoch cannot start (no batch, or a spent one-shot iterator).
+        """
         try:
             self._ahead.append((self.epoch, next(self._iter)))
             return
         except StopIteration:
             pass
         if self.index == 0:
-            raise ValueError(f"training data gave no batch in epoch {self.epoch}")
-        next_iter = iter(self.source.epoch(self.epoch + 1))
+            raise _Exhausted(f"training data gave no batch in epoch {self.epoch}")
         try:
+            next_iter = iter(self.source.epoch(self.epoch + 1))
             first = next(next_iter)
         except StopIteration:
-            raise ValueError(f"training data gave no batch in epoch {self.epoch + 1}") from None
+            raise _Exhausted(f"training data gave no batch in epoch {self.epoch + 1}") from None
+        except _OneShotSpent as e:
+            raise _Exhausted(str(e)) from None
         self._ahead.append((self.epoch + 1, first))
         self._iter = next_iter
 
     def peek_epoch(self) -> int:
-        """The epoch the next batch belongs to (fetches it, does not consume it)."""
+        """The epoch the next batch belongs to (fetched, not consumed); ``epoch + 1`` when the
+        data cannot give another batch."""
         if not self._ahead:
-            self._pull()
+            try:
+                self._pull()
+            except _Exhausted:
+                return self.epoch + 1
         return self._ahead[0][0]
 
     def next(self) -> Batch:
+        """Take the next batch. Raises ValueError when the data cannot give one."""
         if not self._ahead:
-            self._pull()
+            try:
+                self._pull()
+            except _Exhausted as e:
+                raise ValueError(str(e)) from None
         epoch, batch = self._ahead.pop(0)
         if epoch != self.epoch:
             self.epoch, self.index = epoch, 0
         self.index += 1
         return batch
+
+
+class _Exhausted(Exception):
+    """The batch stream cannot open another epoch."""
+
+
+class _OneShotSpent(Exception):
+    """A one-shot iterator was asked for a second epoch."""
 
 
 def to_device(batch: Batch) -> Batch:
