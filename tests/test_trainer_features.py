@@ -176,3 +176,34 @@ def test_without_grad_norm_the_column_is_absent_and_the_loss_still_checked(tmp_p
     rows = read_jsonl(tmp_path / "log.jsonl")
     assert set(rows[0]) == {"kind", "step", "epoch", "loss", "learning_rate"}
     assert [r["step"] for r in rows] == [0, 1, 2, 3]
+
+
+def test_stop_from_a_training_row_ends_the_run_at_the_block_boundary(tmp_path):
+    from trainers import STOP
+
+    x, y = regression_data(32, 4, 2)
+
+    def stop_at_5(info):
+        return STOP if info["event"] == "train" and info["step"] == 5 else None
+
+    result = Trainer(linear_model(4, 2), mse, optim.SGD(learning_rate=0.01),
+                     ArrayBatches((x, y), 8), run_dir=tmp_path, max_steps=50, log_every=4,
+                     report_every=0, callbacks=[stop_at_5]).fit()
+    assert result["step"] == 8  # row 5 arrives with the block of steps 4-7
+    assert [s for s, _ in list_checkpoints(tmp_path / "checkpoints")] == [8]
+
+
+def test_eager_step_and_no_run_dir_give_the_compiled_result(tmp_path):
+    x, y = regression_data(32, 4, 2)
+    weights = []
+    for compile_step, run_dir in ((True, tmp_path), (False, None)):
+        model = linear_model(4, 2, seed=3)
+        opt = optim.SGD(learning_rate=optim.cosine_decay(0.1, 6), momentum=0.9)
+        kwargs = {} if run_dir else {"log": False, "checkpoint_every": 0}
+        Trainer(model, mse, opt, ArrayBatches((x, y), 8), run_dir=run_dir, max_steps=6,
+                report_every=0, compile=compile_step, **kwargs).fit()
+        weights.append(np.array(model.weight))
+    np.testing.assert_allclose(weights[0], weights[1], rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="run_dir=None needs log=False"):
+        Trainer(linear_model(4, 2), mse, optim.SGD(learning_rate=0.1), [(x, y)], run_dir=None,
+                max_steps=1)

@@ -48,6 +48,7 @@ def make_train_step(
     clip_norm: float | None = None,
     group: Any = None,
     grad_norm: bool = True,
+    compile: bool = True,
 ) -> Callable[..., tuple[mx.array, mx.array | None]]:
     """Build ``step(*micro_batches) -> (loss, grad_norm)``, compiled, one optimizer update.
 
@@ -85,7 +86,6 @@ def make_train_step(
     loss_and_grad = nn.value_and_grad(model, loss_fn)
     state = [model.state, optimizer.state, mx.random.state]
 
-    @partial(mx.compile, inputs=state, outputs=state)
     def step(*micro_batches):
         loss, grads = call_with_batch(loss_and_grad, model, micro_batches[0])
         for batch in micro_batches[1:]:
@@ -108,7 +108,7 @@ def make_train_step(
         optimizer.update(model, grads)
         return loss.astype(mx.float32), None if norm is None else norm.astype(mx.float32)
 
-    return step
+    return mx.compile(step, inputs=state, outputs=state) if compile else step
 
 
 def make_eval_step(

@@ -71,7 +71,8 @@ class Trainer:
         train_data: batches: :class:`trainers.data.ArrayBatches`, an ``mlx.data`` Buffer or
             Stream of batches, a list of batches, a callable ``epoch -> iterable``, or a one-shot
             iterator. A batch is a dict or tuple of arrays (numpy or mx).
-        run_dir: where logs and checkpoints go (created; must be writable).
+        run_dir: where logs and checkpoints go (created; must be writable). ``None`` keeps
+            nothing on disk: it requires ``log=False`` and ``checkpoint_every=0``.
         max_steps: number of optimizer updates. Or give ``epochs`` (passes over
             ``train_data``); with both, the run stops at whichever comes first.
         eval_data: batches for evaluation (a re-iterable or anything ``train_data`` accepts).
@@ -94,7 +95,13 @@ class Trainer:
             little on larger models). With ``False`` (and no ``clip_norm``) the column is absent
             and only the loss is checked: a NaN gradient then shows one step later, as a NaN
             loss.
-        callbacks: plain callables taking an event dict (see :mod:`trainers.callbacks`).
+        compile: compile the training step with ``mx.compile`` (default). ``False`` runs the
+            same function eagerly: for very short runs, where compiling (1-5 s on the Linux
+            CPU backend) costs more than it saves.
+        callbacks: plain callables taking an event dict (see :mod:`trainers.callbacks`). A
+            callback returning :data:`STOP` from a ``train`` event stops the run at the end
+            of that block (rows are delivered per block of ``log_every`` updates); from an
+            ``eval`` event, right after that evaluation.
         group: an ``mx.distributed`` group; default ``mx.distributed.init()`` (size 1 when not
             launched with ``mlx.launch``). With size > 1 every global batch is split by rank,
             gradients are averaged, and only rank 0 writes files and reports.
@@ -121,7 +128,7 @@ class Trainer:
         optimizer: optim.Optimizer,
         train_data: Any,
         *,
-        run_dir: str | os.PathLike,
+        run_dir: str | os.PathLike | None,
         max_steps: int | None = None,
         epochs: int | None = None,
         eval_data: Iterable | None = None,
@@ -136,6 +143,7 @@ class Trainer:
         grad_accum: int = 1,
         clip_norm: float | None = None,
         grad_norm: bool = True,
+        compile: bool = True,
         callbacks: Sequence[Callable[[dict], Any]] = (),
         group: Any = None,
         config: Mapping[str, Any] | None = None,
@@ -181,13 +189,16 @@ class Trainer:
         if eval_data is not None:
             as_source(eval_data, name="eval_data")  # fail early on a wrong type
         self.metrics = {"loss": loss_fn, **dict(metrics or {})}
-        self.run_dir = os.fspath(run_dir)
+        if run_dir is None and (log or checkpoint_every != 0):
+            raise ValueError("run_dir=None needs log=False and checkpoint_every=0")
+        self.run_dir = None if run_dir is None else os.fspath(run_dir)
         self.callbacks = list(callbacks)
         self.group = group if group is not None else _default_group()
         self.rank = self.group.rank() if self.group is not None else 0
         self.world_size = self.group.size() if self.group is not None else 1
         self.stream = stream
         self.progress = progress
+        self.compile = compile
         self.hparams = scheduled_hyperparameters(optimizer)
         eval_columns = [f"eval_{name}" for name in self.metrics] if eval_data is not None else []
         self.track_norm = bool(grad_norm or clip_norm is not None)
@@ -212,7 +223,7 @@ class Trainer:
             json.dumps(self.settings)
         except TypeError as e:
             raise TypeError(f"config must be JSON-serialisable: {e}") from None
-        self.checkpoint_root = os.path.join(self.run_dir, "checkpoints")
+        self.checkpoint_root = os.path.join(self.run_dir or "", "checkpoints")
         self.last_checkpoint: str | None = None
         self.step = 0
 
@@ -251,7 +262,7 @@ class Trainer:
         log = RunLog(self.run_dir, s["columns"]) if s["log"] and is_main else None
         if log is not None:
             log.open(meta["log_position"] if meta else None)
-        if is_main and not meta:
+        if is_main and not meta and self.run_dir is not None:
             self._write_json("config.json", s)
 
         # 2. Data, compiled steps, report.
@@ -259,7 +270,7 @@ class Trainer:
         train_step = make_train_step(
             self.model, self.loss_fn, self.optimizer, grad_accum=accum,
             clip_norm=s["clip_norm"], group=self.group if self.world_size > 1 else None,
-            grad_norm=self.track_norm,
+            grad_norm=self.track_norm, compile=self.compile,
         )
         state = [self.model.state, self.optimizer.state, mx.random.state]
         report = None
@@ -273,11 +284,12 @@ class Trainer:
         evaluated_at = saved_at = -1
         stop = False
 
-        def flush() -> None:
-            """Fetch the pending per-step values in one transfer and write them as rows."""
+        def flush() -> bool:
+            """Fetch the pending per-step values in one transfer and write them as rows;
+            True when a callback asked to stop."""
             nonlocal last_row
             if not pending:
-                return
+                return False
             columns = [mx.stack([p[2] for p in pending])]
             if self.track_norm:
                 columns.append(mx.stack([p[3] for p in pending]))
@@ -299,7 +311,7 @@ class Trainer:
                                          self.last_checkpoint)
             pending.clear()
             last_row = rows[-1]
-            self._emit(log, rows)
+            return self._emit(log, rows)
 
         try:
             # 3. One optimizer update per iteration.
@@ -325,7 +337,7 @@ class Trainer:
                 due_eval = bool(s["eval_every"]) and step % s["eval_every"] == 0
                 due_ckpt = bool(s["checkpoint_every"]) and step % s["checkpoint_every"] == 0
                 if step % s["log_every"] == 0 or due_report or due_eval or due_ckpt:
-                    flush()
+                    stop = flush() or stop
                 if due_report:
                     self._report(report, last_row, step)
                 if due_eval:
@@ -375,11 +387,14 @@ class Trainer:
             return True
         return data.peek_epoch() >= self.epochs  # epochs of unknown length
 
-    def _emit(self, log: RunLog | None, rows: list[dict]) -> None:
+    def _emit(self, log: RunLog | None, rows: list[dict]) -> bool:
         if log is not None:
             log.write(rows)
+        stop = False
         for row in rows:
-            self._dispatch({"event": row["kind"], **{k: v for k, v in row.items() if k != "kind"}})
+            info = {"event": row["kind"], **{k: v for k, v in row.items() if k != "kind"}}
+            stop = self._dispatch(info) or stop
+        return stop
 
     def _dispatch(self, info: dict) -> bool:
         """Call every callback (on every rank: their decisions must agree); True on STOP."""
@@ -491,6 +506,10 @@ class Trainer:
 
     def _prepare_run_dir(self, resume: bool | str | os.PathLike, overwrite: bool) -> str | None:
         """Check the run directory is writable; return the checkpoint to resume from."""
+        if self.run_dir is None:
+            if resume:
+                raise ValueError("resume needs a run_dir")
+            return None
         try:
             os.makedirs(self.run_dir, exist_ok=True)
             probe = os.path.join(self.run_dir, f".write_probe.{self.rank}")
