@@ -207,3 +207,26 @@ def test_eager_step_and_no_run_dir_give_the_compiled_result(tmp_path):
     with pytest.raises(ValueError, match="run_dir=None needs log=False"):
         Trainer(linear_model(4, 2), mse, optim.SGD(learning_rate=0.1), [(x, y)], run_dir=None,
                 max_steps=1)
+
+
+def test_without_grad_norm_a_bad_last_update_never_becomes_a_checkpoint(tmp_path):
+    # The NaN gradient comes in the very last update, so no later loss can show it: the
+    # weights check before the final checkpoint must.
+    def loss_fn(model, x, y):
+        out = model(x)
+        return nn.losses.mse_loss(out, y) + 0.0 * mx.mean(mx.sqrt(mx.abs(out)))
+
+    rng = np.random.default_rng(0)
+    batches = [(rng.normal(size=(4, 3)).astype(np.float32), np.zeros((4, 1), np.float32))
+               for _ in range(4)]
+    batches[3] = (np.zeros((4, 3), np.float32), np.zeros((4, 1), np.float32))
+    mx.random.seed(0)
+    trainer = Trainer(nn.Linear(3, 1, bias=False), loss_fn, optim.SGD(learning_rate=0.01),
+                      batches, run_dir=tmp_path, max_steps=4, report_every=0, grad_norm=False,
+                      checkpoint_every=2)
+    with pytest.raises(NonFiniteError, match="step 3: its update left non-finite weights"):
+        trainer.fit()
+    saved = [step for step, _ in list_checkpoints(tmp_path / "checkpoints")]
+    assert saved == [2]
+    assert [r["step"] for r in read_jsonl(tmp_path / "log.jsonl") if r["kind"] == "train"] == [
+        0, 1, 2, 3]

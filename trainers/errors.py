@@ -13,15 +13,15 @@ class NonFiniteError(FloatingPointError):
         grad_norm: the global gradient norm of that step, as a Python float.
     """
 
-    def __init__(self, step: int, loss: float, grad_norm: float, checkpoint: str | None):
+    def __init__(self, step: int, loss: float, grad_norm: float, checkpoint: str | None,
+                 detail: str | None = None):
         self.step = step
         self.loss = loss
         self.grad_norm = grad_norm
         self.checkpoint = checkpoint
         where = f"; last good checkpoint: {checkpoint}" if checkpoint else "; no checkpoint saved"
-        super().__init__(
-            f"non-finite value at step {step}: loss={loss}, grad_norm={grad_norm}{where}"
-        )
+        what = detail or f"loss={loss}, grad_norm={grad_norm}"
+        super().__init__(f"non-finite value at step {step}: {what}{where}")
 
 
 class CheckpointError(ValueError):

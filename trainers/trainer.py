@@ -47,6 +47,14 @@ def accuracy(model: nn.Module, x: mx.array, y: mx.array) -> mx.array:
     return mx.mean(mx.argmax(model(x), axis=-1) == y)
 
 
+def _all_finite(tree: Any) -> bool:
+    """Whether every array of a tree is finite (one reduction, one host wait)."""
+    from mlx.utils import tree_flatten
+
+    arrays = [mx.all(mx.isfinite(a)) for _, a in tree_flatten(tree)]
+    return bool(mx.all(mx.stack(arrays)).item()) if arrays else True  # host waits
+
+
 def scheduled_hyperparameters(optimizer: optim.Optimizer) -> list[str]:
     """Names logged per step: ``learning_rate`` and every other key of ``optimizer._schedulers``.
 
@@ -457,6 +465,12 @@ class Trainer:
 
     def _save(self, step: int, data: BatchStream, log: RunLog | None) -> None:
         """Write a checkpoint (rank 0) after the log rows up to ``step`` are on disk."""
+        if not self.track_norm and not _all_finite(self.model.trainable_parameters()):
+            # Without the per-step gradient norm, a non-finite gradient in the last update
+            # shows only in the weights; never let it replace the last good checkpoint.
+            raise NonFiniteError(step - 1, math.nan, math.nan, self.last_checkpoint,
+                                 detail="its update left non-finite weights (pass "
+                                        "grad_norm=True to check every gradient)")
         if self.rank != 0:
             return
         log_position = None
