@@ -32,7 +32,6 @@ import os
 import platform
 import shlex
 import sys
-import tempfile
 import time
 from typing import Any
 
@@ -78,14 +77,13 @@ def run_config(base: dict[str, Any], family: str, peak: float, steps: int,
 def train_one(config: dict[str, Any], data: dict[str, np.ndarray],
               log_dir: str | None = None) -> dict[str, Any]:
     """One run: its summary plus its curves (rates from the optimizer state via the log)."""
-    with tempfile.TemporaryDirectory() as scratch:
-        try:
-            summary, rows = run_training(config, data=data, run_dir=log_dir or scratch,
-                                         log_files=log_dir is not None, overwrite=True)
-        except NonFiniteError as e:
-            return {"diverged": True, "error": str(e), "final_accuracy": None,
-                    "best_accuracy": None, "steps_to_target": None, "wall_time_s": None,
-                    "final_eval_loss": None}
+    try:  # without log_dir nothing touches the disk: rows stay in memory (run_dir=None)
+        summary, rows = run_training(config, data=data, run_dir=log_dir,
+                                     log_files=log_dir is not None, overwrite=True)
+    except NonFiniteError as e:
+        return {"diverged": True, "error": str(e), "final_accuracy": None,
+                "best_accuracy": None, "steps_to_target": None, "wall_time_s": None,
+                "final_eval_loss": None}
     summary["diverged"] = False
     summary["curves"] = {
         "steps": [r["step"] for r in rows.train],

@@ -6,6 +6,7 @@
     python scripts/train.py --schedule cosine --max-lr 0.1 --steps 1000 --run-dir runs/cos
     python scripts/train.py --schedule one_cycle --max-lr-from runs/range_test/range_test.json
     python scripts/train.py --config c.json --set training.batch_size=128 --set model.dropout=0.1
+    python scripts/train.py --schedule cosine --stop-after 300 --run-dir runs/cos  # stop at 300
     python scripts/train.py --resume runs/cos                 # continue a stopped run
 
 The whole config is checked before anything is loaded or trained; a bad field stops the script
@@ -13,6 +14,11 @@ with a message naming it. The run directory receives ``experiment.json`` (the co
 ``config.json`` (the trainer's settings), ``log.jsonl``/``log.csv`` (one row per step: loss,
 learning rate and every scheduled hyperparameter, read from the optimizer state; one row per
 evaluation), ``checkpoints/``, ``summary.json`` and ``curves.png``.
+
+``--stop-after N`` stops after exactly N updates, evaluating and checkpointing there;
+``--resume`` then continues to the same weights and training rows as an uninterrupted run. The
+stop's evaluation stays in the log; the finished run's summary and curves leave it out when it
+is off the ``eval_every`` grid, so they match the uninterrupted run's.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ import json
 import os
 import sys
 from typing import Any
+
+from trainers import list_checkpoints
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -37,9 +45,20 @@ from experiments.config import (  # noqa: E402
 from experiments.run import read_log, run_training, summarise  # noqa: E402
 
 
-def finish(config: dict[str, Any], run_dir: str) -> dict[str, Any]:
-    """Write ``summary.json`` and ``curves.png`` from the run directory's whole log."""
+def run_rows(config: dict[str, Any], run_dir: str) -> tuple[list[dict], list[dict]]:
+    """The run directory's training rows and its evaluations on the ``eval_every`` grid
+    (plus the latest one): an evaluation made where ``--stop-after`` stopped is left out
+    once the run has gone past it, as an uninterrupted run has none there."""
     train_rows, eval_rows = read_log(run_dir)
+    every = config["training"]["eval_every"]
+    last = eval_rows[-1]["step"] if eval_rows else None
+    return train_rows, [r for r in eval_rows
+                        if r["step"] == last or (every and r["step"] % every == 0)]
+
+
+def finish(config: dict[str, Any], run_dir: str) -> dict[str, Any]:
+    """The summary of the run directory's whole log."""
+    train_rows, eval_rows = run_rows(config, run_dir)
     previous = {}
     summary_path = os.path.join(run_dir, "summary.json")
     if os.path.exists(summary_path):
@@ -59,7 +78,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--overwrite", action="store_true", help="replace a run in --run-dir")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run stopped in RUN_DIR")
     p.add_argument("--stop-after", type=int, metavar="STEPS",
-                   help="stop at the first evaluation after STEPS updates (resume later)")
+                   help="stop after exactly STEPS updates, counted from the run's start "
+                        "(evaluate, checkpoint; continue with --resume)")
     return p.parse_args(argv)
 
 
@@ -79,6 +99,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"config error: {e}", file=sys.stderr)
         return 2
     run_dir = config["output"]["run_dir"]
+    if args.stop_after is not None:
+        found = list_checkpoints(os.path.join(run_dir, "checkpoints")) if args.resume else []
+        done = found[-1][0] if found else 0
+        if args.stop_after <= done:
+            print(f"error: --stop-after {args.stop_after}: expected more than {done} updates "
+                  "(the run's progress so far)", file=sys.stderr)
+            return 2
     if not args.resume:
         occupied = os.path.exists(os.path.join(run_dir, "log.jsonl"))
         if occupied and not args.overwrite:
@@ -103,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             from experiments.plotting import plot_run
 
-            train_rows, eval_rows = read_log(run_dir)
+            train_rows, eval_rows = run_rows(config, run_dir)
             plot_run(train_rows, eval_rows, os.path.join(run_dir, "curves.png"),
                      title=f"{opt['name']} + {_rate_name(opt)} on {config['dataset']['name']}")
         except RuntimeError as e:

@@ -70,15 +70,42 @@ def test_tiny_run_writes_everything_and_logs_the_schedule(tmp_path):
     assert summary["best_accuracy"] >= summary["final_accuracy"]
 
 
+def eval_rows(run_dir) -> list[dict]:
+    with open(os.path.join(run_dir, "log.csv"), newline="") as f:
+        return [row for row in csv.DictReader(f) if row["kind"] == "eval"]
+
+
 @pytest.mark.slow
-def test_resume_continues_a_stopped_run_exactly(tmp_path):
+@pytest.mark.parametrize("stop", [7, 10])  # inside a log/eval/checkpoint block, and on its end
+def test_resume_continues_a_stopped_run_exactly(tmp_path, stop):
+    whole, split = tmp_path / "whole", tmp_path / "split"
     args = ["--steps", "20", "--no-plots", *TINY]
-    assert train.main([*args, "--run-dir", str(tmp_path / "whole")]) == 0
-    assert train.main([*args, "--run-dir", str(tmp_path / "split"), "--stop-after", "10"]) == 0
-    assert len(train_rows(tmp_path / "split")) == 10
-    assert json.loads((tmp_path / "split" / "summary.json").read_text())["stopped_at"] == 10
-    assert train.main(["--resume", str(tmp_path / "split")]) == 0
-    assert train_rows(tmp_path / "split") == train_rows(tmp_path / "whole")
+    assert train.main([*args, "--run-dir", str(whole)]) == 0
+    assert train.main([*args, "--run-dir", str(split), "--stop-after", str(stop)]) == 0
+    # Stopped after exactly `stop` updates: rows 0..stop-1, evaluated and checkpointed there.
+    assert [int(r["step"]) for r in train_rows(split)] == list(range(stop))
+    assert int(eval_rows(split)[-1]["step"]) == stop
+    assert f"step_{stop:08d}" in os.listdir(split / "checkpoints")
+    assert json.loads((split / "summary.json").read_text())["stopped_at"] == stop
+
+    assert train.main(["--resume", str(split)]) == 0
+    assert train_rows(split) == train_rows(whole)
+    # The log keeps the stop's evaluation; otherwise the evaluations are the same.
+    extra = [] if stop % 10 == 0 else [r for r in eval_rows(split) if int(r["step"]) == stop]
+    assert [r for r in eval_rows(split) if r not in extra] == eval_rows(whole)
+    assert len(extra) == (0 if stop % 10 == 0 else 1)
+    # Same final weights, same summary (apart from timing).
+    final = os.path.join("checkpoints", "step_00000020", "model.safetensors")
+    assert (split / final).read_bytes() == (whole / final).read_bytes()
+    summaries = [json.loads((d / "summary.json").read_text()) for d in (split, whole)]
+    for s in summaries:
+        del s["wall_time_s"]
+    assert summaries[0] == summaries[1]
+
+
+def test_stop_after_must_be_ahead_of_the_run(tmp_path, capsys, no_training):
+    assert train.main(["--run-dir", str(tmp_path / "run"), "--stop-after", "0"]) == 2
+    assert "--stop-after 0" in capsys.readouterr().err
 
 
 @pytest.mark.slow

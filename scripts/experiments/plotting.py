@@ -169,8 +169,9 @@ def plot_comparison(curves: Mapping[str, Mapping[str, Any]],
     accuracy of that schedule at that budget.
     """
     plt = pyplot()
-    fig, grid = plt.subplots(2, 2, figsize=(15, 10))
-    axes = grid.flat
+    # One legend for all panels, outside them (below), so it never hides a data point.
+    fig, grid = plt.subplots(2, 2, figsize=(15, 10.5), layout="constrained")
+    axes = list(grid.flat)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (label, c) in enumerate(curves.items()):
         color = colors[i % len(colors)]
@@ -212,10 +213,14 @@ def plot_comparison(curves: Mapping[str, Mapping[str, Any]],
     axes[3].set_xlabel("run length in steps (log scale)")
     for ax in axes:
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=9)
-    axes[3].legend(fontsize=9, loc="lower right")
+    handles: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, handle)
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc="outside lower center",
+                   ncol=min(len(handles), 4), fontsize=10, frameon=False)
     if title:
         fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0, 1, 0.97) if title else None)
     fig.savefig(path, dpi=100)
     plt.close(fig)

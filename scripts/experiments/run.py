@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import platform
 import time
@@ -25,12 +26,14 @@ from .config import build_optimizer
 from .datasets import load_dataset
 from .models import build_model, cross_entropy
 
-__all__ = ["MemoryLog", "compile_context", "load_data", "range_test", "read_log", "run_training",
+__all__ = ["MemoryLog", "compile_wanted", "load_data", "range_test", "read_log", "run_training",
            "steps_to_target", "summarise"]
 
 
-def _compile_wanted(setting: Any) -> bool:
-    """``auto`` compiles except on Linux's CPU backend, where each new compiled step runs a C++
+def compile_wanted(setting: Any) -> bool:
+    """Whether ``training.compile`` asks for a compiled step (``Trainer(compile=...)``).
+
+    ``auto`` compiles except on Linux's CPU backend, where each new compiled step runs a C++
     compiler (1-5 s per run, measured) while a whole 300-step digits run takes ~0.4 s without.
     """
     if setting != "auto":
@@ -39,9 +42,10 @@ def _compile_wanted(setting: Any) -> bool:
 
 
 @contextlib.contextmanager
-def compile_context(setting: Any) -> Iterator[bool]:
-    """Run the block with ``mx.compile`` on or off (restored afterwards)."""
-    wanted = _compile_wanted(setting)
+def _compile_context(setting: Any) -> Iterator[bool]:
+    """Run the block with ``mx.compile`` on or off (restored afterwards): for
+    ``trainers.lr_range_test``, which builds its own step and takes no ``compile=``."""
+    wanted = compile_wanted(setting)
     if not wanted:
         mx.disable_compile()
     try:
@@ -67,13 +71,18 @@ class MemoryLog:
 
 
 class _StopAfter:
-    """Stop the run at the first evaluation at or after ``step`` updates (for resuming)."""
+    """Stop the run after exactly ``steps`` updates (to resume it later).
 
-    def __init__(self, step: int):
-        self.step = step
+    A training row's ``step`` is the update's index, so the row ``steps - 1`` is the last
+    update to take. The trainer honours ``STOP`` at the end of the block holding that row;
+    :func:`run_training` sizes the blocks so that one ends there.
+    """
+
+    def __init__(self, steps: int):
+        self.steps = steps
 
     def __call__(self, event: dict) -> Any:
-        if event.get("event") == "eval" and event["step"] >= self.step:
+        if event.get("event") == "train" and event["step"] >= self.steps - 1:
             return STOP
         return None
 
@@ -136,13 +145,16 @@ def run_training(config: dict[str, Any], *, data: dict[str, np.ndarray] | None =
         config: a config that passed :func:`experiments.config.validate`.
         data: the arrays, when the caller already loaded them (comparisons reuse them).
         run_dir: where the trainer writes (default ``config["output"]["run_dir"]``).
-        log_files: write ``log.jsonl``/``log.csv`` and checkpoints (else rows stay in memory).
+        log_files: write ``log.jsonl``/``log.csv`` and checkpoints into ``run_dir``; with
+            ``False`` nothing is written anywhere (``run_dir`` is ignored) and the rows stay
+            in memory.
         resume: continue from the newest checkpoint in ``run_dir``.
-        stop_after: stop at the first evaluation at or after this many updates.
+        stop_after: stop after exactly this many updates (counted from the start of the run,
+            also when resuming); the trainer then evaluates and checkpoints at that step.
     """
     training = config["training"]
     data = data if data is not None else load_data(config["dataset"])
-    run_dir = run_dir or config["output"]["run_dir"]
+    run_dir = (run_dir or config["output"]["run_dir"]) if log_files else None
     seed = training["seed"]
     mx.random.seed(seed)  # the model's initial weights
     model = _model(config, data)
@@ -152,20 +164,24 @@ def run_training(config: dict[str, Any], *, data: dict[str, np.ndarray] | None =
     eval_data = [(data["x_test"], data["y_test"])]  # one batch: the whole test set
     memory = MemoryLog()
     extra = [_StopAfter(stop_after)] if stop_after else []
+    log_every = training["log_every"]
+    if stop_after:
+        # Rows (and STOP) arrive per block of log_every updates: make a block end at
+        # stop_after. The block size changes neither the rows nor the updates.
+        log_every = math.gcd(log_every, stop_after)
     eval_every = training["eval_every"] or None
     checkpoint_every = training["checkpoint_every"] if log_files else 0
     trainer = Trainer(
         model, cross_entropy, optimizer, train_data, run_dir=run_dir,
         max_steps=training["steps"], eval_data=eval_data, metrics={"accuracy": accuracy},
         eval_every=eval_every, checkpoint_every=checkpoint_every,
-        keep_checkpoints=training["keep_checkpoints"], log_every=training["log_every"],
+        keep_checkpoints=training["keep_checkpoints"], log_every=log_every,
         report_every=0, log=log_files, seed=seed, grad_accum=training["grad_accum"],
-        clip_norm=training["clip_norm"], callbacks=[memory, *extra, *callbacks],
-        config={"experiment": config},
+        clip_norm=training["clip_norm"], compile=compile_wanted(training["compile"]),
+        callbacks=[memory, *extra, *callbacks], config={"experiment": config},
     )
     start = time.perf_counter()
-    with compile_context(training["compile"]):
-        trainer.fit(resume=resume, overwrite=overwrite)
+    trainer.fit(resume=resume, overwrite=overwrite)
     wall = time.perf_counter() - start
     summary = summarise(memory.train, memory.eval, target=training["target_accuracy"],
                         wall_time=wall)
@@ -199,7 +215,7 @@ def range_test(config: dict[str, Any], *, min_lr: float, max_lr: float, steps: i
     optimizer = build_optimizer(section)
     batches = ArrayBatches((data["x_train"], data["y_train"]), training["batch_size"],
                            seed=training["seed"])
-    with compile_context(training["compile"]):
+    with _compile_context(training["compile"]):
         result = trainer_range_test(model, cross_entropy, optimizer, batches, min_lr=min_lr,
                                     max_lr=max_lr, steps=steps, smoothing=smoothing,
                                     seed=training["seed"])
