@@ -43,7 +43,8 @@ def test_matches_float64_sgd_with_one_cycle_and_momentum(tmp_path, clip_norm):
     model = linear_model(4, 2)
     w0, b0 = np.array(model.weight), np.array(model.bias)
     trainer = Trainer(model, mse, _one_cycle_sgd(max_lr, total), data, run_dir=tmp_path,
-                      max_steps=total, log_every=6, report_every=0, clip_norm=clip_norm)
+                      max_steps=total, log_every=6, report_every=0, clip_norm=clip_norm,
+                      grad_norm=True)
     trainer.fit()
 
     batches = [b for e in range(4) for b in data.epoch(e)][:total]
@@ -72,7 +73,8 @@ def test_csv_and_jsonl_hold_the_same_rows_with_documented_columns(tmp_path):
     jsonl = read_jsonl(tmp_path / "log.jsonl")
     with open(tmp_path / "log.csv", newline="") as f:
         table = list(csv.DictReader(f))
-    assert list(table[0]) == ["kind", "step", "epoch", "loss", "grad_norm", "learning_rate",
+    # the default (grad_norm=False) logs no gradient norm column
+    assert list(table[0]) == ["kind", "step", "epoch", "loss", "learning_rate",
                               "eval_loss", "eval_accuracy"]
     assert [(r["kind"], r["step"]) for r in jsonl] == (
         [("train", t) for t in range(5)] + [("eval", 5)]
