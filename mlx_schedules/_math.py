@@ -35,13 +35,14 @@ def offset(steps: mx.array, origin: float) -> mx.array:
     return to_float(steps - whole) - frac
 
 
-def half_cosine(remaining: mx.array) -> mx.array:
-    r"""``½(1 + cos(π·x))`` written as ``sin²(π/2·(1-x))`` with ``remaining = 1-x``.
+def half_cosine(remaining: mx.array, scale: float = 1.0) -> mx.array:
+    r"""``½(1 + cos(π·x))`` written as ``sin²(π/2·(1-x))`` with ``1-x = remaining·scale``.
 
     The two are equal, but the second keeps full relative precision where the value is
-    tiny (the end of an annealing phase), which the first loses to cancellation.
+    tiny (the end of an annealing phase), which the first loses to cancellation. ``scale``
+    (e.g. ``1/length`` for a count of steps left) folds into the one multiplication.
     """
-    return mx.square(mx.sin((0.5 * math.pi) * remaining))
+    return mx.square(mx.sin(remaining * (0.5 * math.pi * scale)))
 
 
 def power(base: float, exponent: mx.array) -> mx.array:

@@ -44,7 +44,7 @@ def cyclic_exponential_decay(init: float, decay_rate: float, cycle_length: int, 
         envelope = power(decay_rate, exact_ratio(t, decay_steps))
         phase = t % cycle_length
         # ½(1 + cos(2πp/T)) = cos²(πp/T) = sin²(π/2·(T - 2p)/T), exact integer T - 2p.
-        wave = half_cosine(to_float(cycle_length - 2 * phase) / cycle_length)
+        wave = half_cosine(to_float(cycle_length - 2 * phase), 1 / cycle_length)
         return end + (init - end) * envelope * wave
 
     return Schedule(body, "cyclic_exponential_decay")

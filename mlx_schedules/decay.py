@@ -145,11 +145,11 @@ def cosine_decay(init: float, decay_steps: int, end: float = 0.0, *,
     exponent = check_positive("exponent", exponent)
 
     def body(t):
-        remaining = to_float(decay_steps - mx.minimum(t, decay_steps)) / decay_steps
-        shape = half_cosine(remaining)
+        shape = half_cosine(to_float(decay_steps - mx.minimum(t, decay_steps)), 1 / decay_steps)
         if exponent != 1.0:
             shape = mx.power(shape, exponent)
-        return end + (init - end) * shape
+        # An eager call costs per recorded op: skip the no-op addition of end = 0.
+        return (init - end) * shape + end if end else init * shape
 
     return Schedule(body, "cosine_decay")
 
@@ -170,8 +170,8 @@ def linear_schedule(init: float, end: float, steps: int) -> Schedule:
     steps = check_int("steps", steps)
 
     def body(t):
-        remaining = to_float(steps - mx.minimum(t, steps)) / steps
-        return end + (init - end) * remaining
+        remaining = to_float(steps - mx.minimum(t, steps))
+        return remaining * ((init - end) / steps) + end
 
     return Schedule(body, "linear_schedule")
 
