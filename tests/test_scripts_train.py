@@ -257,3 +257,20 @@ def test_example_configs_are_valid():
                 validate(config)
             except ConfigError as e:
                 assert "not in the mlx.data cache" in str(e)
+
+
+def test_yaml_config_reads_the_same_as_json(tmp_path):
+    pytest.importorskip("yaml", reason="YAML configs need pyyaml (the 'yaml' extra)")
+    from experiments.config import load_config_file
+
+    config = {"training": {"steps": 12, "batch_size": 16},
+              "optimizer": {"name": "SGD", "momentum": 0.9,
+                            "learning_rate": {"name": "one_cycle", "max_lr": 0.1,
+                                              "total_steps": 12}}}
+    (tmp_path / "c.json").write_text(json.dumps(config))
+    (tmp_path / "c.yaml").write_text(
+        "training: {steps: 12, batch_size: 16}\n"
+        "optimizer:\n  name: SGD\n  momentum: 0.9\n"
+        "  learning_rate: {name: one_cycle, max_lr: 0.1, total_steps: 12}\n")
+    assert load_config_file(tmp_path / "c.yaml") == load_config_file(tmp_path / "c.json")
+    assert load_config_file(tmp_path / "c.yaml") == config
