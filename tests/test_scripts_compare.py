@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
-import os
 
 import matplotlib
 
@@ -14,19 +12,9 @@ matplotlib.use("Agg")
 import matplotlib.image  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from helpers_scripts import load_script  # noqa: E402
 
 import mlx_schedules as ms  # noqa: E402
-
-SCRIPTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts")
-
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(f"script_{name}",
-                                                  os.path.join(SCRIPTS, f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 compare = load_script("compare_schedules")
 FAMILIES = ["constant", "cyclic_exponential", "one_cycle", "triangular"]

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import sys
 
 import matplotlib
@@ -14,29 +12,9 @@ matplotlib.use("Agg")
 import matplotlib.image  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from helpers_scripts import assert_png, load_script  # noqa: E402
 
 import mlx_schedules as ms  # noqa: E402
-
-SCRIPTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts")
-
-
-def load_script(name: str):
-    """Import scripts/<name>.py as a module (it puts scripts/ on sys.path for its helpers)."""
-    spec = importlib.util.spec_from_file_location(f"script_{name}",
-                                                  os.path.join(SCRIPTS, f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def assert_png(path: str, min_bytes: int = 5000) -> None:
-    with open(path, "rb") as f:
-        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
-    assert os.path.getsize(path) > min_bytes
-    image = matplotlib.image.imread(path)
-    assert image.ndim == 3 and image.shape[0] > 200 and image.shape[1] > 200
-    assert image.std() > 0.01  # not a blank canvas
-
 
 plot = load_script("plot_schedules")
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import os
 
@@ -14,26 +13,9 @@ matplotlib.use("Agg")
 import matplotlib.image  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from helpers_scripts import SCRIPTS, assert_png, load_script  # noqa: E402
 
 import mlx_schedules as ms  # noqa: E402
-
-SCRIPTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts")
-
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(f"script_{name}",
-                                                  os.path.join(SCRIPTS, f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def assert_png(path: str) -> None:
-    with open(path, "rb") as f:
-        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
-    assert os.path.getsize(path) > 5000
-    image = matplotlib.image.imread(path)
-    assert image.ndim == 3 and min(image.shape[:2]) > 200 and image.std() > 0.01
 
 
 def train_rows(run_dir) -> list[dict]:

@@ -28,6 +28,25 @@ def constant_metric(model, x, y):
     return mx.mean(y * 0.0) + 1.0
 
 
+
+def nan_gradient_case(count: int, bad: int):
+    """A loss whose value stays finite but whose gradient is NaN on batch ``bad``.
+
+    ``0 * sqrt(|x w|)`` adds nothing to the loss, but at ``x = 0`` its gradient is
+    ``0 * inf = NaN``; batch ``bad`` is all zeros.
+    """
+
+    def loss_fn(model, x, y):
+        out = model(x)
+        return nn.losses.mse_loss(out, y) + 0.0 * mx.mean(mx.sqrt(mx.abs(out)))
+
+    rng = np.random.default_rng(0)
+    batches = [(rng.normal(size=(4, 3)).astype(np.float32), np.zeros((4, 1), np.float32))
+               for _ in range(count)]
+    batches[bad] = (np.zeros((4, 3), np.float32), np.zeros((4, 1), np.float32))
+    return loss_fn, batches
+
+
 def test_early_stopping_after_patience_evals(tmp_path):
     x, y = regression_data(32, 4, 2)
     events = []
@@ -123,14 +142,7 @@ def test_nan_loss_names_the_step_keeps_last_good_checkpoint_and_log(tmp_path):
 
 def test_nan_gradient_with_finite_loss_is_caught(tmp_path):
     # 0 * sqrt(|x w|) adds nothing to the loss but its gradient at x = 0 is 0 * inf = NaN.
-    def loss_fn(model, x, y):
-        out = model(x)
-        return nn.losses.mse_loss(out, y) + 0.0 * mx.mean(mx.sqrt(mx.abs(out)))
-
-    rng = np.random.default_rng(0)
-    batches = [(rng.normal(size=(4, 3)).astype(np.float32), np.zeros((4, 1), np.float32))
-               for _ in range(6)]
-    batches[4] = (np.zeros((4, 3), np.float32), np.zeros((4, 1), np.float32))
+    loss_fn, batches = nan_gradient_case(count=6, bad=4)
     mx.random.seed(0)
     trainer = Trainer(nn.Linear(3, 1, bias=False), loss_fn, optim.SGD(learning_rate=0.01),
                       batches, run_dir=tmp_path, max_steps=6, report_every=0, grad_norm=True)
@@ -159,14 +171,7 @@ def test_clip_norm_bounds_the_update(tmp_path):
 
 
 def test_without_grad_norm_the_column_is_absent_and_the_loss_still_checked(tmp_path):
-    def loss_fn(model, x, y):
-        out = model(x)
-        return nn.losses.mse_loss(out, y) + 0.0 * mx.mean(mx.sqrt(mx.abs(out)))
-
-    rng = np.random.default_rng(0)
-    batches = [(rng.normal(size=(4, 3)).astype(np.float32), np.zeros((4, 1), np.float32))
-               for _ in range(6)]
-    batches[2] = (np.zeros((4, 3), np.float32), np.zeros((4, 1), np.float32))
+    loss_fn, batches = nan_gradient_case(count=6, bad=2)
     mx.random.seed(0)
     trainer = Trainer(nn.Linear(3, 1, bias=False), loss_fn, optim.SGD(learning_rate=0.01),
                       batches, run_dir=tmp_path, max_steps=6, report_every=0, grad_norm=False)
@@ -212,14 +217,7 @@ def test_eager_step_and_no_run_dir_give_the_compiled_result(tmp_path):
 def test_without_grad_norm_a_bad_last_update_never_becomes_a_checkpoint(tmp_path):
     # The NaN gradient comes in the very last update, so no later loss can show it: the
     # weights check before the final checkpoint must.
-    def loss_fn(model, x, y):
-        out = model(x)
-        return nn.losses.mse_loss(out, y) + 0.0 * mx.mean(mx.sqrt(mx.abs(out)))
-
-    rng = np.random.default_rng(0)
-    batches = [(rng.normal(size=(4, 3)).astype(np.float32), np.zeros((4, 1), np.float32))
-               for _ in range(4)]
-    batches[3] = (np.zeros((4, 3), np.float32), np.zeros((4, 1), np.float32))
+    loss_fn, batches = nan_gradient_case(count=4, bad=3)
     mx.random.seed(0)
     trainer = Trainer(nn.Linear(3, 1, bias=False), loss_fn, optim.SGD(learning_rate=0.01),
                       batches, run_dir=tmp_path, max_steps=4, report_every=0, grad_norm=False,
