@@ -18,6 +18,7 @@ import json
 import math
 import os
 import sys
+import textwrap
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -92,7 +93,9 @@ def _title(config: dict[str, Any]) -> str:
              if k != "name" and not isinstance(v, dict) and len(repr(v)) < 24}
     parts = [f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()]
     text = f"{config['name']}(" + ", ".join(parts) + ")"
-    return text if len(text) <= 60 else text[:57] + "...)"
+    # Wrap rather than cut: the options that tell two panels apart (a cyclic mode) come last.
+    lines = textwrap.wrap(text, 58)
+    return "\n".join(lines[:2]) + (" ...)" if len(lines) > 2 else "")
 
 
 def default_steps(config: dict[str, Any]) -> int:
