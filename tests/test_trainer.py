@@ -302,3 +302,19 @@ def test_one_epoch_of_a_generator_and_epochs_of_a_callable(tmp_path):
                      run_dir=tmp_path / "callable", epochs=3, report_every=0).fit()
     assert result["step"] == 3 + 2 + 3 and result["epoch"] == 2
     assert calls[:3] == [0, 1, 2]
+
+
+def test_array_batches_resume_mid_epoch_without_replaying():
+    from trainers.data import BatchStream, as_source
+
+    x = np.arange(40, dtype=np.float32).reshape(20, 2)
+    data = ArrayBatches((x,), 4, seed=5)
+    full = [b[0] for b in data.epoch(1)]
+    stream = BatchStream(as_source(data), epoch=1, index=3)
+    rest = [stream.next()[0] for _ in range(2)]
+    np.testing.assert_array_equal(rest[0], full[3])
+    np.testing.assert_array_equal(rest[1], full[4])
+    assert (stream.epoch, stream.index) == (1, 5)
+    # and the next batch opens epoch 2 in its own shuffled order
+    np.testing.assert_array_equal(stream.next()[0], next(data.epoch(2))[0])
+    assert (stream.epoch, stream.index) == (2, 1)

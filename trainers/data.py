@@ -129,13 +129,17 @@ class ArrayBatches:
         full, rest = divmod(self.num_samples, self.batch_size)
         return full + (1 if rest and not self.drop_last else 0)
 
-    def epoch(self, epoch: int) -> Iterator[Batch]:
-        """Yield the batches of epoch ``epoch`` (numpy arrays)."""
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
+        """Yield the batches of epoch ``epoch`` (numpy arrays), from batch ``start`` on.
+
+        ``start`` lets a resumed run continue mid-epoch without reading the batches it
+        already trained on.
+        """
         if self.shuffle:
             order = np.random.default_rng((self.seed, epoch)).permutation(self.num_samples)
         else:
             order = np.arange(self.num_samples)
-        for b in range(len(self)):
+        for b in range(start, len(self)):
             idx = order[b * self.batch_size : (b + 1) * self.batch_size]
             if self._buffer is not None:
                 yield self._buffer.perm(idx).batch(len(idx))[0]
@@ -148,9 +152,12 @@ class ArrayBatches:
 class _Source:
     """Anything that can produce the batches of epoch ``e`` again, in the same order."""
 
-    def __init__(self, epoch_fn: Callable[[int], Iterable[Batch]], length: int | None):
+    def __init__(self, epoch_fn: Callable[..., Iterable[Batch]], length: int | None,
+                 can_start: bool = False):
         self.epoch = epoch_fn
         self.length = length
+        # Whether epoch_fn(e, start=i) begins at batch i (resume without replaying).
+        self.can_start = can_start
 
 
 def as_source(data: Any, *, name: str = "training data") -> _Source:
@@ -172,7 +179,8 @@ def as_source(data: Any, *, name: str = "training data") -> _Source:
             f"{name}: got whole arrays, not batches; wrap them as ArrayBatches(data, batch_size)"
         )
     if hasattr(data, "epoch") and callable(data.epoch):
-        return _Source(data.epoch, len(data) if hasattr(data, "__len__") else None)
+        return _Source(data.epoch, len(data) if hasattr(data, "__len__") else None,
+                       can_start=isinstance(data, ArrayBatches))
     mlx_types = _mlx_data_types()
     if mlx_types and isinstance(data, mlx_types[0]):
         buffer = data
@@ -208,8 +216,9 @@ def as_source(data: Any, *, name: str = "training data") -> _Source:
 class BatchStream:
     """Batches across epochs, with a position (``epoch``, ``index``) that can be restored.
 
-    ``index`` counts the batches already taken from epoch ``epoch``. Restoring replays that
-    epoch from its start and skips ``index`` batches.
+    ``index`` counts the batches already taken from epoch ``epoch``. Restoring starts that
+    epoch at batch ``index`` where the source can (:class:`ArrayBatches`), and otherwise
+    replays the epoch from its start and skips ``index`` batches.
 
     Example:
         >>> s = BatchStream(as_source([(1,), (2,), (3,)]), epoch=0, index=2)
@@ -221,10 +230,14 @@ class BatchStream:
         self.source = source
         self.epoch = epoch
         self.index = 0
-        self._iter = iter(source.epoch(epoch))
         self._ahead: list[Batch] = []
-        for _ in range(index):
-            self.next()
+        if source.can_start and source.length is not None and index <= source.length:
+            self._iter = iter(source.epoch(epoch, start=index))
+            self.index = index
+        else:
+            self._iter = iter(source.epoch(epoch))
+            for _ in range(index):
+                self.next()
         if self.index != index or self.epoch != epoch:
             raise ValueError(
                 f"cannot restore data position epoch={epoch} index={index}: the epoch has only "
