@@ -24,6 +24,7 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
+from experiments.cli import parse_assignment  # noqa: E402
 from experiments.text_chart import text_chart  # noqa: E402
 
 import mlx_schedules as ms  # noqa: E402
@@ -107,14 +108,7 @@ def default_steps(config: dict[str, Any]) -> int:
 
 
 def _parse_param(text: str) -> tuple[str, Any]:
-    if "=" not in text:
-        raise ValueError(f"--param expects KEY=VALUE, got {text!r}")
-    key, raw = text.split("=", 1)
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        value = raw
-    return key.strip(), value
+    return parse_assignment(text, "--param", "KEY")
 
 
 def configs_from_file(path: str) -> list[dict[str, Any]]:

@@ -34,15 +34,20 @@ def read_suggested_lr(path: str) -> float:
     return float(value)
 
 
-def _set_dotted(config: dict, assignment: str) -> None:
-    if "=" not in assignment:
-        raise ConfigError(f"--set expects SECTION.KEY=VALUE, got {assignment!r}")
-    path, raw = assignment.split("=", 1)
+def parse_assignment(text: str, flag: str, form: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` from a command-line flag; VALUE is JSON, or a plain string if not."""
+    if "=" not in text:
+        raise ConfigError(f"{flag} expects {form}=VALUE, got {text!r}")
+    key, raw = text.split("=", 1)
     try:
-        value = json.loads(raw)
+        return key.strip(), json.loads(raw)
     except json.JSONDecodeError:
-        value = raw
-    keys = path.strip().split(".")
+        return key.strip(), raw
+
+
+def _set_dotted(config: dict, assignment: str) -> None:
+    path, value = parse_assignment(assignment, "--set", "SECTION.KEY")
+    keys = path.split(".")
     node = config
     for key in keys[:-1]:
         node = node.setdefault(key, {})
