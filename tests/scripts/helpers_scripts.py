@@ -11,7 +11,8 @@ matplotlib.use("Agg")
 
 import matplotlib.image  # noqa: E402
 
-SCRIPTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts")
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SCRIPTS = os.path.join(ROOT, "scripts")
 
 
 def load_script(name: str):

@@ -32,7 +32,7 @@ def test_doctests_are_collected():
 
     import tomllib
 
-    root = pathlib.Path(__file__).resolve().parent.parent
+    root = pathlib.Path(__file__).resolve().parents[2]
     options = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["pytest"]
     assert "--doctest-modules" in options["ini_options"]["addopts"]
     assert "mlx_schedules" in options["ini_options"]["testpaths"]

@@ -1,6 +1,6 @@
-"""Data-parallel training under ``mlx.launch``, for tests/test_distributed_trainer.py.
+"""Data-parallel training under ``mlx.launch``, for tests/trainers/test_distributed.py.
 
-    mlx.launch -n 2 --backend ring -p PORT tests/_trainer_dist_script.py OUT_DIR
+    mlx.launch -n 2 --backend ring -p PORT tests/trainers/_trainer_dist_script.py OUT_DIR
 
 Every rank trains with the same settings; the trainer shards each global batch by rank. Each
 rank then writes its final weights to ``OUT_DIR/rank<r>.safetensors``; rank 0 alone writes

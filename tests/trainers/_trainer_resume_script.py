@@ -1,7 +1,7 @@
-"""A small training run that can SIGKILL itself, for tests/test_checkpoint_trainer.py.
+"""A small training run that can SIGKILL itself, for tests/trainers/test_checkpoint.py.
 
-    python tests/_trainer_resume_script.py RUN_DIR [--kill-at-batch N] [--kill-at-checkpoint S]
-                                                   [--resume]
+    python tests/trainers/_trainer_resume_script.py RUN_DIR
+        [--kill-at-batch N] [--kill-at-checkpoint S] [--resume]
 
 ``--kill-at-batch N`` kills the process when it fetches its N-th training batch (counted in
 this process, from 1), i.e. in the middle of an update; ``--kill-at-checkpoint S`` kills it

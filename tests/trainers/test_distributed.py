@@ -48,7 +48,7 @@ def test_two_ranks_match_each_other_and_a_single_process(tmp_path):
     cmd = [*launcher(), "-n", "2", "--backend", "ring", "-p", str(free_port_pair()),
            sys.executable, SCRIPT, str(tmp_path)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            cwd=os.path.dirname(HERE), start_new_session=True)
+                            cwd=os.path.dirname(os.path.dirname(HERE)), start_new_session=True)
     try:
         output, _ = proc.communicate(timeout=120)
     except subprocess.TimeoutExpired:  # a hung collective must fail, not stall the suite
