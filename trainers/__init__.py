@@ -5,7 +5,7 @@ The public surface:
 - :class:`Trainer` — the loop (``Trainer(model, loss_fn, optimizer, data, ...).fit()``);
 - :class:`ArrayBatches`, :func:`load_arrays` — seeded, resumable batches from arrays or
   mlx-data buffers;
-- :func:`accuracy` — an eval metric;
+- :func:`accuracy` — an eval metric; :func:`check_labels` — a one-time check of class labels;
 - :class:`EarlyStopping`, :class:`ReduceLROnPlateau`, :data:`STOP` — callbacks;
 - :func:`lr_range_test`, :class:`RangeTestResult` — the learning-rate range test;
 - :class:`NonFiniteError`, :class:`CheckpointError` — errors;
@@ -19,7 +19,8 @@ from .checkpoint import list_checkpoints, load_checkpoint
 from .data import ArrayBatches, load_arrays
 from .errors import CheckpointError, NonFiniteError
 from .range_test import RangeTestResult, lr_range_test
-from .trainer import Trainer, accuracy, scheduled_hyperparameters
+from .metrics import accuracy, check_labels
+from .trainer import Trainer, scheduled_hyperparameters
 
 __all__ = [
     "STOP",
@@ -31,6 +32,7 @@ __all__ = [
     "ReduceLROnPlateau",
     "Trainer",
     "accuracy",
+    "check_labels",
     "find_openblas",
     "list_checkpoints",
     "load_arrays",

@@ -2,6 +2,9 @@
 
 The trainer calls every callback with one dict per event:
 
+``{"event": "start", "step", "resumed", "run_dir"}``
+    once, when the trainer owns the run directory (locked, an overwritten run removed, the
+    checkpoint loaded) and before the first update: the place to write files of your own;
 ``{"event": "train", "step", "epoch", "loss", "grad_norm", "learning_rate", ...}``
     one per logged training row, when its block is written (not during the step);
 ``{"event": "eval", "step", "epoch", "eval_loss", "eval_<metric>"...}``

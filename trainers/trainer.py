@@ -26,6 +26,7 @@ from .checkpoint import list_checkpoints, load_checkpoint, prune_checkpoints, sa
 from .data import BatchStream, as_source, batch_size_of, shard, to_device
 from .errors import CheckpointError, NonFiniteError
 from .logging import ConsoleReport, RunLog
+from .metrics import accuracy
 from .step import make_eval_step, make_train_step
 
 __all__ = ["Trainer", "accuracy", "scheduled_hyperparameters"]
@@ -34,17 +35,6 @@ __all__ = ["Trainer", "accuracy", "scheduled_hyperparameters"]
 _RESUME_KEYS = (
     "max_steps", "epochs", "seed", "grad_accum", "clip_norm", "world_size", "columns",
 )
-
-
-def accuracy(model: nn.Module, x: mx.array, y: mx.array) -> mx.array:
-    """Fraction of rows whose arg-max prediction equals the integer label (a metric).
-
-    Example:
-        >>> import mlx.core as mx
-        >>> accuracy(lambda x: x, mx.array([[0.1, 0.9], [0.8, 0.2]]), mx.array([1, 1])).item()
-        0.5
-    """
-    return mx.mean(mx.argmax(model(x), axis=-1) == y)
 
 
 def _all_finite(tree: Any) -> bool:
@@ -322,6 +312,9 @@ class Trainer:
             last_row = rows[-1]
             return self._emit(log, rows)
 
+        # The run directory is ours and the checkpoint loaded: callbacks may now write files.
+        self._dispatch({"event": "start", "step": step, "resumed": meta is not None,
+                        "run_dir": self.run_dir})
         try:
             # 3. One optimizer update per iteration.
             while not self._done(step, data):

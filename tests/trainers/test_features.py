@@ -111,10 +111,12 @@ def test_callback_events_in_order(tmp_path):
             run_dir=tmp_path, max_steps=4, eval_data=[(x, y)], eval_every=2,
             checkpoint_every=2, report_every=0, callbacks=[events.append]).fit()
     kinds = [(e["event"], e["step"]) for e in events]
-    assert kinds == [("train", 0), ("train", 1), ("eval", 2), ("checkpoint", 2),
+    assert kinds == [("start", 0), ("train", 0), ("train", 1), ("eval", 2), ("checkpoint", 2),
                      ("train", 2), ("train", 3), ("eval", 4), ("checkpoint", 4), ("end", 4)]
     assert events[-2]["path"].endswith("step_00000004")
-    assert set(events[0]) == {"event", "step", "epoch", "loss", "learning_rate"}
+    assert events[0] == {"event": "start", "step": 0, "resumed": False,
+                         "run_dir": str(tmp_path)}
+    assert set(events[1]) == {"event", "step", "epoch", "loss", "learning_rate"}
 
 
 def test_nan_loss_names_the_step_keeps_last_good_checkpoint_and_log(tmp_path):
