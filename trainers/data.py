@@ -19,7 +19,10 @@ import numpy as np
 
 Batch = Any  # a dict of arrays, or a tuple of arrays
 
-__all__ = ["ArrayBatches", "BatchStream", "as_source", "load_arrays", "shard", "to_device"]
+__all__ = [
+    "DEVICE_BYTES", "ArrayBatches", "BatchStream", "as_source", "load_arrays", "shard",
+    "to_device",
+]
 
 
 def _is_array(x: Any) -> bool:
@@ -59,11 +62,42 @@ def load_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
     raise ValueError(f"dataset file must end in .npz or .safetensors: {path}")
 
 
+# Arrays up to this many bytes in total are copied to the device once by default (see
+# ArrayBatches); larger ones stay on the host, where only each batch is copied.
+DEVICE_BYTES = 2**30
+
+# NumPy dtype kinds that mx.array takes (bool, signed, unsigned, float, complex).
+_MLX_KINDS = "biufc"
+
+
+def _fits_device(arrays: Iterable[Any]) -> bool:
+    """Whether arrays can sensibly live on the device: MLX dtypes, in memory, not too large."""
+    size = 0
+    for a in arrays:
+        if isinstance(a, mx.array):
+            continue
+        if not isinstance(a, np.ndarray) or isinstance(a, np.memmap) \
+                or a.dtype.kind not in _MLX_KINDS:
+            return False
+        size += a.nbytes
+    return size <= DEVICE_BYTES
+
+
 class ArrayBatches:
     """Fixed-size batches from in-memory arrays or an mlx-data buffer of samples.
 
     Each epoch is shuffled with ``numpy.random.default_rng((seed, epoch))``, so any epoch's
     order can be rebuilt from its number alone (which is what exact resume needs).
+
+    With ``device=True`` the arrays are copied to the device once, and each batch is gathered
+    there (``mx.take`` with the epoch's permutation, itself copied once per epoch; a plain
+    slice when not shuffled): no NumPy gather and no host-to-device copy per step, and on
+    unified memory no copy at all. The batches are then ``mx.array`` (what :func:`to_device`
+    would give: float64 becomes float32), in exactly the host order. With ``device=False``
+    each batch is a NumPy gather, copied by the trainer. The default (``None``) is ``True``
+    for a dict or tuple of in-memory NumPy/MLX arrays with MLX dtypes totalling at most
+    ``DEVICE_BYTES`` (1 GiB; the device copy is a second copy of the data), ``False`` for
+    memory-mapped arrays, larger or other dtypes, and mlx-data buffers.
 
     Args:
         data: a dict of arrays (batches are dicts), a tuple of arrays (batches are tuples),
@@ -74,12 +108,17 @@ class ArrayBatches:
         shuffle: reshuffle every epoch.
         seed: base seed of the shuffle.
         drop_last: drop the final smaller batch (a new shape would retrace the compiled step).
+        device: keep the arrays on the device and gather batches there (see above).
+
+    Raises:
+        ValueError: a bad ``batch_size``, arrays of different lengths, no batch at all, or
+            ``device=True`` for data MLX cannot hold (an mlx-data buffer, strings, objects).
 
     Example:
         >>> import numpy as np
         >>> data = ArrayBatches({"x": np.arange(10.0), "y": np.arange(10)}, 4, shuffle=False)
-        >>> len(data), [b["y"].tolist() for b in data.epoch(0)]
-        (2, [[0, 1, 2, 3], [4, 5, 6, 7]])
+        >>> len(data), data.device, [b["y"].tolist() for b in data.epoch(0)]
+        (2, True, [[0, 1, 2, 3], [4, 5, 6, 7]])
     """
 
     def __init__(
@@ -90,11 +129,14 @@ class ArrayBatches:
         shuffle: bool = True,
         seed: int = 0,
         drop_last: bool = True,
+        device: bool | None = None,
     ):
         if isinstance(data, (str, os.PathLike)):
             data = load_arrays(data)
-        if not isinstance(batch_size, int) or batch_size < 1:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        if device is not None and not isinstance(device, bool):
+            raise ValueError(f"device must be True, False or None (automatic), got {device!r}")
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
@@ -115,8 +157,7 @@ class ArrayBatches:
         if self._buffer is not None:
             self.num_samples = len(self._buffer)
         else:
-            values = self._arrays.values() if isinstance(self._arrays, dict) else self._arrays
-            lengths = {len(v) for v in values}
+            lengths = {len(v) for v in self._values()}
             if len(lengths) != 1:
                 raise ValueError(f"arrays must share their leading dimension, got {lengths}")
             self.num_samples = lengths.pop()
@@ -124,29 +165,72 @@ class ArrayBatches:
             raise ValueError(
                 f"dataset of {self.num_samples} samples gives no batch of {batch_size}"
             )
+        if device is None:
+            device = self._buffer is None and _fits_device(self._values())
+        elif device and self._buffer is not None:
+            raise ValueError("device=True needs a dict or tuple of arrays, not an mlx.data.Buffer")
+        self.device = device
+        if self._buffer is not None:
+            return
+        try:
+            # Host arrays become NumPy once here, not once per batch.
+            convert = _to_mx if device else np.asarray
+            if isinstance(self._arrays, dict):
+                self._arrays = {k: convert(v) for k, v in self._arrays.items()}
+            else:
+                self._arrays = tuple(convert(v) for v in self._arrays)
+        except (RuntimeError, TypeError, ValueError) as e:
+            raise ValueError(
+                f"ArrayBatches(device={device}) cannot convert the arrays ({e}); "
+                f"pass device={not device}"
+            ) from None
+
+    def _values(self) -> Iterable[Any]:
+        return self._arrays.values() if isinstance(self._arrays, dict) else self._arrays
+
+    def _rows(self, rows: slice | np.ndarray | mx.array) -> Batch:
+        """The batch of the given rows (a slice, or an index array on the arrays' side)."""
+        if isinstance(self._arrays, dict):
+            return {k: _take_rows(v, rows) for k, v in self._arrays.items()}
+        return tuple(_take_rows(v, rows) for v in self._arrays)
 
     def __len__(self) -> int:
         full, rest = divmod(self.num_samples, self.batch_size)
         return full + (1 if rest and not self.drop_last else 0)
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
-        """Yield the batches of epoch ``epoch`` (numpy arrays), from batch ``start`` on.
+        """Yield the batches of epoch ``epoch``, from batch ``start`` on.
 
         ``start`` lets a resumed run continue mid-epoch without reading the batches it
-        already trained on.
+        already trained on. Batches are ``mx.array`` with ``device=True``, NumPy otherwise.
         """
+        size = self.batch_size
+        order = None
         if self.shuffle:
             order = np.random.default_rng((self.seed, epoch)).permutation(self.num_samples)
-        else:
-            order = np.arange(self.num_samples)
-        for b in range(start, len(self)):
-            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
-            if self._buffer is not None:
+        if self._buffer is not None:
+            order = np.arange(self.num_samples) if order is None else order
+            for b in range(start, len(self)):
+                idx = order[b * size : (b + 1) * size]
                 yield self._buffer.perm(idx).batch(len(idx))[0]
-            elif isinstance(self._arrays, dict):
-                yield {k: np.asarray(v)[idx] for k, v in self._arrays.items()}
-            else:
-                yield tuple(np.asarray(v)[idx] for v in self._arrays)
+        else:
+            if order is not None and self.device:
+                # One copy of the order per epoch; each batch is then a lazy gather, evaluated
+                # with the training step that consumes it.
+                order = mx.array(order)
+            for b in range(start, len(self)):
+                rows = slice(b * size, (b + 1) * size)  # a plain slice copies nothing
+                yield self._rows(rows if order is None else order[rows])
+
+
+def _to_mx(array: Any) -> mx.array:
+    return array if isinstance(array, mx.array) else mx.array(array)
+
+
+def _take_rows(array: Any, rows: slice | np.ndarray | mx.array) -> Any:
+    if isinstance(rows, mx.array):
+        return mx.take(array, rows, axis=0)
+    return array[rows]
 
 
 class _Source:
