@@ -2,9 +2,10 @@
 
 Three measurements, side by side in one run, reported as ratios:
 
-(a) time per compiled training step of a small MLP (784-256-10, batch 128, SGD) with a
-    constant rate, with MLX's ``optim.cosine_decay`` and with our ``one_cycle``. The
-    variants are interleaved (ABCABC... rounds) so that machine noise hits all alike.
+(a) time per compiled training step (``trainers.step.make_train_step``, the trainer's own)
+    of a small MLP (784-256-10, batch 128, SGD) with a constant rate, with MLX's
+    ``optim.cosine_decay`` and with our ``one_cycle``. The variants are interleaved
+    (ABCABC... rounds) so that machine noise hits all alike.
 (b) one eager schedule call, including ``mx.eval``, ours vs MLX's built-in equivalent.
 (c) ``one_cycle(...).values()`` over 10 million steps vs the same formula in NumPy
     float64, and the largest relative difference between the two.
@@ -23,7 +24,6 @@ import math
 import platform
 import statistics
 import time
-from functools import partial
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -31,6 +31,7 @@ import mlx.optimizers as optim
 import numpy as np
 
 import mlx_schedules as ms
+from trainers.step import make_train_step
 
 # (a) ------------------------------------------------------------------------------------
 
@@ -50,20 +51,13 @@ def _loss(model, x, y):
 
 
 def make_step(learning_rate):
-    """A compiled training step with all mutated state captured, and that state."""
+    """The trainer's compiled training step (all mutated state captured), and that state."""
     mx.random.seed(0)
     model = MLP()
     optimizer = optim.SGD(learning_rate=learning_rate)
     optimizer.init(model.trainable_parameters())
-    state = [model.state, optimizer.state]
-
-    @partial(mx.compile, inputs=state, outputs=state)
-    def step(x, y):
-        loss, grads = nn.value_and_grad(model, _loss)(model, x, y)
-        optimizer.update(model, grads)
-        return loss
-
-    return step, state, optimizer
+    step = make_train_step(model, _loss, optimizer, grad_norm=False)
+    return step, [model.state, optimizer.state, mx.random.state], optimizer
 
 
 def bench_training_step(repeats: int, steps_per_round: int, total_steps: int) -> dict:
@@ -77,7 +71,7 @@ def bench_training_step(repeats: int, steps_per_round: int, total_steps: int) ->
     steps = {name: make_step(rate) for name, rate in variants.items()}
     for step, state, _ in steps.values():            # compile and warm up
         for _ in range(5):
-            mx.eval(step(x, y), state)
+            mx.eval(step((x, y))[0], state)
     times = {name: [] for name in variants}
     names = list(variants)
     for round_ in range(repeats):
@@ -87,7 +81,7 @@ def bench_training_step(repeats: int, steps_per_round: int, total_steps: int) ->
             step, state, _ = steps[name]
             start = time.perf_counter()
             for _ in range(steps_per_round):
-                mx.eval(step(x, y), state)              # the host waits for each step
+                mx.eval(step((x, y))[0], state)        # the host waits for each step
             times[name].append((time.perf_counter() - start) / steps_per_round)
     # the scheduled rates did move (the schedule is inside the compiled step)
     rates = {name: steps[name][2].learning_rate.item() for name in variants}
