@@ -1,24 +1,30 @@
-"""Benchmark the trainer: overhead against a hand-written loop, logging cost, PyTorch, BLAS.
+"""Benchmark the trainer against a user's own loop: overhead, logging cost, PyTorch, BLAS.
 
     python scripts/bench_trainer.py                 # everything, prints a Markdown table
     python scripts/bench_trainer.py --steps 300     # fewer steps
 
-One run measures, side by side and as ratios, on the same MLP (784-256-256-10, batch 128,
-synthetic MNIST-sized data) and the same batches:
+One run measures, in the same process and as ratios, on the same MLP (784-256-256-10, batch
+128, synthetic MNIST-sized data, SGD + momentum with a one-cycle rate and momentum) and the
+same batch order:
 
-* the trainer (per-step logging to JSONL + CSV, console report every 100 steps) against a
-  hand-written compiled loop (``mx.compile`` capturing model, optimizer and random state;
-  ``mx.eval(state, loss)`` per step), both with SGD + momentum + a one-cycle rate;
-* the trainer with logging on against logging off, and with the optional per-step gradient
-  norm (``grad_norm=True``: one reduction over all gradients more per step);
+* the trainer with its defaults (per-step logging to JSONL + CSV, console report every 100
+  steps, batches gathered on the device by ``ArrayBatches``) against what a user's own loop
+  does: the same compiled step (``trainers.step.make_train_step``), each batch gathered from
+  NumPy and copied with ``mx.array``, then ``mx.eval(state, loss)``;
+* the trainer with logging off, with the optional per-step gradient norm (``grad_norm=True``:
+  one reduction over all gradients more per step), and with host batches
+  (``ArrayBatches(..., device=False)``: a NumPy gather and a copy per step, like the user loop);
 * PyTorch's CPU loop with ``OneCycleLR`` on the same MLP, when ``torch`` is importable
   (``--torch-threads``, default 1: on a small, busy machine OpenMP's spinning threads make
   torch several times slower with 2 threads than with 1);
 * the default BLAS of the Linux ``mlx[cpu]`` wheel against OpenBLAS preloaded (the
   ``mlx-fastblas`` path). Each BLAS setting runs in its own subprocess.
 
-Every timing includes the first (compiling) step, repeats ``--repeats`` times alternating the
-contenders, and keeps the best. This is a benchmark, not a test: nothing here asserts.
+Rounds interleave the contenders, rotating their order each round. Within a run, a contender's
+rate is its steady state: steps ``--warmup``..N (the first steps compile the graph and open the
+run directory). Reported: each contender's median rate, and each ratio as the median of the
+per-round ratios (robust to drifts in the machine's load). This is a benchmark, not a test:
+nothing here asserts.
 """
 
 from __future__ import annotations
@@ -28,13 +34,25 @@ import io
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from functools import partial
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BATCH = 128
+WARMUP = 50  # steps before the steady-state clock starts (compiling, opening the run)
+
+
+def _clock() -> tuple[float, float]:
+    """Wall time and this process's CPU time (all its threads)."""
+    return time.perf_counter(), time.process_time()
+
+
+def _rates(steps: int, start: tuple[float, float], end: tuple[float, float]) -> tuple:
+    """Steps per second of wall time and of CPU time between two clock readings."""
+    return steps / (end[0] - start[0]), steps / (end[1] - start[1])
 
 
 def build(seed: int = 0):
@@ -70,15 +88,28 @@ def make_optimizer(total: int, one_cycle, extras):
     return schedule_hyperparameters(opt, momentum=one_cycle_momentum(total))
 
 
-def data(num_batches: int = 50, batch: int = 128):
+def data(num_batches: int = 50):
+    """Synthetic MNIST-sized arrays: x (float32, 784 features), y (int32 labels 0-9)."""
     import numpy as np
 
-    from trainers import ArrayBatches
-
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(num_batches * batch, 784)).astype(np.float32)
-    y = rng.integers(0, 10, num_batches * batch).astype(np.int32)
-    return x, y, ArrayBatches((x, y), batch, seed=0)
+    x = rng.normal(size=(num_batches * BATCH, 784)).astype(np.float32)
+    y = rng.integers(0, 10, num_batches * BATCH).astype(np.int32)
+    return x, y
+
+
+def numpy_batches(x, y, seed: int = 0):
+    """A user's data loop: each epoch's NumPy permutation (the one ``ArrayBatches`` uses),
+    each batch a NumPy gather."""
+    import numpy as np
+
+    epoch = 0
+    while True:
+        order = np.random.default_rng((seed, epoch)).permutation(len(x))
+        for lo in range(0, len(x) - BATCH + 1, BATCH):
+            idx = order[lo:lo + BATCH]
+            yield x[idx], y[idx]
+        epoch += 1
 
 
 def loss_fn(model, x, y):
@@ -87,59 +118,64 @@ def loss_fn(model, x, y):
     return nn.losses.cross_entropy(model(x), y, reduction="mean")
 
 
-def hand_written(steps: int) -> float:
-    """nanoGPT-style loop with mlx-lm-style state capture; returns steps/s."""
+def user_loop(steps: int, warmup: int = WARMUP) -> tuple[float, float]:
+    """What a user's own loop does with the trainer's compiled step; steady steps/s."""
     import mlx.core as mx
-    import mlx.nn as nn
+
+    from trainers.step import make_train_step
 
     model, one_cycle, extras = build()
     opt = make_optimizer(steps, one_cycle, extras)
-    _, _, batches = data()
+    x, y = data()
     opt.init(model.trainable_parameters())
+    step = make_train_step(model, loss_fn, opt, grad_norm=False)
     state = [model.state, opt.state, mx.random.state]
-    loss_and_grad = nn.value_and_grad(model, loss_fn)
-
-    @partial(mx.compile, inputs=state, outputs=state)
-    def step(x, y):
-        loss, grads = loss_and_grad(model, x, y)
-        opt.update(model, grads)
-        return loss
-
-    start = time.perf_counter()
-    done, epoch = 0, 0
-    while done < steps:
-        for x, y in batches.epoch(epoch):
-            loss = step(mx.array(x), mx.array(y))
-            mx.eval(state, loss)
-            done += 1
-            if done == steps:
-                break
-        epoch += 1
-    return steps / (time.perf_counter() - start)
+    batches = numpy_batches(x, y)
+    start = None
+    for i in range(steps):
+        if i == warmup:
+            start = _clock()
+        xb, yb = next(batches)
+        loss, _ = step((mx.array(xb), mx.array(yb)))
+        mx.eval(state, loss)
+    return _rates(steps - warmup, start, _clock())
 
 
-def with_trainer(steps: int, log: bool, grad_norm: bool = False) -> float:
-    from trainers import Trainer
+def with_trainer(steps: int, log: bool, grad_norm: bool = False, device: bool | None = None,
+                 warmup: int = WARMUP) -> tuple[float, float]:
+    """The trainer with its defaults except the named ones; steady steps/s, timed by a
+    callback (the rows of steps ``warmup-1`` and ``steps-1`` arrive at a block boundary,
+    when the host has waited for those steps)."""
+    from trainers import ArrayBatches, Trainer
 
     model, one_cycle, extras = build()
     opt = make_optimizer(steps, one_cycle, extras)
-    _, _, batches = data()
+    x, y = data()
+    batches = ArrayBatches((x, y), BATCH, seed=0, device=device)
+    times: dict[int, tuple[float, float]] = {}
+
+    def clock(info: dict) -> None:
+        if info.get("event") == "train" and info["step"] in (warmup - 1, steps - 1):
+            times.setdefault(info["step"], _clock())
+
     with tempfile.TemporaryDirectory() as run_dir:
+        # The clock needs rows: with logging off, a callback still receives them.
         trainer = Trainer(model, loss_fn, opt, batches, run_dir=run_dir, max_steps=steps,
-                          log=log, log_every=50, report_every=100 if log else 0,
-                          checkpoint_every=0, stream=io.StringIO(), grad_norm=grad_norm)
-        start = time.perf_counter()
+                          log=log, report_every=100 if log else 0, checkpoint_every=0,
+                          stream=io.StringIO(), grad_norm=grad_norm, callbacks=[clock])
         trainer.fit()
-        return steps / (time.perf_counter() - start)
+    return _rates(steps - warmup, times[warmup - 1], times[steps - 1])
 
 
-def with_torch(steps: int, threads: int = 1) -> float | None:
+def with_torch(steps: int, threads: int = 1,
+               warmup: int = WARMUP) -> tuple[float, float] | None:
+    """PyTorch's CPU loop with ``OneCycleLR`` on the same MLP and batches; steady steps/s."""
     try:
         import torch
     except ImportError:
         return None
     torch.set_num_threads(threads)
-    x, y, batches = data()
+    x, y = data()
     torch.manual_seed(0)
     model = torch.nn.Sequential(
         torch.nn.Linear(784, 256), torch.nn.ReLU(), torch.nn.Linear(256, 256), torch.nn.ReLU(),
@@ -148,42 +184,68 @@ def with_torch(steps: int, threads: int = 1) -> float | None:
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.05, total_steps=steps)
     loss_f = torch.nn.CrossEntropyLoss()
-    start = time.perf_counter()
-    done, epoch, losses = 0, 0, []
-    while done < steps:
-        for xb, yb in batches.epoch(epoch):
-            opt.zero_grad()
-            loss = loss_f(model(torch.from_numpy(xb)), torch.from_numpy(yb).long())
-            loss.backward()
-            opt.step()
-            sched.step()
-            losses.append(loss.detach())  # kept as tensors, like the trainer's device log
-            done += 1
-            if done == steps:
-                break
-        epoch += 1
-    return steps / (time.perf_counter() - start)
+    batches = numpy_batches(x, y)
+    losses = []
+    start = None
+    for i in range(steps):
+        if i == warmup:
+            start = _clock()
+        xb, yb = next(batches)
+        opt.zero_grad()
+        loss = loss_f(model(torch.from_numpy(xb)), torch.from_numpy(yb).long())
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(loss.detach())  # kept as tensors, like the trainer's pending values
+    return _rates(steps - warmup, start, _clock())
+
+
+# name -> what it runs; "user" is the reference of every ratio
+CONTENDERS = {
+    "user": lambda steps: user_loop(steps),
+    "trainer_log": lambda steps: with_trainer(steps, True),
+    "trainer_nolog": lambda steps: with_trainer(steps, False),
+    "trainer_log_norm": lambda steps: with_trainer(steps, True, grad_norm=True),
+    "trainer_log_host": lambda steps: with_trainer(steps, True, device=False),
+}
 
 
 def inner(steps: int, repeats: int, torch_threads: int) -> dict:
     import mlx.core as mx
 
-    results: dict[str, float | None] = {
-        "hand": 0.0, "trainer_log": 0.0, "trainer_nolog": 0.0, "trainer_log_norm": 0.0,
+    runs = dict(CONTENDERS)
+    if with_torch(WARMUP + 10, torch_threads) is not None:  # also warms torch up
+        runs["torch"] = lambda n: with_torch(n, torch_threads)
+    for run in runs.values():  # first calls pay one-off imports and allocations
+        run(WARMUP + 10)
+    names = list(runs)
+    rates: dict[str, list[float]] = {name: [] for name in names}
+    cpu_rates: dict[str, list[float]] = {name: [] for name in names}
+    for round_ in range(repeats):
+        # interleaved, the order rotating each round, so that load drifts hit all alike
+        for name in names[round_ % len(names):] + names[:round_ % len(names)]:
+            wall, cpu = runs[name](steps)
+            rates[name].append(wall)
+            cpu_rates[name].append(cpu)
+
+    def ratios(table: dict[str, list[float]]) -> dict[str, float]:
+        def median_ratio(a: str, b: str) -> float:  # a ratio within each round, then the median
+            return statistics.median(x / y for x, y in zip(table[a], table[b], strict=True))
+
+        out = {name: median_ratio(name, "user") for name in table}
+        out["log_on_off"] = median_ratio("trainer_log", "trainer_nolog")
+        if "torch" in table:
+            out["trainer_torch"] = median_ratio("trainer_log", "torch")
+        return out
+
+    return {
+        "steps": steps, "warmup": WARMUP, "repeats": repeats, "mlx_version": mx.__version__,
+        "rates": rates, "cpu_rates": cpu_rates,
+        "median_rate": {name: statistics.median(r) for name, r in rates.items()},
+        "ratio": ratios(rates),
+        # steps per second of the process's CPU time: less disturbed by other processes
+        "cpu_ratio": ratios(cpu_rates),
     }
-    torch_rate = with_torch(max(20, steps // 10), torch_threads)  # warm torch up
-    results["torch"] = None if torch_rate is None else 0.0
-    for _ in range(repeats):
-        results["hand"] = max(results["hand"], hand_written(steps))
-        results["trainer_log"] = max(results["trainer_log"], with_trainer(steps, True))
-        results["trainer_nolog"] = max(results["trainer_nolog"], with_trainer(steps, False))
-        results["trainer_log_norm"] = max(results["trainer_log_norm"],
-                                          with_trainer(steps, True, grad_norm=True))
-        if results["torch"] is not None:
-            results["torch"] = max(results["torch"], with_torch(steps, torch_threads))
-    results["mlx_version"] = mx.__version__
-    results["steps"] = steps
-    return results
 
 
 def run_inner(steps: int, repeats: int, fast: bool, torch_threads: int) -> dict:
@@ -213,41 +275,51 @@ def table(fast: dict, slow: dict) -> str:
     ]
 
     def cell(r: dict, key: str) -> str:
-        v = r.get(key)
+        v = r.get("median_rate", {}).get(key)
         return "n/a" if v is None else f"{v:.1f} steps/s"
 
-    def ratio(r: dict, a: str, b: str) -> str:
-        if r.get(a) is None or r.get(b) is None:
-            return "n/a"
-        return f"{r[a] / r[b]:.3f}x"
+    def ratio(r: dict, key: str) -> str:
+        v = r.get("ratio", {}).get(key)
+        return "n/a" if v is None else f"{v:.3f}x"
 
-    for key, name in (("hand", "hand-written compiled loop"),
+    for key, name in (("user", "user loop (make_train_step; NumPy batch + mx.array)"),
                       ("trainer_log", "trainer (defaults), per-step logging on"),
                       ("trainer_nolog", "trainer, logging off"),
                       ("trainer_log_norm", "trainer, logging on, grad_norm=True"),
+                      ("trainer_log_host", "trainer, logging on, host batches (device=False)"),
                       ("torch", "PyTorch CPU loop + OneCycleLR")):
         lines.append(f"| {name} | {cell(slow, key)} | {cell(fast, key)} |")
-    for a, b, name in (("trainer_log", "hand", "trainer (logging on) / hand-written"),
-                       ("trainer_log_norm", "hand",
-                        "trainer (logging on, grad_norm=True) / hand-written"),
-                       ("trainer_log", "trainer_nolog", "logging on / logging off"),
-                       ("trainer_log", "torch", "trainer (logging on) / PyTorch")):
-        lines.append(f"| **{name}** | {ratio(slow, a, b)} | {ratio(fast, a, b)} |")
-    if "hand" in fast and "hand" in slow:
+    for key, name in (("trainer_log", "trainer (defaults, logging on) / user loop"),
+                      ("trainer_nolog", "trainer (logging off) / user loop"),
+                      ("trainer_log_norm", "trainer (logging on, grad_norm=True) / user loop"),
+                      ("trainer_log_host", "trainer (logging on, host batches) / user loop"),
+                      ("log_on_off", "logging on / logging off"),
+                      ("trainer_torch", "trainer (logging on) / PyTorch")):
+        lines.append(f"| **{name}** | {ratio(slow, key)} | {ratio(fast, key)} |")
+    try:
+        speedup = fast["median_rate"]["trainer_log"] / slow["median_rate"]["trainer_log"]
         lines.append(f"| **OpenBLAS / default BLAS (trainer, logging on)** | 1.000x | "
-                     f"{fast['trainer_log'] / slow['trainer_log']:.2f}x |")
+                     f"{speedup:.2f}x |")
+    except KeyError:
+        pass
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=400, help="steps with OpenBLAS")
-    parser.add_argument("--slow-steps", type=int, default=60, help="steps with default BLAS")
-    parser.add_argument("--repeats", type=int, default=7, help="repeats with OpenBLAS")
-    parser.add_argument("--slow-repeats", type=int, default=3, help="repeats, default BLAS")
+    parser.add_argument("--slow-steps", type=int, default=100, help="steps with default BLAS")
+    parser.add_argument("--repeats", type=int, default=9, help="rounds with OpenBLAS")
+    parser.add_argument("--slow-repeats", type=int, default=3, help="rounds, default BLAS")
     parser.add_argument("--torch-threads", type=int, default=1)
     parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    for flag, value in (("--steps", args.steps), ("--slow-steps", args.slow_steps)):
+        if value <= WARMUP:
+            parser.error(f"{flag} must exceed the {WARMUP} warm-up steps, got {value}")
+    for flag, value in (("--repeats", args.repeats), ("--slow-repeats", args.slow_repeats)):
+        if value < 1:
+            parser.error(f"{flag} must be at least 1, got {value}")
     if args.inner:
         sys.path.insert(0, ROOT)
         print(json.dumps(inner(args.steps, args.repeats, args.torch_threads)))
@@ -255,9 +327,10 @@ def main() -> None:
     fast = run_inner(args.steps, args.repeats, True, args.torch_threads)
     slow = run_inner(args.slow_steps, args.slow_repeats, False, args.torch_threads)
     print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, "
-          f"python {platform.python_version()}")
-    print(f"default BLAS: {slow.get('steps')} steps, best of {args.slow_repeats}; OpenBLAS: "
-          f"{fast.get('steps')} steps, best of {args.repeats}; mlx {slow.get('mlx_version')}")
+          f"python {platform.python_version()}, mlx {slow.get('mlx_version')}")
+    print(f"steady state after {WARMUP} steps; default BLAS: {slow.get('steps')} steps x "
+          f"{args.slow_repeats} rounds; OpenBLAS: {fast.get('steps')} steps x {args.repeats} "
+          "rounds; rates are medians, ratios medians of per-round ratios")
     print(table(fast, slow))
     print(json.dumps({"default_blas": slow, "openblas": fast}))
 
