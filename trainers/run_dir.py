@@ -25,12 +25,11 @@ import errno
 import fcntl
 import json
 import os
-import shutil
 import warnings
 
 from .checkpoint import find_resumable, quarantine
 from .errors import CheckpointError
-from .files import describe_os_error, write_json_atomic
+from .files import describe_os_error, remove_tree, write_json_atomic
 
 __all__ = ["RUN_FILES", "RunDirectory", "RunDirectoryBusy"]
 
@@ -137,7 +136,7 @@ class RunDirectory:
         with open(marker, encoding="utf-8") as f:
             names = json.load(f)["remove"]
         for name in names:
-            _remove(os.path.join(self.path, os.path.basename(name)))
+            remove_tree(os.path.join(self.path, os.path.basename(name)))
         os.unlink(marker)
 
     def claim(self, resume: bool | str, overwrite: bool) -> None:
@@ -193,11 +192,3 @@ def _saved_checkpoints(root: str) -> list[str]:
     """Names under ``checkpoints/`` other than unfinished ``.tmp`` saves."""
     names = os.listdir(root) if os.path.isdir(root) else []
     return [n for n in names if not n.endswith(".tmp")]
-
-
-def _remove(path: str) -> None:
-    """Remove a file, a symlink (never what it points to) or a directory tree."""
-    if os.path.islink(path) or (os.path.lexists(path) and not os.path.isdir(path)):
-        os.unlink(path)
-    elif os.path.isdir(path):
-        shutil.rmtree(path)
