@@ -168,7 +168,7 @@ class _Scaled:
 
     def __init__(self, schedule: Any, state: dict):
         self.base_schedule = schedule
-        self._state = state
+        self._optimizer_state = state
 
     def __call__(self, step: mx.array) -> mx.array:
-        return self.base_schedule(step) * self._state["lr_factor"]
+        return self.base_schedule(step) * self._optimizer_state["lr_factor"]

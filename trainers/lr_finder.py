@@ -33,6 +33,7 @@ from mlx_schedules._mlx_compat import remove_schedule, schedules_of, set_schedul
 from .callbacks import STOP
 from .checkpoint import _set_leaf
 from .errors import NonFiniteError
+from .trainer import Trainer
 
 __all__ = ["RangeTestResult", "lr_range_test", "smooth_losses"]
 
@@ -136,8 +137,6 @@ def lr_range_test(
     start = int(optimizer.state["step"].item())  # a Python int: a closed-over array is illegal
     set_schedule(optimizer, "learning_rate", lambda t: sweep(t - start))
     watcher = _DivergenceWatch(smoothing, diverge_factor)
-    from .trainer import Trainer  # the trainer imports this module's package
-
     trainer = Trainer(model, loss_fn, optimizer, data, run_dir=None, max_steps=steps,
                       log=False, checkpoint_every=0, report_every=0, log_every=check_every,
                       seed=seed, compile=compile, callbacks=[watcher])

@@ -100,7 +100,7 @@ class Trainer:
         loss_fn: ``loss_fn(model, *batch)`` for tuple batches, ``loss_fn(model, **batch)`` for
             dict batches; returns the scalar mean loss.
         optimizer: any ``mlx.optimizers`` optimizer; its learning rate and any hyperparameter
-            registered in ``optimizer._schedulers`` may be schedules.
+            scheduled with :func:`mlx_schedules.schedule_hyperparameters` may be schedules.
         train_data: batches: :class:`trainers.data.ArrayBatches`, an ``mlx.data`` Buffer or
             Stream of batches, a list of batches, a callable ``epoch -> iterable``, or a one-shot
             iterator. A batch is a dict or tuple of arrays (numpy or mx).
