@@ -27,7 +27,7 @@ import json
 import os
 import warnings
 
-from .checkpoint import find_resumable, quarantine
+from .checkpoint import TRAINER_META_KEYS, find_resumable, quarantine
 from .errors import CheckpointError
 from .files import describe_os_error, remove_tree, write_json_atomic
 
@@ -171,7 +171,7 @@ class RunDirectory:
         Raises:
             trainers.CheckpointError: checkpoints exist but none verifies (nothing is removed).
         """
-        path, broken = find_resumable(self.checkpoints)
+        path, broken = find_resumable(self.checkpoints, required=TRAINER_META_KEYS)
         if path is None and broken:
             reasons = "; ".join(f"{bad}: {reason}" for bad, reason in broken)
             raise CheckpointError(

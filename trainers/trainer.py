@@ -27,7 +27,7 @@ from mlx.utils import tree_flatten
 from mlx_schedules._mlx_compat import schedules_of
 
 from .callbacks import STOP
-from .checkpoint import load_checkpoint, prune_checkpoints, save_checkpoint
+from .checkpoint import TRAINER_META_KEYS, load_checkpoint, prune_checkpoints, save_checkpoint
 from .data import BatchStream, as_source, batch_size_of, shard, to_device
 from .errors import CheckpointError, NonFiniteError
 from .files import write_json_atomic
@@ -374,7 +374,7 @@ class Trainer:
                 f"checkpoint {path} was made with " + "; ".join(changed)
                 + ". Pass fit(..., allow_changes=(...)) naming what you changed on purpose."
             )
-        meta = load_checkpoint(path, self.model, self.optimizer)
+        meta = load_checkpoint(path, self.model, self.optimizer, required=TRAINER_META_KEYS)
         if self.settings.log and meta.get("log_position") is None:
             raise CheckpointError(f"checkpoint {path} was saved without a log")
         for i, cb in enumerate(self.callbacks):
@@ -495,7 +495,7 @@ class Trainer:
         }
         root = run.directory.checkpoints
         self.last_checkpoint = save_checkpoint(root, run.step, self.model, self.optimizer, meta)
-        prune_checkpoints(root, self.settings.keep_checkpoints)
+        prune_checkpoints(root, self.settings.keep_checkpoints, intact=self.last_checkpoint)
         self._dispatch({"event": "checkpoint", "step": run.step, "path": self.last_checkpoint})
 
     def _finish(self, run: _Run) -> None:
