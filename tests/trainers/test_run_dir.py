@@ -236,3 +236,42 @@ def test_bad_arguments_fail_before_anything_is_written(tmp_path, kwargs, error, 
         Trainer(MLP(hidden=4), xent, optim.SGD(learning_rate=0.1),
                 ArrayBatches((x, y), 8), **{**base, **kwargs})
     assert not run_dir.exists()
+
+
+# ---------------------------------------------------------------- filesystem errors
+def test_disk_full_during_a_save_names_the_file_and_the_run_stays_resumable(tmp_path,
+                                                                            monkeypatch):
+    import errno
+
+    from trainers import files
+
+    reference_dir = tmp_path / "reference"
+    reference, reference_model = make(reference_dir, steps=8, every=4)
+    reference.fit()
+
+    run_dir = tmp_path / "run"
+    real_save = files.save_safetensors
+    calls = {"n": 0}
+
+    def full_disk(path, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:  # the second checkpoint's model file
+            # what the storage layer turns a full disk into (its own tests check that)
+            raise files.storage_error(OSError(errno.ENOSPC, "No space left on device"), path)
+        return real_save(path, *args, **kwargs)
+
+    monkeypatch.setattr(files, "save_safetensors", full_disk)
+    trainer, _ = make(run_dir, steps=8, every=4)
+    with pytest.raises(OSError, match="disk full") as info:
+        trainer.fit()
+    assert "step_00000008" in str(info.value)
+    assert [s for s, _ in list_checkpoints(run_dir / "checkpoints")] == [4]
+    assert not [n for n in os.listdir(run_dir / "checkpoints") if n.endswith(".tmp")]
+
+    monkeypatch.setattr(files, "save_safetensors", real_save)
+    resumed, model = make(run_dir, steps=8, every=4)
+    resumed.fit(resume=True)
+    for key, value in flat_weights(reference_model).items():
+        np.testing.assert_array_equal(flat_weights(model)[key], value)
+    for name in ("log.jsonl", "log.csv"):
+        assert (run_dir / name).read_bytes() == (reference_dir / name).read_bytes()
