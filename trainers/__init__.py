@@ -18,8 +18,8 @@ from .callbacks import STOP, EarlyStopping, ReduceLROnPlateau
 from .checkpoint import list_checkpoints, load_checkpoint
 from .data import ArrayBatches, load_arrays
 from .errors import CheckpointError, NonFiniteError
+from .lr_finder import RangeTestResult, lr_range_test
 from .metrics import accuracy, check_labels
-from .range_test import RangeTestResult, lr_range_test
 from .trainer import Trainer, scheduled_hyperparameters
 
 __all__ = [

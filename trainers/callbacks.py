@@ -27,6 +27,8 @@ from typing import Any
 import mlx.core as mx
 import mlx.optimizers as optim
 
+from mlx_schedules._mlx_compat import schedules_of, set_schedule
+
 __all__ = ["STOP", "EarlyStopping", "ReduceLROnPlateau"]
 
 STOP = "stop"
@@ -135,15 +137,12 @@ class ReduceLROnPlateau(_Plateau):
             raise ValueError("this optimizer already has a ReduceLROnPlateau (lr_factor in state)")
         self.optimizer, self.factor, self.min_factor = optimizer, factor, min_factor
         optimizer.state["lr_factor"] = mx.array(1.0, mx.float32)
-        schedule = optimizer._schedulers.get("learning_rate")
+        schedule = schedules_of(optimizer).get("learning_rate")
         if schedule is None:
             # A Python float: compiled code may not close over an array.
-            constant = optimizer.state["learning_rate"].item()
-            schedule = lambda step: mx.array(constant, mx.float32)
+            schedule = _Constant(optimizer.state["learning_rate"].item())
         self.schedule = schedule
-        optimizer._schedulers["learning_rate"] = (
-            lambda step: schedule(step) * optimizer.state["lr_factor"]
-        )
+        set_schedule(optimizer, "learning_rate", _Scaled(schedule, optimizer.state))
 
     def __call__(self, info: dict) -> None:
         if info.get("event") == "eval" and self.observe(info):
@@ -152,3 +151,24 @@ class ReduceLROnPlateau(_Plateau):
                 max(current * self.factor, self.min_factor), mx.float32
             )
             self.num_bad = 0
+
+
+class _Constant:
+    """A constant rate as a schedule (what reduce-on-plateau scales when no schedule is set)."""
+
+    def __init__(self, value: float):
+        self.value = value
+
+    def __call__(self, step: mx.array) -> mx.array:
+        return mx.array(self.value, mx.float32)
+
+
+class _Scaled:
+    """``schedule(step) * state["lr_factor"]``; ``base_schedule`` is what a resume compares."""
+
+    def __init__(self, schedule: Any, state: dict):
+        self.base_schedule = schedule
+        self._optimizer_state = state
+
+    def __call__(self, step: mx.array) -> mx.array:
+        return self.base_schedule(step) * self._optimizer_state["lr_factor"]

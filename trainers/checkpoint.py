@@ -1,6 +1,6 @@
-"""Checkpoints: safetensors for arrays, JSON for everything else, written atomically.
+"""Checkpoints: safetensors for arrays, JSON for everything else, verified by a manifest.
 
-A checkpoint is a directory ``<run_dir>/checkpoints/step_<8 digits>/`` holding
+A checkpoint (format 2) is a directory ``<run_dir>/checkpoints/step_<8 digits>/`` holding
 
 ``model.safetensors``
     every parameter of the model (``model.parameters()``, frozen ones included);
@@ -8,19 +8,35 @@ A checkpoint is a directory ``<run_dir>/checkpoints/step_<8 digits>/`` holding
     the flattened optimizer state: ``step`` (uint64), ``learning_rate``, every scheduled
     hyperparameter, ``lr_factor`` when reduce-on-plateau is on, and per-parameter moments;
 ``meta.json``
-    format version, step, data position, base seed, log position, callback state, run config.
+    format version, step, data position, base seed, log position, callback state, run config;
+``manifest.json``
+    written last: the byte size and SHA-256 of each of the three files above.
 
-It is first written as ``step_<n>.tmp/`` and then renamed, so a run killed while writing leaves
-either the complete directory or a ``.tmp`` one, which is ignored and later removed. Nothing is
-pickled.
+It is first written as ``step_<n>.tmp/`` (every file fsynced, the manifest last) and then
+renamed, so a run killed while writing leaves either the complete directory or a ``.tmp`` one,
+which is ignored and later removed by :func:`prune_checkpoints`. Nothing is pickled.
+
+Loading verifies sizes and checksums first (:func:`verify_checkpoint`), so a checkpoint
+altered in place, truncated or half-copied is reported, naming the file, instead of being
+used. :func:`find_resumable` picks the newest checkpoint that verifies and reports the newer
+ones that did not; :func:`quarantine` renames a bad one to ``step_<n>.corrupt`` (kept for
+inspection, never deleted, ignored by listing and pruning).
+
+**Format 1** (before manifests): a directory without ``manifest.json`` whose ``meta.json`` says
+``"format_version": 1`` is still listed and loaded, with a warning that it is unverified. To
+migrate one, load it and save it again (:func:`load_checkpoint`, then :func:`save_checkpoint`
+with the returned meta), or resume the run: its next checkpoint is format 2.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
-import shutil
+import stat
+import warnings
+from collections.abc import Iterable
 from typing import Any
 
 import mlx.core as mx
@@ -28,43 +44,99 @@ import mlx.nn as nn
 import mlx.optimizers as optim
 from mlx.utils import tree_flatten
 
-from .errors import CheckpointError
+from . import files
+from .errors import CheckpointError, CheckpointFileMissing, StorageError
 
 __all__ = [
     "FORMAT_VERSION",
+    "TRAINER_META_KEYS",
+    "find_resumable",
     "list_checkpoints",
     "load_checkpoint",
     "prune_checkpoints",
+    "quarantine",
     "save_checkpoint",
+    "verify_checkpoint",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+MANIFEST = "manifest.json"
+_FILES = ("model.safetensors", "optimizer.safetensors", "meta.json")
 _NAME = re.compile(r"^step_(\d{8,})$")
+_TMP = re.compile(r"^step_\d{8,}(\.old)?\.tmp$")
+_CORRUPT = ".corrupt"
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+# What the trainer writes into meta.json, and the type each must have; the trainer passes
+# ``required=TRAINER_META_KEYS`` to :func:`load_checkpoint`. ``None`` in a tuple: may be null.
+_META_TYPES: dict[str, Any] = {
+    "format_version": int,
+    "step": int,
+    "seed": int,
+    "data_position": {"epoch": int, "index": int},
+    "log_position": (None, {"jsonl": int, "csv": int}),
+    "callbacks": dict,
+    "config": dict,
+}
+TRAINER_META_KEYS = ("step", "seed", "data_position", "log_position", "callbacks", "config")
 
 
-def _fsync_path(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
+def _checkpoint_name(step: int) -> str:
+    return f"step_{step:08d}"
+
+
+def _is_real_dir(path: str) -> bool:
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _read_meta_format(path: str) -> Any:
+    """The ``format_version`` in ``path/meta.json``, or ``None`` when unreadable."""
+    try:
+        with open(os.path.join(path, "meta.json"), encoding="utf-8") as f:
+            meta = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return meta.get("format_version") if isinstance(meta, dict) else None
+
+
+def _is_complete(path: str) -> bool:
+    """Format 2 with its manifest (written last), or format 1 (no manifest)."""
+    if not _is_real_dir(path):
+        return False
+    if os.path.lexists(os.path.join(path, MANIFEST)):
+        return True
+    return _read_meta_format(path) == 1
+
+
+def _step_dirs(root: str) -> list[tuple[int, str]]:
+    """Every ``step_<n>`` entry under ``root`` (complete or not), oldest first."""
+    try:
+        names = os.listdir(root)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    found = []
+    for name in names:
+        match = _NAME.match(name)
+        if match:
+            found.append((int(match.group(1)), os.path.join(root, name)))
+    return sorted(found)
 
 
 def list_checkpoints(root: str) -> list[tuple[int, str]]:
     """Complete checkpoints under ``root`` as ``(step, path)``, oldest first.
 
+    Complete means written to the end: a format-2 directory holding its manifest (verify its
+    content with :func:`verify_checkpoint`), or a format-1 one. Temporary (``.tmp``),
+    quarantined (``.corrupt``) and incomplete directories and symbolic links are not listed.
+
     Example:
         >>> list_checkpoints("/nonexistent")
         []
     """
-    if not os.path.isdir(root):
-        return []
-    found = []
-    for name in os.listdir(root):
-        match = _NAME.match(name)
-        if match and os.path.isdir(os.path.join(root, name)):
-            found.append((int(match.group(1)), os.path.join(root, name)))
-    return sorted(found)
+    return [(step, path) for step, path in _step_dirs(root) if _is_complete(path)]
 
 
 def save_checkpoint(
@@ -73,6 +145,16 @@ def save_checkpoint(
     """Write a checkpoint of ``model`` and ``optimizer`` after ``step`` updates; return its path.
 
     ``meta`` must be JSON-serialisable; ``step`` and ``format_version`` are added to it.
+    ``root`` (the run's ``checkpoints`` directory) is created if missing and must not be a
+    symbolic link. A checkpoint of the same step is replaced when it verifies, and quarantined
+    (renamed ``.corrupt``) when it does not: nothing unverified is deleted.
+
+    Raises:
+        StorageError: (an ``OSError``) a file could not be written; the message names it and
+            the cause ("disk full", "permission denied"...). The temporary directory is removed
+            and every older checkpoint is left as it was.
+        UnsafePathError: ``root`` or the temporary directory's name is a symbolic link.
+        TypeError: ``meta`` is not JSON-serialisable (nothing written).
 
     Example:
         >>> import tempfile, mlx.nn as nn, mlx.optimizers as optim
@@ -80,48 +162,350 @@ def save_checkpoint(
         >>> opt.init(model.trainable_parameters())
         >>> path = save_checkpoint(tempfile.mkdtemp(), 0, model, opt, {})
         >>> sorted(os.listdir(path))
-        ['meta.json', 'model.safetensors', 'optimizer.safetensors']
+        ['manifest.json', 'meta.json', 'model.safetensors', 'optimizer.safetensors']
+        >>> verify_checkpoint(path)  # raises on any missing or altered byte
     """
-    os.makedirs(root, exist_ok=True)
-    final = os.path.join(root, f"step_{step:08d}")
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise ValueError(f"step must be a non-negative int, got {step!r}")
+    meta = {**meta, "format_version": FORMAT_VERSION, "step": step}
+    meta_bytes = files.json_bytes(meta)  # TypeError here, before anything is written
+    # The run directory (root's parent) may be a link; root itself, inside it, may not.
+    files.ensure_dir(root, root=os.path.dirname(os.path.abspath(root)))
+    final = os.path.join(root, _checkpoint_name(step))
     tmp = final + ".tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    weights = dict(tree_flatten(model.parameters()))
-    mx.save_safetensors(os.path.join(tmp, "model.safetensors"), weights)
-    mx.save_safetensors(
-        os.path.join(tmp, "optimizer.safetensors"), dict(tree_flatten(optimizer.state))
-    )
-    meta = {"format_version": FORMAT_VERSION, "step": step, **meta}
-    with open(os.path.join(tmp, "meta.json"), "w", encoding="utf-8") as f:
-        json.dump(meta, f, indent=1, sort_keys=True)
-    for name in os.listdir(tmp):
-        _fsync_path(os.path.join(tmp, name))
-    if os.path.exists(final):  # the same step saved again (e.g. a resumed run's final save)
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    _fsync_path(root)
+    files.remove_tree(tmp)  # a save killed half-way; a link is removed, never followed
+    try:
+        os.mkdir(tmp)
+    except OSError as e:
+        raise files.storage_error(e, tmp, "create") from e
+    try:
+        entries = {}
+        weights = dict(tree_flatten(model.parameters()))
+        entries["model.safetensors"] = files.save_safetensors(
+            os.path.join(tmp, "model.safetensors"), weights)
+        entries["optimizer.safetensors"] = files.save_safetensors(
+            os.path.join(tmp, "optimizer.safetensors"), dict(tree_flatten(optimizer.state)))
+        entries["meta.json"] = _write_new(os.path.join(tmp, "meta.json"), meta_bytes)
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "files": {name: {"bytes": size, "sha256": digest}
+                      for name, (size, digest) in entries.items()},
+        }
+        _write_new(os.path.join(tmp, MANIFEST), files.json_bytes(manifest))
+        files.call_storage("write", tmp, lambda: files.fsync_dir(tmp))
+        if os.path.lexists(final):  # the same step saved again (a resumed run's final save)
+            _replace_same_step(final)
+        files.call_storage("rename", final, lambda: os.replace(tmp, final))
+    except BaseException:
+        try:
+            files.remove_tree(tmp)
+        except OSError:
+            pass  # the original error says more than a failed cleanup
+        raise
+    files.call_storage("write", root, lambda: files.fsync_dir(root))
     return final
 
 
-def prune_checkpoints(root: str, keep: int) -> None:
-    """Delete all but the newest ``keep`` checkpoints and any leftover ``.tmp`` directories."""
-    for name in os.listdir(root) if os.path.isdir(root) else []:
-        if name.endswith(".tmp"):
-            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
-    for _, path in list_checkpoints(root)[:-keep] if keep > 0 else []:
-        shutil.rmtree(path, ignore_errors=True)
+def _write_new(path: str, data: bytes) -> tuple[int, str]:
+    with files.NewFile(path) as f:
+        f.write(data)
+    return f.size, f.sha256
+
+
+def _replace_same_step(final: str) -> None:
+    try:
+        verify_checkpoint(final)
+    except (CheckpointError, OSError):
+        quarantine(final)
+        return
+    _delete(final)
+
+
+def _delete(path: str) -> None:
+    """Remove a checkpoint so that a kill half-way leaves nothing that looks like one: it is
+    first renamed to a temporary name (removed by the next :func:`prune_checkpoints`)."""
+    doomed = path + ".old.tmp"
+    files.remove_tree(doomed)
+    files.call_storage("rename", path, lambda: os.rename(path, doomed))
+    files.remove_tree(doomed)
+
+
+def quarantine(path: str) -> str:
+    """Rename a bad checkpoint to ``<name>.corrupt`` (or ``.corrupt-2``, ...); return the name.
+
+    The directory is kept for inspection and never deleted by this module; listing, pruning
+    and resuming ignore it.
+
+    Example:
+        >>> import tempfile
+        >>> root = tempfile.mkdtemp()
+        >>> os.mkdir(os.path.join(root, "step_00000004"))  # empty: a broken copy
+        >>> os.path.basename(quarantine(os.path.join(root, "step_00000004")))
+        'step_00000004.corrupt'
+        >>> list_checkpoints(root), sorted(os.listdir(root))
+        ([], ['step_00000004.corrupt'])
+    """
+    path = os.path.normpath(os.fspath(path))
+    target, n = path + _CORRUPT, 1
+    while os.path.lexists(target):
+        n += 1
+        target = f"{path}{_CORRUPT}-{n}"
+    files.call_storage("rename", path, lambda: os.rename(path, target))
+    files.call_storage("write", target, lambda: files.fsync_dir(os.path.dirname(path) or "."))
+    return target
+
+
+def prune_checkpoints(root: str, keep: int, *, intact: str | None = None) -> None:
+    """Delete all but the newest ``keep`` checkpoints, and leftover ``step_<n>.tmp`` directories.
+
+    The newest checkpoint that verifies is never deleted, even when newer ones (which did not
+    verify) fill the ``keep`` places: it is kept in addition. ``intact`` names a checkpoint
+    known to be intact (the one just saved) so that it need not be read again. Quarantined
+    (``.corrupt``) and incomplete directories are never touched. ``keep <= 0`` only removes
+    the leftover temporary directories.
+
+    Example:
+        >>> import tempfile, mlx.nn as nn, mlx.optimizers as optim
+        >>> root = tempfile.mkdtemp()
+        >>> model, opt = nn.Linear(2, 1), optim.SGD(learning_rate=0.1)
+        >>> for step in (1, 2, 3):
+        ...     _ = save_checkpoint(root, step, model, opt, {})
+        >>> prune_checkpoints(root, 2)
+        >>> [step for step, _ in list_checkpoints(root)]
+        [2, 3]
+    """
+    for name in os.listdir(root) if _is_real_dir(root) else []:
+        if _TMP.match(name):
+            files.remove_tree(os.path.join(root, name))
+    if keep <= 0:
+        return
+    found = list_checkpoints(root)
+    kept = {path for _, path in found[-keep:]}
+    for _, path in reversed(found):
+        if intact is not None and os.path.normpath(path) == os.path.normpath(intact):
+            kept.add(path)
+            break
+        try:
+            verify_checkpoint(path)
+        except (CheckpointError, OSError):
+            continue
+        kept.add(path)
+        break
+    for _, path in found:
+        if path not in kept:
+            _delete(path)
+
+
+# ------------------------------------------------------------------ verification
+def _load_json(path: str, what: str) -> Any:
+    try:
+        with open(path, "rb") as f:
+            return json.loads(f.read().decode("utf-8"))
+    except FileNotFoundError:
+        raise CheckpointFileMissing(f"checkpoint file missing: {path}") from None
+    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
+        raise CheckpointError(f"corrupt checkpoint file {path}: {what} is not valid JSON: {e}"
+                              ) from e
+    except OSError as e:
+        raise files.storage_error(e, path, "read") from e
+
+
+def _read_manifest(path: str) -> dict[str, tuple[int, str]] | None:
+    """The manifest's ``{file: (bytes, sha256)}``; ``None`` for a format-1 checkpoint."""
+    manifest_path = os.path.join(path, MANIFEST)
+    if not os.path.lexists(manifest_path):
+        version = _read_meta_format(path)
+        if version == 1:
+            warnings.warn(
+                f"checkpoint {path} has format 1 (no manifest): its content is not verified; "
+                "resume and save again to get a verified checkpoint", stacklevel=3)
+            return None
+        raise CheckpointFileMissing(
+            f"checkpoint file missing: {manifest_path} (an incomplete or damaged checkpoint)")
+    manifest = _load_json(manifest_path, "the manifest")
+    entries = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(entries, dict):
+        raise CheckpointError(f"corrupt checkpoint file {manifest_path}: no 'files' table")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{manifest_path}: unsupported checkpoint format {manifest.get('format_version')!r}"
+            f" (this version reads {FORMAT_VERSION} and 1)")
+    out = {}
+    for name in _FILES:
+        entry = entries.get(name)
+        size = entry.get("bytes") if isinstance(entry, dict) else None
+        digest = entry.get("sha256") if isinstance(entry, dict) else None
+        if (not isinstance(size, int) or isinstance(size, bool) or size < 0
+                or not isinstance(digest, str) or not _SHA256.match(digest)):
+            raise CheckpointError(
+                f"corrupt checkpoint file {manifest_path}: no valid entry for {name!r} "
+                "(expected {'bytes': <int>, 'sha256': <64 hex digits>})")
+        out[name] = (size, digest)
+    return out
+
+
+def _check_file(path: str, size: int, digest: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise CheckpointFileMissing(f"checkpoint file missing: {path}") from None
+    except OSError as e:
+        if os.path.islink(path):
+            raise CheckpointError(f"checkpoint file {path} is a symbolic link") from None
+        raise files.storage_error(e, path, "read") from e
+    with open(fd, "rb") as f:
+        found = os.fstat(f.fileno()).st_size
+        if found != size:
+            raise CheckpointError(
+                f"corrupt checkpoint file {path}: {found} bytes, the manifest says {size} "
+                "(truncated or overwritten)")
+        h = hashlib.sha256()
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    if h.hexdigest() != digest:
+        raise CheckpointError(
+            f"corrupt checkpoint file {path}: its SHA-256 differs from the manifest's "
+            "(the file was altered after it was saved)")
+
+
+def verify_checkpoint(path: str) -> None:
+    """Check that every file of a checkpoint is present with its recorded size and SHA-256.
+
+    A format-1 checkpoint (no manifest) passes with a warning, unverified.
+
+    Raises:
+        CheckpointError: naming the file and the reason: the manifest or a file is missing
+            (then also a ``FileNotFoundError``), a size or checksum differs, the manifest is
+            not valid JSON.
+        FileNotFoundError: ``path`` is not a directory.
+
+    Example:
+        >>> import tempfile, mlx.nn as nn, mlx.optimizers as optim
+        >>> path = save_checkpoint(tempfile.mkdtemp(), 3, nn.Linear(2, 1), optim.SGD(0.1), {})
+        >>> with open(os.path.join(path, "meta.json"), "r+b") as f:
+        ...     _ = f.write(b"[")  # one byte altered in place, same size
+        >>> verify_checkpoint(path)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        trainers.errors.CheckpointError: corrupt checkpoint file .../meta.json: its SHA-256 ...
+    """
+    path = os.fspath(path)
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"checkpoint directory not found: {path}")
+    if os.path.islink(path):
+        raise CheckpointError(f"checkpoint {path} is a symbolic link")
+    manifest = _read_manifest(path)
+    if manifest is None:
+        return
+    for name, (size, digest) in manifest.items():
+        _check_file(os.path.join(path, name), size, digest)
+
+
+def find_resumable(root: str, *, quarantine_bad: bool = False, required: Iterable[str] = ()
+                   ) -> tuple[str | None, list[tuple[str, str]]]:
+    """The newest checkpoint under ``root`` fit to resume from, and the newer ones that are not.
+
+    Every ``step_<n>`` entry is tried, newest first: it must verify (:func:`verify_checkpoint`),
+    hold a readable ``meta.json`` with every key in ``required`` (as :func:`load_checkpoint`)
+    and finite weights. Returns ``(path or None, [(path,
+    reason), ...])`` with the rejected newer entries, newest first. With ``quarantine_bad``
+    each rejected one is renamed ``.corrupt`` (:func:`quarantine`) and reported under its new
+    name; nothing is ever deleted.
+
+    Example:
+        >>> import tempfile, mlx.nn as nn, mlx.optimizers as optim
+        >>> root = tempfile.mkdtemp()
+        >>> good = save_checkpoint(root, 4, nn.Linear(2, 1), optim.SGD(0.1), {})
+        >>> os.mkdir(os.path.join(root, "step_00000008"))  # killed while copying, say
+        >>> path, bad = find_resumable(root)
+        >>> path == good, [(os.path.basename(p), r[:23]) for p, r in bad]
+        (True, [('step_00000008', 'checkpoint file missing')])
+    """
+    rejected: list[tuple[str, str]] = []
+    for _, path in reversed(_step_dirs(root)):
+        try:
+            if not _is_real_dir(path):
+                raise CheckpointError(f"checkpoint {path} is not a directory (a symbolic link "
+                                      "or a file)")
+            verify_checkpoint(path)
+            _check_meta(_load_json(os.path.join(path, "meta.json"), "meta.json"),
+                        os.path.join(path, "meta.json"), required)
+            _check_finite(path, _read_arrays(os.path.join(path, "model.safetensors")))
+        except (CheckpointError, StorageError) as e:
+            if quarantine_bad:
+                path = quarantine(path)
+            rejected.append((path, str(e)))
+            continue
+        return path, rejected
+    return None, rejected
+
+
+# ------------------------------------------------------------------ loading
+def _type_name(spec: Any) -> str:
+    if isinstance(spec, tuple):
+        return " or ".join("null" if s is None else _type_name(s) for s in spec)
+    if isinstance(spec, dict):
+        return "an object {" + ", ".join(f"{k!r}: {_type_name(v)}" for k, v in spec.items()) + "}"
+    return {int: "an int", dict: "an object", str: "a string"}.get(spec, spec.__name__)
+
+
+def _matches(value: Any, spec: Any) -> bool:
+    if isinstance(spec, tuple):
+        return any(value is None if s is None else _matches(value, s) for s in spec)
+    if isinstance(spec, dict):
+        return isinstance(value, dict) and all(
+            k in value and _matches(value[k], v) for k, v in spec.items())
+    if spec is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, spec)
+
+
+def _check_meta(meta: Any, meta_path: str, required: Iterable[str]) -> dict[str, Any]:
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{meta_path}: expected a JSON object, got {type(meta).__name__}")
+    version = meta.get("format_version")
+    if version not in (1, FORMAT_VERSION) or isinstance(version, bool):
+        raise CheckpointError(
+            f"{meta_path}: unsupported checkpoint format_version {version!r} "
+            f"(this version reads 1 and {FORMAT_VERSION})")
+    for key in ("step", *required):
+        if key not in meta:
+            raise CheckpointError(f"{meta_path}: field {key!r} is missing")
+    for key, spec in _META_TYPES.items():
+        if key in meta and not _matches(meta[key], spec):
+            raise CheckpointError(
+                f"{meta_path}: field {key!r} is {json.dumps(meta[key])[:80]}, expected "
+                f"{_type_name(spec)}")
+    if meta["step"] < 0:
+        raise CheckpointError(f"{meta_path}: field 'step' is {meta['step']}, expected >= 0")
+    position = meta.get("data_position")
+    if position is not None and min(position["epoch"], position["index"]) < 0:
+        raise CheckpointError(f"{meta_path}: field 'data_position' holds a negative number")
+    return meta
 
 
 def _read_arrays(path: str) -> dict[str, mx.array]:
     if not os.path.exists(path):
-        raise FileNotFoundError(f"checkpoint file missing: {path}")
+        raise CheckpointFileMissing(f"checkpoint file missing: {path}")
     try:
         arrays = mx.load(path)
         mx.eval(arrays)  # host waits: read the file now, before it could be pruned
     except (RuntimeError, ValueError) as e:
         raise CheckpointError(f"corrupt checkpoint file {path}: {e}") from e
     return arrays
+
+
+def _check_finite(path: str, weights: dict[str, mx.array]) -> None:
+    floats = [(k, v) for k, v in weights.items() if mx.issubdtype(v.dtype, mx.inexact)]
+    if not floats:
+        return
+    finite = mx.stack([mx.all(mx.isfinite(v)) for _, v in floats])
+    if bool(mx.all(finite).item()):  # host waits: one reduction over all weights
+        return
+    bad = [k for (k, _), ok in zip(floats, finite.tolist(), strict=True) if not ok]
+    raise CheckpointError(
+        f"checkpoint {path} holds non-finite weights (NaN or inf) in {bad[:5]}; it cannot be "
+        "resumed from (resume from an older checkpoint)")
 
 
 def _compare(what: str, path: str, expected: dict, found: dict) -> None:
@@ -150,37 +534,36 @@ def _set_leaf(tree: Any, dotted: str, value: mx.array) -> None:
         tree[last] = value
 
 
-def load_checkpoint(path: str, model: nn.Module, optimizer: optim.Optimizer) -> dict[str, Any]:
+def load_checkpoint(path: str, model: nn.Module, optimizer: optim.Optimizer, *,
+                    required: Iterable[str] = ()) -> dict[str, Any]:
     """Load a checkpoint into ``model`` and ``optimizer`` in place; return its meta dict.
 
-    The optimizer must be initialised (``optimizer.init(model.trainable_parameters())``) so
-    that its state has the checkpoint's structure; values are replaced leaf by leaf, never the
-    dict itself, so a step compiled before the load keeps seeing the right arrays.
+    The checkpoint is verified first (:func:`verify_checkpoint`); its ``meta.json`` must hold
+    ``format_version``, ``step`` and every key in ``required`` (the trainer passes
+    :data:`TRAINER_META_KEYS`), each of the type the trainer writes; its weights must all be
+    finite. The optimizer must be initialised (``optimizer.init(model.trainable_parameters())``)
+    so that its state has the checkpoint's structure; values are replaced leaf by leaf, never
+    the dict itself, so a step compiled before the load keeps seeing the right arrays.
 
     Raises:
-        FileNotFoundError: the directory or one of its files is missing.
-        CheckpointError: (a ValueError) a file is corrupt, or names, shapes or dtypes differ
-            from the model / optimizer. Nothing is changed in that case.
+        FileNotFoundError: the directory or one of its files is missing (the latter is also a
+            :class:`CheckpointError`).
+        CheckpointError: (a ValueError) a file is corrupt or altered (checksum), a meta field
+            is missing or of the wrong type (named), the weights are not finite, or names,
+            shapes or dtypes differ from the model / optimizer. Nothing is changed in that
+            case.
     """
+    path = os.fspath(path)
     if not os.path.isdir(path):
         raise FileNotFoundError(f"checkpoint directory not found: {path}")
     meta_path = os.path.join(path, "meta.json")
-    if not os.path.exists(meta_path):
-        raise FileNotFoundError(f"checkpoint file missing: {meta_path}")
-    try:
-        with open(meta_path, encoding="utf-8") as f:
-            meta = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"corrupt checkpoint file {meta_path}: {e}") from e
-    if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{meta_path}: unsupported checkpoint format "
-            f"{meta.get('format_version') if isinstance(meta, dict) else meta!r}"
-        )
+    verify_checkpoint(path)
+    meta = _check_meta(_load_json(meta_path, "meta.json"), meta_path, required)
     weights = _read_arrays(os.path.join(path, "model.safetensors"))
     opt_state = _read_arrays(os.path.join(path, "optimizer.safetensors"))
     _compare("model weights", path, dict(tree_flatten(model.parameters())), weights)
     _compare("optimizer state", path, dict(tree_flatten(optimizer.state)), opt_state)
+    _check_finite(path, weights)
     # Everything checked: now change the model and optimizer.
     model.load_weights(list(weights.items()), strict=True)
     for key, value in opt_state.items():

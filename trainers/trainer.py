@@ -1,15 +1,17 @@
 """The training loop.
 
-Reading order of :meth:`Trainer.fit`: prepare the run directory; initialise the optimizer; load
-a checkpoint (before compiling); compile the step; then, per optimizer update: take
-``grad_accum`` batches, shard them by rank, reseed the random key from ``seed + step``, call the
-compiled step, keep its loss / gradient norm / hyperparameters as device arrays. Every
-``log_every`` updates (and before a report, an evaluation, a checkpoint or the end) the pending
-values are stacked and fetched in one transfer, checked for NaN/inf, and written as rows.
+:meth:`Trainer.fit` reads top to bottom: open the run (own the directory, replace or resume,
+load the checkpoint before compiling), build the compiled step, then one optimizer update per
+iteration, with the block boundary's work (write rows, report, evaluate, checkpoint) as named
+calls, and the end of the run. The pieces live beside it: :mod:`trainers.settings` (what a run
+is), :mod:`trainers.run_dir` (ownership and resume point), :mod:`trainers.pending` (per-step
+values on the device), :mod:`trainers.runlog` (log files, console report),
+:mod:`trainers.checkpoint` and :mod:`trainers.step` (the compiled step).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -20,33 +22,28 @@ import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
 import numpy as np
+from mlx.utils import tree_flatten
+
+from mlx_schedules._mlx_compat import schedules_of
 
 from .callbacks import STOP
-from .checkpoint import list_checkpoints, load_checkpoint, prune_checkpoints, save_checkpoint
+from .checkpoint import TRAINER_META_KEYS, load_checkpoint, prune_checkpoints, save_checkpoint
 from .data import BatchStream, as_source, batch_size_of, shard, to_device
 from .errors import CheckpointError, NonFiniteError
-from .logging import ConsoleReport, RunLog
+from .files import write_json_atomic
+from .fingerprint import describe_hyperparameters, describe_schedules
 from .metrics import accuracy
+from .pending import PendingValues
+from .run_dir import RunDirectory
+from .runlog import ConsoleReport, RunLog
+from .settings import RESUME_KEYS, TrainerSettings
 from .step import make_eval_step, make_train_step
 
 __all__ = ["Trainer", "accuracy", "scheduled_hyperparameters"]
 
-# Settings that must agree between a checkpoint and the run resuming from it.
-_RESUME_KEYS = (
-    "max_steps", "epochs", "seed", "grad_accum", "clip_norm", "world_size", "columns",
-)
-
-
-def _all_finite(tree: Any) -> bool:
-    """Whether every array of a tree is finite (one reduction, one host wait)."""
-    from mlx.utils import tree_flatten
-
-    arrays = [mx.all(mx.isfinite(a)) for _, a in tree_flatten(tree)]
-    return bool(mx.all(mx.stack(arrays)).item()) if arrays else True  # host waits
-
 
 def scheduled_hyperparameters(optimizer: optim.Optimizer) -> list[str]:
-    """Names logged per step: ``learning_rate`` and every other key of ``optimizer._schedulers``.
+    """Names logged per step: ``learning_rate`` and every other scheduled hyperparameter.
 
     Example:
         >>> import mlx.optimizers as optim
@@ -54,7 +51,45 @@ def scheduled_hyperparameters(optimizer: optim.Optimizer) -> list[str]:
         ['learning_rate']
     """
     names = ["learning_rate"] if "learning_rate" in optimizer.state else []
-    return names + [k for k in getattr(optimizer, "_schedulers", {}) if k not in names]
+    return names + [k for k in schedules_of(optimizer) if k not in names]
+
+
+def _all_finite(tree: Any) -> bool:
+    """Whether every array of a tree is finite (one reduction, one host wait)."""
+    arrays = [mx.all(mx.isfinite(a)) for _, a in tree_flatten(tree)]
+    return bool(mx.all(mx.stack(arrays)).item()) if arrays else True  # host waits
+
+
+@dataclasses.dataclass
+class _Run:
+    """What one call of :meth:`Trainer.fit` tracks between updates."""
+
+    step: int
+    data: BatchStream
+    pending: PendingValues
+    directory: RunDirectory | None = None
+    log: RunLog | None = None
+    report: ConsoleReport | None = None
+    resumed: bool = False
+    last_row: dict = dataclasses.field(default_factory=dict)
+    last_eval: dict = dataclasses.field(default_factory=dict)
+    evaluated_at: int = -1
+    saved_at: int = -1
+    stop: bool = False
+
+    def close(self) -> None:
+        if self.log is not None:
+            self.log.close()
+        if self.report is not None:
+            self.report.close()
+        if self.directory is not None:
+            self.directory.release()
+
+    def result(self) -> dict:
+        result = {k: v for k, v in self.last_row.items() if k != "kind"}
+        result.update({k: v for k, v in self.last_eval.items() if k != "event"})
+        result["step"] = self.step
+        return result
 
 
 class Trainer:
@@ -65,7 +100,7 @@ class Trainer:
         loss_fn: ``loss_fn(model, *batch)`` for tuple batches, ``loss_fn(model, **batch)`` for
             dict batches; returns the scalar mean loss.
         optimizer: any ``mlx.optimizers`` optimizer; its learning rate and any hyperparameter
-            registered in ``optimizer._schedulers`` may be schedules.
+            scheduled with :func:`mlx_schedules.schedule_hyperparameters` may be schedules.
         train_data: batches: :class:`trainers.data.ArrayBatches`, an ``mlx.data`` Buffer or
             Stream of batches, a list of batches, a callable ``epoch -> iterable``, or a one-shot
             iterator. A batch is a dict or tuple of arrays (numpy or mx).
@@ -157,30 +192,17 @@ class Trainer:
             raise TypeError(
                 f"optimizer must be an mlx.optimizers.Optimizer, got {type(optimizer).__name__}"
             )
-        if max_steps is None and epochs is None:
-            raise ValueError("give the run length: max_steps or epochs")
-        for name, value in (("max_steps", max_steps), ("epochs", epochs)):
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        for name, value in (
-            ("log_every", log_every), ("keep_checkpoints", keep_checkpoints),
-            ("grad_accum", grad_accum),
-        ):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        for name, value in (
-            ("eval_every", eval_every), ("checkpoint_every", checkpoint_every),
-            ("report_every", report_every),
-        ):
-            if value is not None and (not isinstance(value, int) or value < 0):
-                raise ValueError(f"{name} must be a non-negative int or None, got {value!r}")
-        if clip_norm is not None and not clip_norm > 0:
-            raise ValueError(f"clip_norm must be positive or None, got {clip_norm!r}")
-        if eval_every and eval_data is None:
-            raise ValueError("eval_every is set but eval_data is missing")
         for cb in callbacks:
             if not callable(cb):
                 raise TypeError(f"callbacks must be callables taking a dict, got {cb!r}")
+        if metrics is not None and not isinstance(metrics, Mapping):
+            raise TypeError(f"metrics must be a dict of name -> fn, got {type(metrics).__name__}")
+        if progress is not None and not isinstance(progress, bool):
+            raise TypeError(f"progress must be True, False or None, got {progress!r}")
+        if eval_every and eval_data is None:
+            raise ValueError("eval_every is set but eval_data is missing")
+        if run_dir is None and (log or checkpoint_every != 0):
+            raise ValueError("run_dir=None needs log=False and checkpoint_every=0")
 
         self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
         self.source = as_source(train_data, name="train_data")
@@ -188,215 +210,233 @@ class Trainer:
         if eval_data is not None:
             as_source(eval_data, name="eval_data")  # fail early on a wrong type
         self.metrics = {"loss": loss_fn, **dict(metrics or {})}
-        if run_dir is None and (log or checkpoint_every != 0):
-            raise ValueError("run_dir=None needs log=False and checkpoint_every=0")
         self.run_dir = None if run_dir is None else os.fspath(run_dir)
         self.callbacks = list(callbacks)
         self.group = group if group is not None else _default_group()
         self.rank = self.group.rank() if self.group is not None else 0
         self.world_size = self.group.size() if self.group is not None else 1
-        self.stream = stream
-        self.progress = progress
-        self.compile = compile
+        self.stream, self.progress = stream, progress
         self.hparams = scheduled_hyperparameters(optimizer)
+        track_norm = grad_norm is True or clip_norm is not None
         eval_columns = [f"eval_{name}" for name in self.metrics] if eval_data is not None else []
-        self.track_norm = bool(grad_norm or clip_norm is not None)
-        norm_column = ["grad_norm"] if self.track_norm else []
-        columns = ["kind", "step", "epoch", "loss", *norm_column, *self.hparams, *eval_columns]
-        self.total_steps = max_steps
+        columns = ("kind", "step", "epoch", "loss", *(["grad_norm"] if track_norm else []),
+                   *self.hparams, *eval_columns)
+        settings = TrainerSettings(
+            max_steps=max_steps, epochs=epochs, seed=seed, grad_accum=grad_accum,
+            clip_norm=clip_norm, grad_norm=grad_norm, compile=compile,
+            world_size=self.world_size, columns=columns, log_every=log_every,
+            report_every=report_every, eval_every=eval_every,
+            checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, log=log,
+            optimizer=type(optimizer).__name__,
+            hyperparameters=describe_hyperparameters(optimizer),
+            schedules=describe_schedules(optimizer), user=dict(config or {}),
+        )
+        total = max_steps
         if epochs is not None and self.source.length is not None:
             from_epochs = epochs * self.source.length // grad_accum
             if from_epochs < 1:
                 raise ValueError(f"{epochs} epoch(s) give no full update of {grad_accum} batches")
-            self.total_steps = min(from_epochs, max_steps or from_epochs)
-        self.epochs = epochs
-        self.settings = {
-            "max_steps": max_steps, "epochs": epochs, "total_steps": self.total_steps,
-            "seed": seed, "grad_accum": grad_accum, "clip_norm": clip_norm,
-            "world_size": self.world_size, "columns": columns, "log_every": log_every,
-            "report_every": report_every, "eval_every": eval_every,
-            "checkpoint_every": checkpoint_every, "keep_checkpoints": keep_checkpoints,
-            "log": log, "optimizer": type(optimizer).__name__, "user": dict(config or {}),
-        }
-        try:
-            json.dumps(self.settings)
-        except TypeError as e:
-            raise TypeError(f"config must be JSON-serialisable: {e}") from None
-        self.checkpoint_root = os.path.join(self.run_dir or "", "checkpoints")
+            total = min(from_epochs, max_steps or from_epochs)
+        self.settings = dataclasses.replace(settings, total_steps=total)
+        self.total_steps = total
         self.last_checkpoint: str | None = None
         self.step = 0
 
     # ------------------------------------------------------------------ the loop
-    def fit(self, resume: bool | str | os.PathLike = False, overwrite: bool = False) -> dict:
+    def fit(
+        self,
+        resume: bool | str | os.PathLike = False,
+        overwrite: bool = False,
+        *,
+        allow_changes: Iterable[str] = (),
+    ) -> dict:
         """Run training; return the last training row merged with the last eval results.
 
         Args:
-            resume: ``True`` continues from the newest checkpoint in ``run_dir`` (or starts
-                fresh when there is none); a path resumes from that checkpoint directory.
-            overwrite: allow starting fresh in a run directory that already holds a log or
-                checkpoints (they are replaced). Without it that is an error.
+            resume: ``True`` continues from the newest intact checkpoint in ``run_dir`` (or
+                starts fresh when the run never saved one); a path resumes from that
+                checkpoint directory. Resuming a finished run changes nothing.
+            overwrite: start fresh in a run directory that already holds a run, replacing the
+                whole old run (checkpoints, logs and every other file in it).
+            allow_changes: settings a resume may change on purpose, from
+                ``trainers.settings.RESUME_KEYS``: e.g. ``("max_steps",)`` to train longer, or
+                ``("schedules",)`` to continue with a new schedule (a cooldown). Without
+                them, a resume whose settings, optimizer class, fixed hyperparameters or
+                schedules differ from the checkpoint's fails.
 
         Raises:
             NonFiniteError: a loss or gradient norm was NaN/inf; names the first such step.
+            RunDirectoryBusy: another process owns ``run_dir``.
             ValueError: bad batches, a non-writable or occupied run directory, a mismatched
                 checkpoint (:class:`CheckpointError`).
             FileNotFoundError: the checkpoint to resume from does not exist.
         """
-        s = self.settings
-        seed, accum, total = s["seed"], s["grad_accum"], self.total_steps
-        is_main = self.rank == 0
-
-        # 1. Run directory, optimizer state, checkpoint (loaded before compiling).
-        def prepare() -> dict | None:
-            checkpoint = self._prepare_run_dir(resume, overwrite)
-            self.optimizer.init(self.model.trainable_parameters())
-            for name in self.hparams:
-                if self.optimizer.state[name].size != 1:
-                    raise ValueError(f"hyperparameter {name!r} is not a scalar; cannot log it")
-            return self._restore(checkpoint) if checkpoint else None
-
-        meta = self._on_all_ranks(prepare)
-        step = meta["step"] if meta else 0
-        position = meta["data_position"] if meta else {"epoch": 0, "index": 0}
-        log = RunLog(self.run_dir, s["columns"]) if s["log"] and is_main else None
-        if log is not None:
-            log.open(meta["log_position"] if meta else None)
-        if is_main and not meta and self.run_dir is not None:
-            self._write_json("config.json", s)
-
-        # 2. Data, compiled steps, report.
-        data = BatchStream(self.source, position["epoch"], position["index"])
-        train_step = make_train_step(
-            self.model, self.loss_fn, self.optimizer, grad_accum=accum,
-            clip_norm=s["clip_norm"], group=self.group if self.world_size > 1 else None,
-            grad_norm=self.track_norm, compile=self.compile,
-        )
-        state = [self.model.state, self.optimizer.state, mx.random.state]
-        report = None
-        if is_main and s["report_every"]:
-            report = ConsoleReport(
-                total, stream=self.stream, progress=self.progress, start_step=step
-            )
-        pending: list[tuple[int, int, mx.array, mx.array | None, list[mx.array]]] = []
-        last_row: dict = {}
-        last_eval: dict = {}
-        evaluated_at = saved_at = -1
-        stop = False
-
-        def flush() -> bool:
-            """Fetch the pending per-step values in one transfer and write them as rows;
-            True when a callback asked to stop."""
-            nonlocal last_row
-            if not pending:
-                return False
-            columns = [mx.stack([p[2] for p in pending])]
-            if self.track_norm:
-                columns.append(mx.stack([p[3] for p in pending]))
-            columns += [mx.stack([p[4][i] for p in pending]) for i in range(len(self.hparams))]
-            table = np.array(mx.stack(columns, axis=1))  # host waits for the block
-            names = ["loss", *(["grad_norm"] if self.track_norm else []), *self.hparams]
-            rows = []
-            for (t, epoch, *_), values in zip(pending, table.tolist(), strict=True):
-                row = {"kind": "train", "step": t, "epoch": epoch}
-                row.update(zip(names, values, strict=True))
-                rows.append(row)
-                norm = row.get("grad_norm", 0.0)
-                if not (math.isfinite(row["loss"]) and math.isfinite(norm)):
-                    pending.clear()
-                    self._emit(log, rows)
-                    if log is not None:
-                        log.flush(sync=True)
-                    raise NonFiniteError(t, row["loss"], row.get("grad_norm", math.nan),
-                                         self.last_checkpoint)
-            pending.clear()
-            last_row = rows[-1]
-            return self._emit(log, rows)
-
-        # The run directory is ours and the checkpoint loaded: callbacks may now write files.
-        self._dispatch({"event": "start", "step": step, "resumed": meta is not None,
-                        "run_dir": self.run_dir})
+        allowed = _check_allowed(allow_changes)
+        run = self._open(resume, overwrite, allowed)
         try:
-            # 3. One optimizer update per iteration.
-            while not self._done(step, data):
-                batches = [shard(to_device(data.next()), self.rank, self.world_size)
-                           for _ in range(accum)]
-                epoch = data.epoch
-                mx.random.seed(seed + step)
-                try:
-                    loss, grad_norm = train_step(*batches)
-                except (ValueError, TypeError, RuntimeError) as e:
-                    raise _batch_error(step, batches, e) from e
-                hparams = [self.optimizer.state[name] for name in self.hparams]
-                mx.async_eval(state, loss, *([] if grad_norm is None else [grad_norm]))
-                if pending:
-                    mx.eval(pending[-1][2])  # host waits for the previous update only
-                pending.append((step, epoch, loss, grad_norm, hparams))
-                step += 1
-                self.step = step
-
-                # 4. Block boundary: write rows, report, evaluate, checkpoint.
-                due_report = report is not None and step % s["report_every"] == 0
-                due_eval = bool(s["eval_every"]) and step % s["eval_every"] == 0
-                due_ckpt = bool(s["checkpoint_every"]) and step % s["checkpoint_every"] == 0
-                if step % s["log_every"] == 0 or due_report or due_eval or due_ckpt:
-                    stop = flush() or stop
+            train_step = make_train_step(
+                self.model, self.loss_fn, self.optimizer, grad_accum=self.settings.grad_accum,
+                clip_norm=self.settings.clip_norm, grad_norm=self.settings.track_norm,
+                group=self.group if self.world_size > 1 else None,
+                compile=self.settings.compile,
+            )
+            self._dispatch({"event": "start", "step": run.step, "resumed": run.resumed,
+                            "run_dir": self.run_dir})
+            while not self._done(run):
+                self._update(run, train_step)
+                step, s = run.step, self.settings
+                due_report = run.report is not None and step % s.report_every == 0
+                due_eval = bool(s.eval_every) and step % s.eval_every == 0
+                due_save = bool(s.checkpoint_every) and step % s.checkpoint_every == 0
+                if step % s.log_every == 0 or due_report or due_eval or due_save:
+                    self._write_rows(run)
                 if due_report:
-                    self._report(report, last_row, step)
+                    self._report(run)
                 if due_eval:
-                    last_eval = self._evaluate(step, epoch, log, report)
-                    evaluated_at = step
-                    stop = self._dispatch(last_eval) or stop
-                if due_ckpt:
-                    self._save(step, data, log)
-                    saved_at = step
-                if stop:
+                    self._evaluate_and_log(run)
+                if due_save:
+                    self._save(run)
+                if run.stop:
                     break
-
-            # 5. The end: remaining rows, final evaluation and checkpoint.
-            flush()
-            if report is not None and last_row and step % s["report_every"]:
-                self._report(report, last_row, step)
-            if self.eval_data is not None and evaluated_at != step:
-                last_eval = self._evaluate(step, data.epoch, log, report)
-                self._dispatch(last_eval)
-            if s["checkpoint_every"] != 0 and saved_at != step:
-                self._save(step, data, log)
-            self._dispatch({"event": "end", "step": step, "stopped_early": stop})
+            self._finish(run)
         except NonFiniteError:
             raise
         except BaseException:
-            try:  # keep every finished update's row: nothing done before the error is lost
-                flush()
-            except NonFiniteError:
-                pass
+            self._salvage_rows(run)
             raise
         finally:
-            if log is not None:
-                log.flush()
-                log.close()
-            if report is not None:
-                report.close()
-        result = {k: v for k, v in last_row.items() if k != "kind"}
-        result.update({k: v for k, v in last_eval.items() if k != "event"})
-        result["step"] = step
-        return result
+            run.close()
+        return run.result()
 
-    # ------------------------------------------------------------------ pieces
-    def _done(self, step: int, data: BatchStream) -> bool:
+    # ------------------------------------------------------------------ opening a run
+    def _open(self, resume: bool | str | os.PathLike, overwrite: bool,
+              allowed: frozenset[str]) -> _Run:
+        """Own the run directory, find the checkpoint, load it, open the log."""
+        if resume not in (False, True):
+            resume = os.fspath(resume)
+            if not os.path.isdir(resume):
+                raise FileNotFoundError(f"checkpoint to resume from not found: {resume}")
+        if self.run_dir is None and resume:
+            raise ValueError("resume needs a run_dir")
+        directory = None if self.run_dir is None else RunDirectory(self.run_dir)
+
+        def own() -> None:  # rank 0 owns and changes the directory; the others read it
+            if directory is not None and self.rank == 0:
+                directory.acquire()
+                directory.claim(resume, overwrite)
+
+        try:
+            self._on_all_ranks(own)
+            return self._on_all_ranks(lambda: self._restore_run(directory, resume, allowed))
+        except BaseException:
+            if directory is not None:
+                directory.release()
+            raise
+
+    def _restore_run(self, directory: RunDirectory | None, resume: bool | str,
+                     allowed: frozenset[str]) -> _Run:
+        checkpoint = None
+        if isinstance(resume, str):
+            checkpoint = resume
+        elif resume and directory is not None:
+            checkpoint = directory.checkpoint_to_resume(owner=self.rank == 0)
+        self.optimizer.init(self.model.trainable_parameters())
+        for name in self.hparams:
+            if self.optimizer.state[name].size != 1:
+                raise ValueError(f"hyperparameter {name!r} is not a scalar; cannot log it")
+        meta = self._load(checkpoint, allowed) if checkpoint else {}
+        position = meta.get("data_position", {"epoch": 0, "index": 0})
+        names = ["loss", *(["grad_norm"] if self.settings.track_norm else []), *self.hparams]
+        run = _Run(step=meta.get("step", 0), resumed=bool(meta), directory=directory,
+                   data=BatchStream(self.source, position["epoch"], position["index"]),
+                   pending=PendingValues(names))
+        if meta:
+            saved = meta.get("run", {})
+            run.saved_at = run.step
+            run.evaluated_at = saved.get("evaluated_at", -1)
+            run.last_row, run.last_eval = saved.get("last_row", {}), saved.get("last_eval", {})
+        if self.rank == 0 and self.settings.log:
+            run.log = RunLog(self.run_dir, self.settings.columns)
+            run.log.open(meta.get("log_position"))
+        if self.rank == 0 and self.run_dir is not None and not meta:
+            write_json_atomic(os.path.join(self.run_dir, "config.json"), self.settings.to_json())
+        if self.rank == 0 and self.settings.report_every:
+            run.report = ConsoleReport(self.total_steps, stream=self.stream,
+                                       progress=self.progress, start_step=run.step)
+        return run
+
+    def _load(self, path: str, allowed: frozenset[str]) -> dict:
+        """Load a checkpoint after checking it continues this run; return its meta."""
+        meta = _read_meta(path)
+        changed = self.settings.differences(meta["config"], allowed)
+        if changed:
+            raise CheckpointError(
+                f"checkpoint {path} was made with " + "; ".join(changed)
+                + ". Pass fit(..., allow_changes=(...)) naming what you changed on purpose."
+            )
+        meta = load_checkpoint(path, self.model, self.optimizer, required=TRAINER_META_KEYS)
+        if self.settings.log and meta.get("log_position") is None:
+            raise CheckpointError(f"checkpoint {path} was saved without a log")
+        for i, cb in enumerate(self.callbacks):
+            if hasattr(cb, "load_state_dict") and str(i) in meta.get("callbacks", {}):
+                cb.load_state_dict(meta["callbacks"][str(i)])
+        self.last_checkpoint = path
+        self.step = meta["step"]
+        return meta
+
+    # ------------------------------------------------------------------ one update
+    def _done(self, run: _Run) -> bool:
         if self.total_steps is not None:
-            return step >= self.total_steps
-        if self.settings["max_steps"] is not None and step >= self.settings["max_steps"]:
+            return run.step >= self.total_steps
+        if self.settings.max_steps is not None and run.step >= self.settings.max_steps:
             return True
-        return data.peek_epoch() >= self.epochs  # epochs of unknown length
+        return run.data.peek_epoch() >= self.settings.epochs  # epochs of unknown length
 
-    def _emit(self, log: RunLog | None, rows: list[dict]) -> bool:
-        if log is not None:
-            log.write(rows)
-        stop = False
+    def _update(self, run: _Run, train_step: Callable) -> None:
+        """One optimizer update; its values stay on the device (nothing here waits)."""
+        batches = [shard(to_device(run.data.next()), self.rank, self.world_size)
+                   for _ in range(self.settings.grad_accum)]
+        mx.random.seed(self.settings.seed + run.step)  # exact resume of dropout etc.
+        try:
+            loss, grad_norm = train_step(*batches)
+        except (ValueError, TypeError, RuntimeError) as e:
+            raise _batch_error(run.step, batches, e) from e
+        values = [loss, *([] if grad_norm is None else [grad_norm]),
+                  *(self.optimizer.state[name] for name in self.hparams)]
+        mx.async_eval(self.model.state, self.optimizer.state, values)
+        run.pending.add(run.step, run.data.epoch, values)
+        run.step += 1
+        self.step = run.step
+
+    # ------------------------------------------------------------------ block boundary
+    def _write_rows(self, run: _Run) -> None:
+        """Fetch the pending values, write them as rows, stop on the first non-finite one."""
+        rows = run.pending.take_rows()  # host waits for the block
+        for i, row in enumerate(rows):
+            if not (math.isfinite(row["loss"]) and math.isfinite(row.get("grad_norm", 0.0))):
+                self._emit(run, rows[:i + 1])
+                if run.log is not None:
+                    run.log.flush(sync=True)
+                raise NonFiniteError(row["step"], row["loss"], row.get("grad_norm", math.nan),
+                                     self.last_checkpoint)
+        if rows:
+            run.last_row = rows[-1]
+            self._emit(run, rows)
+
+    def _salvage_rows(self, run: _Run) -> None:
+        """After an error: keep every finished update's row (nothing done is lost)."""
+        try:
+            self._write_rows(run)
+            if run.log is not None:
+                run.log.flush(sync=True)
+        except Exception:  # the original error is the one to report
+            pass
+
+    def _emit(self, run: _Run, rows: list[dict]) -> None:
+        if run.log is not None:
+            run.log.write(rows)
         for row in rows:
-            info = {"event": row["kind"], **{k: v for k, v in row.items() if k != "kind"}}
-            stop = self._dispatch(info) or stop
-        return stop
+            run.stop = self._dispatch(_event(row)) or run.stop
 
     def _dispatch(self, info: dict) -> bool:
         """Call every callback (on every rank: their decisions must agree); True on STOP."""
@@ -406,13 +446,75 @@ class Trainer:
                 stop = True
         return stop
 
-    def _report(self, report: ConsoleReport, row: dict, step: int) -> None:
-        report({
-            "step": step, "loss": row.get("loss", math.nan),
-            "learning_rate": row.get("learning_rate", math.nan),
+    def _report(self, run: _Run) -> None:
+        run.report({
+            "step": run.step, "loss": run.last_row.get("loss", math.nan),
+            "learning_rate": run.last_row.get("learning_rate", math.nan),
             "peak_memory": mx.get_peak_memory(),
         })
 
+    def _evaluate_and_log(self, run: _Run) -> None:
+        results = self.evaluate()
+        row = {"kind": "eval", "step": run.step, "epoch": run.data.epoch, **results}
+        if run.log is not None:
+            run.log.write([row])
+        if run.report is not None:
+            run.report.message(f"eval @ step {run.step}: "
+                               + ", ".join(f"{k} {v:.4f}" for k, v in results.items()))
+        run.last_eval = _event(row)
+        run.evaluated_at = run.step
+        run.stop = self._dispatch(run.last_eval) or run.stop
+
+    def _save(self, run: _Run) -> None:
+        """Write a checkpoint (rank 0) after the log rows up to this step are on disk.
+
+        The weights are checked first: a non-finite update (possible even with a finite loss
+        and gradient, e.g. from a huge rate) must never replace the last good checkpoint.
+        """
+        if not _all_finite(self.model.trainable_parameters()):
+            raise NonFiniteError(run.step - 1, math.nan, math.nan, self.last_checkpoint,
+                                 detail="its update left non-finite weights")
+        run.saved_at = run.step
+        if self.rank != 0:
+            return
+        log_position = None
+        if run.log is not None:
+            run.log.flush(sync=True)
+            log_position = run.log.position()
+        meta = {
+            "data_position": {"epoch": run.data.epoch, "index": run.data.index},
+            "seed": self.settings.seed,
+            "random": "the key is reseeded to seed + step before every update",
+            "log_position": log_position,
+            "callbacks": {str(i): cb.state_dict() for i, cb in enumerate(self.callbacks)
+                          if hasattr(cb, "state_dict")},
+            "run": {"evaluated_at": run.evaluated_at, "last_row": run.last_row,
+                    "last_eval": run.last_eval},
+            "config": self.settings.to_json(),
+            "mlx_version": mx.__version__,
+        }
+        root = run.directory.checkpoints
+        self.last_checkpoint = save_checkpoint(root, run.step, self.model, self.optimizer, meta)
+        prune_checkpoints(root, self.settings.keep_checkpoints, intact=self.last_checkpoint)
+        self._dispatch({"event": "checkpoint", "step": run.step, "path": self.last_checkpoint})
+
+    def _finish(self, run: _Run) -> None:
+        """The end: remaining rows, final evaluation and checkpoint, the ``end`` event.
+
+        Each is skipped when already done at this step, so resuming a finished run (or one
+        killed after its final checkpoint) changes nothing."""
+        self._write_rows(run)
+        if run.report is not None and run.last_row and run.step % self.settings.report_every:
+            self._report(run)
+        if self.eval_data is not None and run.evaluated_at != run.step:
+            self._evaluate_and_log(run)
+        if self.settings.checkpoint_every != 0 and run.saved_at != run.step:
+            self._save(run)
+        if run.log is not None:
+            run.log.flush(sync=True)
+        self._dispatch({"event": "end", "step": run.step, "stopped_early": run.stop})
+
+    # ------------------------------------------------------------------ evaluation
     def evaluate(self, eval_data: Iterable | None = None) -> dict[str, float]:
         """Evaluate every metric over ``eval_data`` (default: the trainer's); batch-size weighted.
 
@@ -446,104 +548,6 @@ class Trainer:
         means = np.array(mx.stack(list(totals.values()))) / count  # host waits for the eval
         return {f"eval_{k}": float(v) for k, v in zip(totals, means.tolist(), strict=True)}
 
-    def _evaluate(self, step: int, epoch: int, log: RunLog | None, report) -> dict:
-        results = self.evaluate()
-        row = {"kind": "eval", "step": step, "epoch": epoch, **results}
-        if log is not None:
-            log.write([row])
-        if report is not None:
-            report.message(
-                f"eval @ step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in results.items())
-            )
-        return {"event": "eval", "step": step, "epoch": epoch, **results}
-
-    def _save(self, step: int, data: BatchStream, log: RunLog | None) -> None:
-        """Write a checkpoint (rank 0) after the log rows up to ``step`` are on disk."""
-        if not self.track_norm and not _all_finite(self.model.trainable_parameters()):
-            # Without the per-step gradient norm, a non-finite gradient in the last update
-            # shows only in the weights; never let it replace the last good checkpoint.
-            raise NonFiniteError(step - 1, math.nan, math.nan, self.last_checkpoint,
-                                 detail="its update left non-finite weights (pass "
-                                        "grad_norm=True to check every gradient)")
-        if self.rank != 0:
-            return
-        log_position = None
-        if log is not None:
-            log.flush(sync=True)
-            log_position = log.position()
-        callback_state = {
-            str(i): cb.state_dict() for i, cb in enumerate(self.callbacks)
-            if hasattr(cb, "state_dict")
-        }
-        meta = {
-            "data_position": {"epoch": data.epoch, "index": data.index},
-            "seed": self.settings["seed"],
-            "random": "the key is reseeded to seed + step before every update",
-            "log_position": log_position,
-            "callbacks": callback_state,
-            "config": self.settings,
-            "mlx_version": mx.__version__,
-        }
-        self.last_checkpoint = save_checkpoint(
-            self.checkpoint_root, step, self.model, self.optimizer, meta
-        )
-        prune_checkpoints(self.checkpoint_root, self.settings["keep_checkpoints"])
-        self._dispatch({"event": "checkpoint", "step": step, "path": self.last_checkpoint})
-
-    def _restore(self, path: str) -> dict:
-        meta = load_checkpoint(path, self.model, self.optimizer)
-        try:
-            saved = meta["config"]
-            for key in _RESUME_KEYS:
-                if saved.get(key) != self.settings[key]:
-                    raise CheckpointError(
-                        f"checkpoint {path} was made with {key}={saved.get(key)!r}, "
-                        f"this run has {key}={self.settings[key]!r}"
-                    )
-            if self.settings["log"] and meta["log_position"] is None:
-                raise CheckpointError(f"checkpoint {path} was saved without a log")
-            for i, cb in enumerate(self.callbacks):
-                if hasattr(cb, "load_state_dict") and str(i) in meta["callbacks"]:
-                    cb.load_state_dict(meta["callbacks"][str(i)])
-            meta["data_position"]["epoch"], meta["data_position"]["index"]  # noqa: B018
-        except KeyError as e:
-            raise CheckpointError(f"checkpoint {path}: meta.json lacks {e}") from None
-        self.last_checkpoint = path
-        self.step = meta["step"]
-        return meta
-
-    def _prepare_run_dir(self, resume: bool | str | os.PathLike, overwrite: bool) -> str | None:
-        """Check the run directory is writable; return the checkpoint to resume from."""
-        if self.run_dir is None:
-            if resume:
-                raise ValueError("resume needs a run_dir")
-            return None
-        try:
-            os.makedirs(self.run_dir, exist_ok=True)
-            probe = os.path.join(self.run_dir, f".write_probe.{self.rank}")
-            with open(probe, "w") as f:
-                f.write("ok")
-            os.remove(probe)
-        except OSError as e:
-            raise ValueError(f"run directory {self.run_dir!r} is not writable: {e}") from e
-        if resume not in (False, True):
-            path = os.fspath(resume)
-            if not os.path.isdir(path):
-                raise FileNotFoundError(f"checkpoint to resume from not found: {path}")
-            return path
-        found = list_checkpoints(self.checkpoint_root)
-        if resume and found:
-            return found[-1][1]
-        has_log = os.path.exists(os.path.join(self.run_dir, "log.jsonl"))
-        if (found or has_log) and not overwrite and not resume:
-            raise ValueError(
-                f"run directory {self.run_dir!r} already holds a run; pass resume=True to "
-                "continue it or overwrite=True to replace it"
-            )
-        if self.rank == 0 and (overwrite or resume):
-            prune_checkpoints(self.checkpoint_root, 0)
-        return None
-
     def _on_all_ranks(self, fn: Callable[[], Any]) -> Any:
         """Run ``fn``; if it fails on any rank, fail on every rank (instead of hanging)."""
         error = None
@@ -559,11 +563,37 @@ class Trainer:
             raise error
         return result
 
-    def _write_json(self, name: str, value: dict) -> None:
-        path = os.path.join(self.run_dir, name)
-        with open(path + ".tmp", "w", encoding="utf-8") as f:
-            json.dump(value, f, indent=1, sort_keys=True)
-        os.replace(path + ".tmp", path)
+
+def _event(row: dict) -> dict:
+    """A log row as a callback event: ``kind`` becomes ``event``."""
+    return {"event": row["kind"], **{k: v for k, v in row.items() if k != "kind"}}
+
+
+def _check_allowed(allow_changes: Iterable[str]) -> frozenset[str]:
+    if isinstance(allow_changes, str):
+        allow_changes = (allow_changes,)
+    allowed = frozenset(allow_changes)
+    unknown = sorted(allowed - set(RESUME_KEYS) - {"columns"})
+    if unknown or "columns" in allowed:
+        bad = unknown or ["columns"]
+        raise ValueError(f"allow_changes: {bad} cannot be changed on resume; choose from "
+                         f"{[k for k in RESUME_KEYS if k != 'columns']}")
+    return allowed
+
+
+def _read_meta(path: str) -> dict:
+    """A checkpoint's ``meta.json``, checked for what a resume reads before loading."""
+    meta_path = os.path.join(path, "meta.json")
+    try:
+        with open(meta_path, encoding="utf-8") as f:
+            meta = json.load(f)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"checkpoint file missing: {meta_path}") from None
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"corrupt checkpoint file {meta_path}: {e}") from e
+    if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
+        raise CheckpointError(f"checkpoint file {meta_path} lacks its run settings ('config')")
+    return meta
 
 
 def _default_group() -> Any:

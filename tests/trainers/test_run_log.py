@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from trainers.logging import ConsoleReport, ProgressBar, RunLog
+from trainers.runlog import ConsoleReport, ProgressBar, RunLog
 
 
 def test_runlog_truncates_to_a_position_and_checks_the_header(tmp_path):

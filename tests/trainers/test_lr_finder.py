@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from helpers_trainer import flat_weights
 
+from mlx_schedules._mlx_compat import schedules_of
 from trainers import lr_range_test
 
 
@@ -77,7 +78,7 @@ def test_model_is_left_trained_unless_restore_and_schedule_is_always_put_back():
     before = flat_weights(model)
     lr_range_test(model, mse, opt, data, min_lr=1e-4, max_lr=1e-2, steps=5)
     assert not np.array_equal(flat_weights(model)["weight"], before["weight"])
-    assert opt._schedulers["learning_rate"] is schedule
+    assert schedules_of(opt)["learning_rate"] is schedule
     assert opt.state["step"].item() == 5
 
     trained = flat_weights(model)
@@ -87,7 +88,7 @@ def test_model_is_left_trained_unless_restore_and_schedule_is_always_put_back():
         np.testing.assert_array_equal(flat_weights(model)[key], value)
     np.testing.assert_array_equal(np.array(opt.state["weight"]["v"]), momentum)
     assert opt.state["step"].item() == 5
-    assert opt._schedulers["learning_rate"] is schedule
+    assert schedules_of(opt)["learning_rate"] is schedule
     # the schedule still drives later updates
     grads = {"weight": mx.zeros((1, 4)), "bias": mx.zeros((1,))}
     opt.update(model, grads)
@@ -97,7 +98,7 @@ def test_model_is_left_trained_unless_restore_and_schedule_is_always_put_back():
 def test_bad_arguments():
     model, data, _ = problem()
     opt = optim.SGD(learning_rate=0.0)
-    with pytest.raises(ValueError, match="min_lr < max_lr"):
+    with pytest.raises(ValueError, match="min_lr must be <= max_lr"):
         lr_range_test(model, mse, opt, data, min_lr=1.0, max_lr=0.1)
     with pytest.raises(ValueError, match="mode"):
         lr_range_test(model, mse, opt, data, mode="cosine")

@@ -27,6 +27,8 @@ import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from .files import open_append, storage_error, truncate, write_text_atomic
+
 __all__ = ["ConsoleReport", "ProgressBar", "RunLog", "format_value"]
 
 
@@ -82,10 +84,8 @@ class RunLog:
                 (the log does not belong to this checkpoint or run).
         """
         if position is None:
-            with open(self.jsonl_path, "w", encoding="utf-8"):
-                pass
-            with open(self.csv_path, "w", encoding="utf-8") as f:
-                f.write(self._header())
+            write_text_atomic(self.jsonl_path, "")
+            write_text_atomic(self.csv_path, self._header())
         else:
             for path, key in ((self.jsonl_path, "jsonl"), (self.csv_path, "csv")):
                 size = os.path.getsize(path) if os.path.exists(path) else -1
@@ -102,27 +102,38 @@ class RunLog:
                     f"{self._header().strip()!r}"
                 )
             for path, key in ((self.jsonl_path, "jsonl"), (self.csv_path, "csv")):
-                os.truncate(path, position[key])
-        self._jsonl = open(self.jsonl_path, "a", encoding="utf-8")
-        self._csv = open(self.csv_path, "a", encoding="utf-8", newline="")
-        self._csv_writer = csv.writer(self._csv, lineterminator="\n")
+                truncate(path, position[key])
+        self._jsonl = open_append(self.jsonl_path)
+        self._csv = open_append(self.csv_path)
 
     def write(self, rows: Sequence[dict]) -> None:
         """Append rows to both files (buffered; :meth:`flush` pushes them to the OS)."""
         if self._jsonl is None:
             raise RuntimeError("RunLog.write before open")
+        rows = [{k: format_value(v) for k, v in row.items()} for row in rows]
+        jsonl = "".join(json.dumps(row) + "\n" for row in rows)
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
         for row in rows:
-            row = {k: format_value(v) for k, v in row.items()}
-            self._jsonl.write(json.dumps(row) + "\n")
-            self._csv_writer.writerow([_csv_cell(row.get(c)) for c in self.columns])
+            writer.writerow([_csv_cell(row.get(c)) for c in self.columns])
+        self._guarded(self.jsonl_path, lambda: self._jsonl.write(jsonl))
+        self._guarded(self.csv_path, lambda: self._csv.write(buffer.getvalue()))
+
+    @staticmethod
+    def _guarded(path: str, write: Any) -> None:
+        """Run a write; a filesystem error (disk full...) names the file and the cause."""
+        try:
+            write()
+        except OSError as e:
+            raise storage_error(e, path) from e
 
     def flush(self, sync: bool = False) -> None:
         """Flush to the OS; ``sync=True`` also fsyncs (before a checkpoint records offsets)."""
-        for f in (self._jsonl, self._csv):
+        for f, path in ((self._jsonl, self.jsonl_path), (self._csv, self.csv_path)):
             if f is not None:
-                f.flush()
+                self._guarded(path, f.flush)
                 if sync:
-                    os.fsync(f.fileno())
+                    self._guarded(path, lambda f=f: os.fsync(f.fileno()))
 
     def position(self) -> dict:
         """Byte offsets of both files after everything written so far (flushes first)."""
@@ -130,10 +141,17 @@ class RunLog:
         return {"jsonl": self._jsonl.tell(), "csv": self._csv.tell()}
 
     def close(self) -> None:
-        for f in (self._jsonl, self._csv):
+        """Close both files; a failing final flush (disk full) is reported after both close."""
+        files, self._jsonl, self._csv = (self._jsonl, self._csv), None, None
+        error = None
+        for f in files:
             if f is not None:
-                f.close()
-        self._jsonl = self._csv = None
+                try:
+                    f.close()
+                except OSError as e:
+                    error = error or e
+        if error is not None:
+            raise storage_error(error, error.filename or self.jsonl_path) from error
 
 
 def _csv_cell(value: Any) -> Any:

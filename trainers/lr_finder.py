@@ -1,9 +1,10 @@
 """The learning-rate range test (Smith 2017): sweep the rate up, watch the loss, pick a max rate.
 
-The sweep runs the trainer's compiled step (same capture, same data handling) with the
-optimizer's learning-rate schedule temporarily replaced by the sweep
-(:func:`mlx_schedules.lr_range_test` when installed). The rates recorded are read from
-``optimizer.state["learning_rate"]`` after each update: the rates the updates actually used.
+The sweep is a :class:`trainers.Trainer` run (same compiled step, same data handling, same
+``compile=`` option) with the optimizer's learning-rate schedule temporarily replaced by
+:func:`mlx_schedules.range_sweep` and a callback that stops on divergence. The rates recorded
+are the trainer's logged rates, read from ``optimizer.state["learning_rate"]``: the rates the
+updates actually used.
 
 Suggested rate: ``suggested_lr`` is the rate at the minimum of the smoothed loss divided by 10.
 The steepest-descent point of the smoothed curve (also returned, ``steepest_lr``) is the classic
@@ -25,9 +26,14 @@ import mlx.optimizers as optim
 import numpy as np
 from mlx.utils import tree_flatten
 
+import mlx_schedules
+from mlx_schedules._checks import check_int, check_real
+from mlx_schedules._mlx_compat import remove_schedule, schedules_of, set_schedule
+
+from .callbacks import STOP
 from .checkpoint import _set_leaf
-from .data import BatchStream, as_source, to_device
-from .step import make_train_step
+from .errors import NonFiniteError
+from .trainer import Trainer
 
 __all__ = ["RangeTestResult", "lr_range_test", "smooth_losses"]
 
@@ -70,24 +76,6 @@ def smooth_losses(losses: list[float], beta: float) -> list[float]:
     return out
 
 
-def _sweep(min_lr: float, max_lr: float, steps: int, mode: str) -> Callable:
-    try:
-        from mlx_schedules import lr_range_test as sweep
-    except ImportError:  # the schedules package is optional for the trainer
-        sweep = None
-    if sweep is not None:
-        return sweep(min_lr, max_lr, steps, mode=mode)
-    last = steps - 1
-
-    def schedule(t: mx.array) -> mx.array:
-        x = mx.minimum(t, last).astype(mx.float32) / last
-        if mode == "exponential":
-            return min_lr * mx.exp(math.log(max_lr / min_lr) * x)
-        return min_lr + (max_lr - min_lr) * x
-
-    return schedule
-
-
 def lr_range_test(
     model: nn.Module,
     loss_fn: Callable[..., mx.array],
@@ -103,6 +91,7 @@ def lr_range_test(
     check_every: int = 10,
     restore: bool = False,
     seed: int = 0,
+    compile: bool = True,
 ) -> RangeTestResult:
     """Sweep the learning rate from ``min_lr`` to ``max_lr`` over ``steps`` updates.
 
@@ -120,6 +109,10 @@ def lr_range_test(
         model, loss_fn, optimizer, data: as for :class:`trainers.Trainer`.
         mode: ``"exponential"`` (geometric steps, the usual choice) or ``"linear"``.
         smoothing: the EMA factor of :func:`smooth_losses`.
+        check_every: updates per block of losses fetched from the device (the trainer's
+            ``log_every``).
+        compile: compile the training step (the trainer's ``compile=``); ``False`` for very
+            short sweeps on the Linux CPU backend, where compiling costs seconds.
 
     Example:
         >>> import mlx.core as mx, mlx.nn as nn, mlx.optimizers as optim
@@ -131,64 +124,38 @@ def lr_range_test(
         >>> result.diverged_at is not None and result.suggested_lr < 1.0
         True
     """
-    if not 0 < min_lr < max_lr:
-        raise ValueError(f"need 0 < min_lr < max_lr, got min_lr={min_lr}, max_lr={max_lr}")
-    if not isinstance(steps, int) or steps < 2:
-        raise ValueError(f"steps must be an int >= 2, got {steps!r}")
-    if mode not in ("exponential", "linear"):
-        raise ValueError(f"mode must be 'exponential' or 'linear', got {mode!r}")
-    if not 0 <= smoothing < 1:
-        raise ValueError(f"smoothing must be in [0, 1), got {smoothing!r}")
-    if not diverge_factor > 1:
-        raise ValueError(f"diverge_factor must be > 1, got {diverge_factor!r}")
+    sweep = mlx_schedules.lr_range_test(min_lr, max_lr, steps, mode=mode)  # checks all four
+    check_real("smoothing", smoothing, low=0.0, high=1.0, high_open=True)
+    check_real("diverge_factor", diverge_factor, low=1.0, low_open=True)
+    check_int("check_every", check_every, minimum=1)
 
     optimizer.init(model.trainable_parameters())
-    saved_schedule = optimizer._schedulers.get("learning_rate")
+    saved_schedule = schedules_of(optimizer).get("learning_rate")
     saved_rate = optimizer.state["learning_rate"]
     saved_params = model.parameters()  # arrays are immutable: keeping references is a snapshot
     saved_state = dict(tree_flatten(optimizer.state))
     start = int(optimizer.state["step"].item())  # a Python int: a closed-over array is illegal
-    sweep = _sweep(min_lr, max_lr, steps, mode)
-    optimizer._schedulers["learning_rate"] = lambda t: sweep(t - start)
-    data_stream = BatchStream(as_source(data, name="data"))
-    train_step = make_train_step(model, loss_fn, optimizer)
-    state = [model.state, optimizer.state, mx.random.state]
-
-    pending: list[tuple[mx.array, mx.array]] = []
-    rates: list[float] = []
-    losses: list[float] = []
-    smoothed: list[float] = []
-    diverged_at = None
+    set_schedule(optimizer, "learning_rate", lambda t: sweep(t - start))
+    watcher = _DivergenceWatch(smoothing, diverge_factor)
+    trainer = Trainer(model, loss_fn, optimizer, data, run_dir=None, max_steps=steps,
+                      log=False, checkpoint_every=0, report_every=0, log_every=check_every,
+                      seed=seed, compile=compile, callbacks=[watcher])
     try:
-        for i in range(steps):
-            mx.random.seed(seed + i)
-            loss, _ = train_step(to_device(data_stream.next()))
-            pending.append((loss, optimizer.state["learning_rate"]))
-            mx.eval(state)
-            if len(pending) == check_every or i == steps - 1:
-                block = np.array(mx.stack([mx.stack(p) for p in pending]))  # host waits
-                pending.clear()
-                for loss_value, rate in block.tolist():
-                    rates.append(rate)
-                    losses.append(loss_value)
-                    smoothed = smooth_losses(losses, smoothing)
-                    best = min(smoothed)
-                    if not math.isfinite(smoothed[-1]) or smoothed[-1] > diverge_factor * best:
-                        diverged_at = len(losses) - 1
-                        break
-                if diverged_at is not None:
-                    break
+        trainer.fit()
+    except NonFiniteError:
+        pass  # the watcher saw the non-finite row and marked the divergence
     finally:
         if saved_schedule is None:
-            optimizer._schedulers.pop("learning_rate", None)
+            remove_schedule(optimizer, "learning_rate")
         else:
-            optimizer._schedulers["learning_rate"] = saved_schedule
+            set_schedule(optimizer, "learning_rate", saved_schedule)
         optimizer.state["learning_rate"] = saved_rate
         if restore:
             model.update(saved_params)
             for key, value in saved_state.items():
                 _set_leaf(optimizer.state, key, value)
 
+    rates, losses, smoothed = watcher.rates, watcher.losses, watcher.smoothed
     finite = [(s, r) for s, r in zip(smoothed, rates, strict=True) if math.isfinite(s)]
     if not finite:
         raise FloatingPointError("the loss was not finite at the first update of the range test")
@@ -207,8 +174,35 @@ def lr_range_test(
         suggested_lr=min_loss_lr / 10,
         min_loss_lr=min_loss_lr,
         steepest_lr=steepest_lr,
-        diverged_at=diverged_at,
+        diverged_at=watcher.diverged_at,
         extra={"mode": mode, "min_lr": min_lr, "max_lr": max_lr, "steps": steps},
     )
 
 
+class _DivergenceWatch:
+    """A trainer callback recording the sweep's curve and stopping when it diverges: the
+    smoothed loss above ``factor`` times its best, or a non-finite loss."""
+
+    def __init__(self, smoothing: float, factor: float):
+        self.smoothing, self.factor = smoothing, factor
+        self.rates: list[float] = []
+        self.losses: list[float] = []
+        self.smoothed: list[float] = []
+        self.diverged_at: int | None = None
+        self._average = 0.0
+        self._best = math.inf
+
+    def __call__(self, event: dict) -> str | None:
+        if event.get("event") != "train" or self.diverged_at is not None:
+            return None  # rows of the block after the divergence are not part of the curve
+        loss = event["loss"]
+        self.rates.append(event["learning_rate"])
+        self.losses.append(loss)
+        self._average = self.smoothing * self._average + (1 - self.smoothing) * loss
+        value = self._average / (1 - self.smoothing ** len(self.losses))
+        self.smoothed.append(value)
+        self._best = min(self._best, value)
+        if not math.isfinite(value) or value > self.factor * self._best:
+            self.diverged_at = len(self.losses) - 1
+            return STOP
+        return None
