@@ -20,7 +20,8 @@ from .data import ArrayBatches, load_arrays
 from .errors import CheckpointError, NonFiniteError
 from .lr_finder import RangeTestResult, lr_range_test
 from .metrics import accuracy, check_labels
-from .trainer import Trainer, scheduled_hyperparameters
+from .optimizers import scheduled_hyperparameters, weight_decay_groups
+from .trainer import Trainer
 
 __all__ = [
     "STOP",
@@ -39,4 +40,5 @@ __all__ = [
     "load_checkpoint",
     "lr_range_test",
     "scheduled_hyperparameters",
+    "weight_decay_groups",
 ]

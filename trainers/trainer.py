@@ -24,15 +24,14 @@ import mlx.optimizers as optim
 import numpy as np
 from mlx.utils import tree_flatten
 
-from mlx_schedules._mlx_compat import schedules_of
-
 from .callbacks import STOP
 from .checkpoint import TRAINER_META_KEYS, load_checkpoint, prune_checkpoints, save_checkpoint
 from .data import BatchStream, as_source, batch_size_of, shard, to_device
 from .errors import CheckpointError, NonFiniteError
 from .files import write_json_atomic
-from .fingerprint import describe_hyperparameters, describe_schedules
+from .fingerprint import describe_hyperparameters, describe_optimizer, describe_schedules
 from .metrics import accuracy
+from .optimizers import hyperparameter_sources, scheduled_hyperparameters
 from .pending import PendingValues
 from .run_dir import RunDirectory
 from .runlog import ConsoleReport, RunLog
@@ -40,18 +39,6 @@ from .settings import RESUME_KEYS, TrainerSettings
 from .step import make_eval_step, make_train_step
 
 __all__ = ["Trainer", "accuracy", "scheduled_hyperparameters"]
-
-
-def scheduled_hyperparameters(optimizer: optim.Optimizer) -> list[str]:
-    """Names logged per step: ``learning_rate`` and every other scheduled hyperparameter.
-
-    Example:
-        >>> import mlx.optimizers as optim
-        >>> scheduled_hyperparameters(optim.SGD(learning_rate=optim.cosine_decay(0.1, 10)))
-        ['learning_rate']
-    """
-    names = ["learning_rate"] if "learning_rate" in optimizer.state else []
-    return names + [k for k in schedules_of(optimizer) if k not in names]
 
 
 def _all_finite(tree: Any) -> bool:
@@ -216,6 +203,7 @@ class Trainer:
         self.rank = self.group.rank() if self.group is not None else 0
         self.world_size = self.group.size() if self.group is not None else 1
         self.stream, self.progress = stream, progress
+        self.hparam_sources = hyperparameter_sources(optimizer)
         self.hparams = scheduled_hyperparameters(optimizer)
         track_norm = grad_norm is True or clip_norm is not None
         eval_columns = [f"eval_{name}" for name in self.metrics] if eval_data is not None else []
@@ -227,7 +215,7 @@ class Trainer:
             world_size=self.world_size, columns=columns, log_every=log_every,
             report_every=report_every, eval_every=eval_every,
             checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, log=log,
-            optimizer=type(optimizer).__name__,
+            optimizer=describe_optimizer(optimizer),
             hyperparameters=describe_hyperparameters(optimizer),
             schedules=describe_schedules(optimizer), user=dict(config or {}),
         )
@@ -341,9 +329,9 @@ class Trainer:
         elif resume and directory is not None:
             checkpoint = directory.checkpoint_to_resume(owner=self.rank == 0)
         self.optimizer.init(self.model.trainable_parameters())
-        for name in self.hparams:
-            if self.optimizer.state[name].size != 1:
-                raise ValueError(f"hyperparameter {name!r} is not a scalar; cannot log it")
+        for column, state, key in self.hparam_sources:
+            if state[key].size != 1:
+                raise ValueError(f"hyperparameter {column!r} is not a scalar; cannot log it")
         meta = self._load(checkpoint, allowed) if checkpoint else {}
         position = meta.get("data_position", {"epoch": 0, "index": 0})
         names = ["loss", *(["grad_norm"] if self.settings.track_norm else []), *self.hparams]
@@ -402,7 +390,7 @@ class Trainer:
         except (ValueError, TypeError, RuntimeError) as e:
             raise _batch_error(run.step, batches, e) from e
         values = [loss, *([] if grad_norm is None else [grad_norm]),
-                  *(self.optimizer.state[name] for name in self.hparams)]
+                  *(state[key] for _, state, key in self.hparam_sources)]
         mx.async_eval(self.model.state, self.optimizer.state, values)
         run.pending.add(run.step, run.data.epoch, values)
         run.step += 1
