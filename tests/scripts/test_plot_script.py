@@ -5,16 +5,11 @@ from __future__ import annotations
 import json
 import sys
 
-import matplotlib
+import numpy as np
+import pytest
+from helpers_scripts import assert_png, load_script
 
-matplotlib.use("Agg")
-
-import matplotlib.image  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from helpers_scripts import assert_png, load_script  # noqa: E402
-
-import mlx_schedules as ms  # noqa: E402
+import mlx_schedules as ms
 
 plot = load_script("plot_schedules")
 
