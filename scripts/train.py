@@ -9,8 +9,11 @@
     python scripts/train.py --schedule cosine --stop-after 300 --run-dir runs/cos  # stop at 300
     python scripts/train.py --resume runs/cos                 # continue a stopped run
 
-The whole config is checked before anything is loaded or trained; a bad field stops the script
-with a message naming it. The run directory receives ``experiment.json`` (the config),
+The whole config is checked before anything is loaded or trained, then the data (shapes,
+integer class labels from 0, batch size) and the model's memory estimate; a problem stops the
+script with exit status 2 and a message naming it, leaving nothing behind. Nothing is written
+into the run directory until the trainer has taken it (a directory it refuses, occupied or in
+use, is left exactly as it was). The run directory receives ``experiment.json`` (the config),
 ``config.json`` (the trainer's settings), ``log.jsonl``/``log.csv`` (one row per step: loss,
 learning rate and every scheduled hyperparameter, read from the optimizer state; one row per
 evaluation), ``checkpoints/``, ``summary.json`` and ``curves.png``.

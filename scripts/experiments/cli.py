@@ -147,7 +147,8 @@ def add_config_flags(p: argparse.ArgumentParser, *, schedule: bool = True) -> No
                    help="override any config field (VALUE is JSON)")
     p.add_argument("--dataset", help="digits (default), mnist, fashion_mnist, cifar10, npz")
     p.add_argument("--data-path", help="a .npz with x_train, y_train, x_test, y_test")
-    p.add_argument("--cache-dir", help="mlx.data cache root (default ~/.cache/mlx.data)")
+    p.add_argument("--cache-dir", help="cache root of the MNIST/Fashion-MNIST/CIFAR-10 archives "
+                   "(default ~/.cache/mlx_schedules; fill it with download_data.py)")
     p.add_argument("--model", help="mlp (default) or cnn")
     p.add_argument("--optimizer", help="any mlx.optimizers class name (default SGD)")
     p.add_argument("--steps", type=int, help="optimizer updates")

@@ -19,6 +19,7 @@ files exist) before anything is trained, and raises :class:`ConfigError` naming 
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import json
 import os
@@ -133,7 +134,17 @@ INT_LIMIT = 2**62  # int64 headroom: steps and seeds are added to each other
 
 
 def check_float32(name: str, value: Any, **bounds: Any) -> float:
-    """``check_real`` (finite, inside ``bounds``), and within float32's range."""
+    """``check_real`` (finite, inside ``bounds``), and within float32's range.
+
+    Example:
+        >>> check_float32("training.clip_norm", 3e38)
+        3e+38
+        >>> check_float32("training.clip_norm", -1e39)
+        Traceback (most recent call last):
+        ...
+        ValueError: training.clip_norm must be within float32's range (|x| <= 3.403e+38), \
+got -1e+39
+    """
     value = check_real(name, value, **bounds)
     if abs(value) > FLOAT32_MAX:
         raise ValueError(f"{name} must be within float32's range (|x| <= {FLOAT32_MAX:.4g}), "
@@ -142,7 +153,14 @@ def check_float32(name: str, value: Any, **bounds: Any) -> float:
 
 
 def check_int64(name: str, value: Any, minimum: int = 1) -> int:
-    """``check_int``, and below :data:`INT_LIMIT`."""
+    """``check_int`` (at least ``minimum``), and below :data:`INT_LIMIT`.
+
+    Example:
+        >>> check_int64("training.steps", 2**63)
+        Traceback (most recent call last):
+        ...
+        ValueError: training.steps must be < 2**62 (int64 headroom), got 9223372036854775808
+    """
     value = check_int(name, value, minimum=minimum)
     if value >= INT_LIMIT:
         raise ValueError(f"{name} must be < 2**62 (int64 headroom), got {value!r}")
@@ -201,7 +219,14 @@ FIELD_CHECKS: dict[str, Callable[[str, Any], Any]] = {
 
 
 def check_field(name: str, check: Callable[[str, Any], Any], value: Any) -> None:
-    """Run one check; its ``TypeError``/``ValueError`` becomes a :class:`ConfigError`."""
+    """Run one check; its ``TypeError``/``ValueError`` becomes a :class:`ConfigError`.
+
+    Example:
+        >>> check_field("model.dropout", FIELD_CHECKS["model.dropout"], "0.1")
+        Traceback (most recent call last):
+        ...
+        experiments.config.ConfigError: model.dropout must be a real number, got '0.1' (str)
+    """
     try:
         check(name, value)
     except (TypeError, ValueError) as e:
@@ -231,34 +256,30 @@ def optimizer_names() -> list[str]:
 _BETAS = ("beta1", "beta2")
 
 
+def _float32_list(name: str, value: Any) -> None:
+    if not isinstance(value, list):
+        raise TypeError(f"{name} must be a list of numbers, got {value!r}")
+    for i, item in enumerate(value):
+        check_float32(f"{name}[{i}]", item)
+
+
 def _check_optimizer_value(where: str, key: str, value: Any, default: Any) -> None:
-    """A plain (unscheduled) optimizer setting, checked against its constructor default."""
+    """A plain (unscheduled) optimizer setting, checked by its constructor default's kind."""
     if key == "learning_rate":
-        check = lambda n, v: check_float32(n, v, low=0.0)
-    elif key in _BETAS or (_is_number(default) and not isinstance(default, bool)):
-        check = check_float32
+        check = functools.partial(check_float32, low=0.0)
     elif isinstance(default, bool):
         check = check_bool
+    elif key in _BETAS or isinstance(default, (int, float)):
+        check = check_float32
     elif isinstance(default, (list, tuple)):
-        def check(n: str, v: Any) -> None:
-            if not isinstance(v, list):
-                raise TypeError(f"{n} must be a list of numbers, got {v!r}")
-            for i, item in enumerate(v):
-                check_float32(f"{n}[{i}]", item)
+        check = _float32_list
     else:
         return  # a setting of a kind the config does not describe (left to the optimizer)
     try:
         check(where, value)
-    except TypeError as e:
-        if key in _BETAS or key == "learning_rate":
-            raise ConfigError(f"{e} (or a schedule config)") from None
-        raise ConfigError(str(e)) from None
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    except (TypeError, ValueError) as e:
+        schedulable = isinstance(e, TypeError) and (key == "learning_rate" or key in _BETAS)
+        raise ConfigError(f"{e}{' (or a schedule config)' if schedulable else ''}") from None
 
 
 def _check_optimizer(section: dict) -> None:

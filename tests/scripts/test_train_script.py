@@ -258,21 +258,42 @@ def _tree(root) -> dict[str, bytes]:
             if p.is_file()}
 
 
-def test_a_refused_run_dir_is_left_as_it_was_and_resumable(tmp_path, capsys):
-    """Issue 7, finding 2: a second train.py on an occupied run directory rewrote its
-    experiment.json before the trainer refused the directory; the first run could then no
-    longer be resumed as it was configured."""
+@pytest.mark.parametrize("refusal", ["occupied", "checkpoints without a log", "locked"])
+def test_a_refused_run_dir_is_left_as_it_was_and_resumable(tmp_path, capsys, monkeypatch,
+                                                           refusal):
+    """Issue 7, finding 2: train.py rewrote experiment.json before the trainer refused the run
+    directory (its own check looked for log.jsonl only, and a lock is the trainer's to take);
+    the first run could then no longer be resumed as it was configured."""
     run = tmp_path / "run"
     args = ["--no-plots", *TINY, "--run-dir", str(run)]
     assert train.main(["--steps", "20", "--stop-after", "10", *args]) == 0
+    second = ["--steps", "30", "--schedule", "cosine", *args]
+    if refusal == "checkpoints without a log":
+        (run / "log.jsonl").unlink()
+        (run / "log.csv").unlink()
+        words = "already holds a run"
+    elif refusal == "locked":
+        import trainers
+
+        def locked(self, *args, **kwargs):  # what the trainer's run-directory lock raises
+            raise RuntimeError(f"run directory {run} is in use by process 4242")
+
+        monkeypatch.setattr(trainers.Trainer, "fit", locked)
+        second.append("--overwrite")  # even overwriting waits for the owner
+        words = "in use by process 4242"
+    else:
+        words = "already holds a run"
     before = _tree(run)
     capsys.readouterr()
-    assert train.main(["--steps", "30", "--schedule", "cosine", *args]) == 2
-    assert "already holds a run" in capsys.readouterr().err
+    assert train.main(second) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err
     assert _tree(run) == before  # not one byte changed
-    assert train.main(["--resume", str(run)]) == 0
-    assert json.loads((run / "experiment.json").read_text())["training"]["steps"] == 20
-    assert [int(r["step"]) for r in train_rows(run)] == list(range(20))
+    if refusal != "checkpoints without a log":
+        monkeypatch.undo()
+        assert train.main(["--resume", str(run)]) == 0
+        assert json.loads((run / "experiment.json").read_text())["training"]["steps"] == 20
+        assert [int(r["step"]) for r in train_rows(run)] == list(range(20))
 
 
 def test_experiment_json_replaces_a_symlink_instead_of_writing_through_it(tmp_path):
