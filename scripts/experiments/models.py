@@ -136,8 +136,11 @@ def memory_estimate(kind: str, input_shape: Sequence[int], num_classes: int, *,
     The parameter counts are the models' own (a test compares them with built models).
 
     Example:
-        >>> memory_estimate("mlp", (8, 8, 1), 10, hidden=[32], batch_size=4)
-        {'model.hidden[0]': 34304, 'model.hidden[0] x classes': 5600}
+        >>> for part, size in memory_estimate("mlp", (8, 8, 1), 10, hidden=[32],
+        ...                                   batch_size=4).items():
+        ...     print(part, size)
+        the input x model.hidden[0] (64 x 32) 34304
+        model.hidden[0] x classes (32 x 10) 5600
     """
     norm_size = {"batch": 4, "layer": 2}.get(norm or "", 0)  # batch norm adds running stats
     fields: dict[str, int] = {}
@@ -147,21 +150,23 @@ def memory_estimate(kind: str, input_shape: Sequence[int], num_classes: int, *,
             + activations * batch_size * BYTES_PER_ACTIVATION
 
     if kind == "mlp":
-        width = math.prod(input_shape)
+        width, name = math.prod(input_shape), "the input"
         for i, h in enumerate(hidden):
-            add(f"model.hidden[{i}]", width * h + h + norm_size * h, h)
-            width = h
-        add(f"model.hidden[{len(hidden) - 1}] x classes", width * num_classes + num_classes,
+            add(f"{name} x model.hidden[{i}] ({width} x {h})", width * h + h + norm_size * h, h)
+            width, name = h, f"model.hidden[{i}]"
+        add(f"{name} x classes ({width} x {num_classes})", width * num_classes + num_classes,
             num_classes)
     elif kind == "cnn":
         height, width, depth = input_shape
+        name = "the input"
         for i, c in enumerate(channels):
-            add(f"model.channels[{i}]", 9 * depth * c + c + norm_size * c, height * width * c)
+            add(f"{name} x model.channels[{i}] ({depth} x {c} x 3 x 3)",
+                9 * depth * c + c + norm_size * c, height * width * c)
             if min(height, width) >= 2:
                 height, width = height // 2, width // 2
-            depth = c
-        add(f"model.channels[{len(channels) - 1}] x classes",
-            depth * num_classes + num_classes, num_classes)
+            depth, name = c, f"model.channels[{i}]"
+        add(f"{name} x classes ({depth} x {num_classes})", depth * num_classes + num_classes,
+            num_classes)
     else:
         raise ValueError(f"model.kind: unknown model {kind!r}; valid kinds are {list(MODELS)}")
     return fields
@@ -175,24 +180,36 @@ def physical_memory() -> int | None:
         return None
 
 
-def check_model_fits(estimate: dict[str, int], *, available: int | None = None) -> int:
-    """Raise :class:`ModelTooLarge`, naming the largest field, when ``estimate``'s total
-    exceeds ``available`` bytes (default: the machine's memory); return the total.
+def _size(n: float) -> str:
+    for unit in ("bytes", "kB", "MB", "GB", "TB", "PB"):
+        if n < 1000 or unit == "PB":
+            return f"{n:.3g} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
+
+
+def check_model_fits(estimate: dict[str, int], *, field: str,
+                     available: int | None = None) -> int:
+    """Raise :class:`ModelTooLarge`, naming ``field`` and the largest layer, when
+    ``estimate``'s total exceeds ``available`` bytes (default: the machine's memory); return
+    the total.
 
     Example:
-        >>> check_model_fits({"model.hidden[0]": 3 * 2**40, "model.hidden[1]": 10},
-        ...                  available=2**34)
+        >>> check_model_fits({"model.hidden[0] x model.hidden[1] (10 x 10)": 2000,
+        ...                   "the input x model.hidden[0] (4 x 10)": 500},
+        ...                  field="model.hidden", available=1000)
         Traceback (most recent call last):
         ...
-        experiments.models.ModelTooLarge: model.hidden[0]: the model needs about 3.3e+12 \
-bytes to train (weights, gradients, optimizer state, activations), more than this machine's \
-1.7e+10 bytes of memory
+        experiments.models.ModelTooLarge: model.hidden: the model needs about 2.5 kB to train \
+(weights, gradients, optimizer state, activations), more than this machine's 1 kB of memory; \
+the largest part is model.hidden[0] x model.hidden[1] (10 x 10)
     """
     total = sum(estimate.values())
     available = physical_memory() if available is None else available
     if available is not None and total > available:
-        field = max(estimate, key=estimate.get)
-        raise ModelTooLarge(f"{field}: the model needs about {total:.2g} bytes to train "
-                            "(weights, gradients, optimizer state, activations), more than this "
-                            f"machine's {available:.2g} bytes of memory")
+        largest = max(estimate, key=estimate.get)
+        raise ModelTooLarge(f"{field}: the model needs about {_size(total)} to train (weights, "
+                            "gradients, optimizer state, activations), more than this "
+                            f"machine's {_size(available)} of memory; the largest part is "
+                            f"{largest}")
     return total

@@ -132,9 +132,10 @@ def prepare_data(config: dict[str, Any]) -> dict[str, np.ndarray]:
     num_classes = check_data(data, batch_size=batch_size)
     m = config["model"]
     # Evaluation takes the whole test set as one batch.
-    check_model_fits(memory_estimate(
+    estimate = memory_estimate(
         m["kind"], data["x_train"].shape[1:], num_classes, hidden=m["hidden"],
-        channels=m["channels"], norm=m["norm"], batch_size=max(batch_size, len(data["x_test"]))))
+        channels=m["channels"], norm=m["norm"], batch_size=max(batch_size, len(data["x_test"])))
+    check_model_fits(estimate, field="model.hidden" if m["kind"] == "mlp" else "model.channels")
     return data
 
 

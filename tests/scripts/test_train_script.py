@@ -368,7 +368,9 @@ def test_a_model_too_large_for_memory_is_refused_before_allocation(tmp_path):
          "--set", "model.hidden=[100000000, 100000000]"],
         capture_output=True, text=True, timeout=120)
     assert result.returncode == 2, result.stderr
-    assert "data error: model.hidden[1]: the model needs about 1.6e+17 bytes" in result.stderr
+    assert "data error: model.hidden: the model needs about 160 PB to train" in result.stderr
+    assert "the largest part is model.hidden[0] x model.hidden[1] (100000000 x 100000000)" \
+        in result.stderr
     assert not run.exists()
 
 
