@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 from experiments.cli import parse_assignment, script_parser
+from experiments.config import check_float32_numbers
 from experiments.text_chart import text_chart
 
 import mlx_schedules as ms
@@ -133,6 +134,7 @@ def build_entries(configs: list[dict[str, Any]], steps: int | None,
         config = dict(config)
         momentum_cfg = config.pop("momentum", None) or (momentum_for(config)
                                                         if with_momentum else None)
+        check_float32_numbers(str(config.get("name")), config)
         schedule = ms.from_config(config)
         n = steps or default_steps(config)
         grid = np.arange(n)
@@ -198,7 +200,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.text:
-        print(text_preview(entries))
+        try:
+            print(text_preview(entries))
+        except ValueError as e:  # a schedule with no finite value to draw
+            print(f"error: {e}", file=sys.stderr)
+            return 2
         return 0
     from experiments.plotting import plot_schedules
 

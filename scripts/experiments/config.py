@@ -36,8 +36,8 @@ from .datasets import DATASETS, DataError, DatasetUnavailable, check_available
 from .models import MODELS, NORMS
 
 __all__ = ["DEFAULT_CONFIG", "FIELD_CHECKS", "ConfigError", "build_optimizer", "check_field",
-           "check_float32", "check_int64", "load_config_file", "merge_config", "optimizer_names",
-           "validate"]
+           "check_float32", "check_float32_numbers", "check_int64", "load_config_file",
+           "merge_config", "optimizer_names", "validate"]
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "dataset": {"name": "digits", "path": None, "cache_dir": None, "test_fraction": 0.25,
@@ -233,14 +233,23 @@ def check_field(name: str, check: Callable[[str, Any], Any], value: Any) -> None
         raise ConfigError(str(e)) from None
 
 
-def _check_numbers(where: str, value: Any) -> None:
-    """Every number inside a schedule config within float32's range, named by its path."""
+def check_float32_numbers(where: str, value: Any) -> None:
+    """Every number inside a schedule config within float32's range, named by its path.
+
+    Example:
+        >>> check_float32_numbers("lr", {"name": "warmup", "steps": 5,
+        ...                              "schedule": {"name": "constant", "value": 1e39}})
+        Traceback (most recent call last):
+        ...
+        experiments.config.ConfigError: lr.schedule.value must be within float32's range \
+(|x| <= 3.403e+38), got 1e+39
+    """
     if isinstance(value, dict):
         for key, item in value.items():
-            _check_numbers(f"{where}.{key}", item)
+            check_float32_numbers(f"{where}.{key}", item)
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            _check_numbers(f"{where}[{i}]", item)
+            check_float32_numbers(f"{where}[{i}]", item)
     elif isinstance(value, float):
         check_field(where, check_float32, value)
 
@@ -303,7 +312,7 @@ def _check_optimizer(section: dict) -> None:
             if key != "learning_rate" and key not in schedulable:
                 raise ConfigError(f"{where}: {name} cannot put {key!r} on a schedule; "
                                   f"schedulable: {['learning_rate', *schedulable]}")
-            _check_numbers(where, value)
+            check_float32_numbers(where, value)
             try:
                 ms.from_config(value)
             except (ValueError, TypeError, RecursionError) as e:
