@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"training {config['model']['kind']} on {config['dataset']['name']} with "
           f"{opt['name']}, rate {json.dumps(opt.get('learning_rate'))}, "
           f"{config['training']['steps']} steps -> {run_dir}")
-    existed = os.path.lexists(run_dir)
+    created = _first_missing(run_dir)  # the folder this run would create, if any
     started = OnStart(write_experiment)
     try:
         session, _ = run_training(config, data=data, resume=bool(args.resume),
@@ -126,8 +126,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         # The trainer refused the run directory (occupied, locked by another process, not
         # writable) or the run's settings before training: nothing of this run was written.
-        if not existed:
-            _remove_empty_dirs(run_dir)
+        if created is not None:
+            _remove_empty_dirs(created)
         print(f"error: {e}", file=sys.stderr)
         if not (args.resume or args.overwrite) and _holds_run(run_dir):
             print(f"train.py: pass --overwrite to replace the run in {run_dir}, or "
@@ -159,10 +159,19 @@ def _holds_run(run_dir: str) -> bool:
                for name in ("log.jsonl", "checkpoints"))
 
 
-def _remove_empty_dirs(run_dir: str) -> None:
-    """Remove the folders the trainer made in a run directory that did not exist before, if
-    they are still empty (files are never removed)."""
-    for folder, _, _ in sorted(os.walk(run_dir), key=lambda w: -len(w[0])):
+def _first_missing(path: str) -> str | None:
+    """The outermost folder of ``path`` that does not exist yet (``None`` if ``path`` does)."""
+    path = os.path.abspath(path)
+    if os.path.lexists(path):
+        return None
+    while not os.path.lexists(os.path.dirname(path)):
+        path = os.path.dirname(path)
+    return path
+
+
+def _remove_empty_dirs(top: str) -> None:
+    """Remove ``top`` and the folders below it that are empty (files are never removed)."""
+    for folder, _, _ in sorted(os.walk(top), key=lambda w: -len(w[0])):
         try:
             os.rmdir(folder)
         except OSError:

@@ -296,6 +296,22 @@ def test_a_refused_run_dir_is_left_as_it_was_and_resumable(tmp_path, capsys, mon
         assert [int(r["step"]) for r in train_rows(run)] == list(range(20))
 
 
+def test_a_fresh_run_dir_refused_before_training_is_removed_again(tmp_path, capsys,
+                                                                 monkeypatch):
+    import trainers
+
+    run = tmp_path / "new" / "run"
+
+    def refuse(self, *args, **kwargs):  # the trainer made its folders, then refused
+        os.makedirs(run / "checkpoints")
+        raise ValueError(f"run directory {run!r} is not writable: disk full")
+
+    monkeypatch.setattr(trainers.Trainer, "fit", refuse)
+    assert train.main(["--steps", "10", "--run-dir", str(run)]) == 2
+    assert "is not writable: disk full" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()  # every folder the run made is gone again
+
+
 def test_experiment_json_replaces_a_symlink_instead_of_writing_through_it(tmp_path):
     outside = tmp_path / "outside.txt"
     outside.write_text("keep me")
