@@ -310,6 +310,7 @@ class Trainer:
 
         def own() -> None:  # rank 0 owns and changes the directory; the others read it
             if directory is not None and self.rank == 0:
+                directory.refuse_if_occupied(resume, overwrite)  # before writing anything
                 directory.acquire()
                 directory.claim(resume, overwrite)
 
@@ -318,7 +319,7 @@ class Trainer:
             return self._on_all_ranks(lambda: self._restore_run(directory, resume, allowed))
         except BaseException:
             if directory is not None:
-                directory.release()
+                directory.release(refused=True)
             raise
 
     def _restore_run(self, directory: RunDirectory | None, resume: bool | str,

@@ -6,13 +6,12 @@ The per-step rates and momenta come from the trainer's log, which reads them fro
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
 import platform
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import mlx.core as mx
@@ -39,20 +38,6 @@ def compile_wanted(setting: Any) -> bool:
     if setting != "auto":
         return bool(setting)
     return not (platform.system() == "Linux" and mx.default_device().type == mx.cpu)
-
-
-@contextlib.contextmanager
-def _compile_context(setting: Any) -> Iterator[bool]:
-    """Run the block with ``mx.compile`` on or off (restored afterwards): for
-    ``trainers.lr_range_test``, which builds its own step and takes no ``compile=``."""
-    wanted = compile_wanted(setting)
-    if not wanted:
-        mx.disable_compile()
-    try:
-        yield wanted
-    finally:
-        if not wanted:
-            mx.enable_compile()
 
 
 class MemoryLog:
@@ -254,10 +239,10 @@ def range_test(config: dict[str, Any], *, min_lr: float, max_lr: float, steps: i
     optimizer = build_optimizer(section)
     batches = ArrayBatches((data["x_train"], data["y_train"]), training["batch_size"],
                            seed=training["seed"])
-    with _compile_context(training["compile"]):
-        result = trainer_range_test(model, cross_entropy, optimizer, batches, min_lr=min_lr,
-                                    max_lr=max_lr, steps=steps, smoothing=smoothing,
-                                    seed=training["seed"])
+    result = trainer_range_test(model, cross_entropy, optimizer, batches, min_lr=min_lr,
+                                max_lr=max_lr, steps=steps, smoothing=smoothing,
+                                seed=training["seed"],
+                                compile=compile_wanted(training["compile"]))
     return {
         "suggested_lr": result.suggested_lr,
         "min_loss_lr": result.min_loss_lr,

@@ -322,7 +322,9 @@ def test_experiment_json_replaces_a_symlink_instead_of_writing_through_it(tmp_pa
     assert outside.read_text() == "keep me"
     assert not (run / "experiment.json").is_symlink()
     assert json.loads((run / "experiment.json").read_text())["training"]["steps"] == 10
-    assert not [n for n in os.listdir(run) if n.startswith(".")]  # no temporary files left
+    # no temporary files left (the trainer's .lock stays, empty, by design)
+    assert [n for n in os.listdir(run) if n.startswith(".")] == [".lock"]
+    assert (run / ".lock").read_bytes() == b""
 
 
 # ---------------------------------------------------------------- bad data, after validation
