@@ -466,7 +466,7 @@ def _check_meta(meta: Any, meta_path: str, required: Iterable[str]) -> dict[str,
     version = meta.get("format_version")
     if version not in (1, FORMAT_VERSION) or isinstance(version, bool):
         raise CheckpointError(
-            f"{meta_path}: unsupported checkpoint format_version {version!r} "
+            f"{meta_path}: field 'format_version' is {version!r}: unsupported "
             f"(this version reads 1 and {FORMAT_VERSION})")
     for key in ("step", *required):
         if key not in meta:
