@@ -202,7 +202,8 @@ def save_checkpoint(
         except OSError:
             pass  # the original error says more than a failed cleanup
         raise
-    files.call_storage("write", root, lambda: files.fsync_dir(root))
+    # The checkpoint is in place; if this fails its rename may not survive a power loss.
+    files.call_storage("write", final, lambda: files.fsync_dir(root))
     return final
 
 

@@ -449,6 +449,8 @@ def _open_regular(path: str, flags: int) -> int:
     except OSError as e:
         if e.errno == errno.ELOOP or os.path.islink(path):
             raise _unsafe(path) from None
+        if e.errno == errno.ENXIO:  # a FIFO (or socket) with no reader
+            raise _unsafe(path, "it is not a regular file") from None
         raise storage_error(e, path, "open") from e
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
