@@ -202,7 +202,8 @@ def save_checkpoint(
         except OSError:
             pass  # the original error says more than a failed cleanup
         raise
-    files.call_storage("write", root, lambda: files.fsync_dir(root))
+    # The checkpoint is in place; if this fails its rename may not survive a power loss.
+    files.call_storage("write", final, lambda: files.fsync_dir(root))
     return final
 
 
@@ -466,7 +467,7 @@ def _check_meta(meta: Any, meta_path: str, required: Iterable[str]) -> dict[str,
     version = meta.get("format_version")
     if version not in (1, FORMAT_VERSION) or isinstance(version, bool):
         raise CheckpointError(
-            f"{meta_path}: unsupported checkpoint format_version {version!r} "
+            f"{meta_path}: field 'format_version' is {version!r}: unsupported "
             f"(this version reads 1 and {FORMAT_VERSION})")
     for key in ("step", *required):
         if key not in meta:

@@ -84,6 +84,7 @@ def _kill_resume_compare(tmp_path, expected, plans):
     assert not different, different
 
 
+@pytest.mark.slow
 def test_reference_run_files(reference):
     expected, ops = reference
     assert sorted(n for n in expected if not n.startswith("checkpoints/")) == [
