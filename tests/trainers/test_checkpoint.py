@@ -344,8 +344,6 @@ def test_empty_newest_checkpoint_falls_back_to_the_older_one(tmp_path, reference
     assert [s for s, _ in list_checkpoints(root)] == [8, 12]
 
 
-@pytest.mark.xfail(strict=True, reason="needs the trainer to resume through find_resumable "
-                   "(issue 7 finding 11); remove this marker then")
 def test_corrupt_newest_checkpoint_falls_back_and_is_kept(tmp_path, reference):
     ref_dir, _ = reference
     root = _crashed_run(tmp_path)

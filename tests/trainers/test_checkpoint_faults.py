@@ -112,9 +112,6 @@ def test_kill_inside_every_file_operation_of_a_save_then_resume_is_byte_identica
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 7 finding 3: resuming a finished run appends a "
-                   "second final eval row (and steps ReduceLROnPlateau again); remove this "
-                   "marker once resume is idempotent")
 def test_kill_after_the_final_save_then_resume_is_byte_identical(tmp_path, reference):
     expected, _ = reference
     _kill_resume_compare(tmp_path, expected, {"after_final_save": ["--kill-at-checkpoint", 16]})

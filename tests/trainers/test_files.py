@@ -126,8 +126,6 @@ def test_trainer_never_writes_through_a_symlinked_checkpoints_directory(outside)
     assert os.listdir(out_dir) == []
 
 
-@pytest.mark.xfail(strict=True, reason="needs trainers/logging.py and trainers/trainer.py to "
-                   "write through trainers.files (issue 7 finding 6); remove this marker then")
 @pytest.mark.parametrize("name", ["log.csv", "log.jsonl", "config.json"])
 def test_trainer_never_writes_through_a_symlinked_run_file(outside, name):
     run, target, _ = outside
