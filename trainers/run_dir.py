@@ -157,8 +157,10 @@ class RunDirectory:
 
     # ------------------------------------------------------------------ contents
     def holds_run(self) -> bool:
-        """Whether the directory already holds (part of) a run."""
-        return any(os.path.lexists(os.path.join(self.path, name)) for name in RUN_FILES)
+        """Whether the directory already holds (part of) a run. A symbolic link where a run
+        file belongs is not a run: the trainer's writes refuse it (``UnsafePathError``)."""
+        return any(os.path.exists(p) and not os.path.islink(p)
+                   for p in (os.path.join(self.path, name) for name in RUN_FILES))
 
     def replace_run(self) -> None:
         """Remove everything but the lock, so that a new run starts in an empty directory.
