@@ -46,6 +46,7 @@ from .run_dir import RunDirectory
 from .runlog import ConsoleReport, RunLog
 from .settings import RESUME_KEYS, TrainerSettings
 from .step import make_eval_step, make_train_step
+from .system_log import SystemLog
 from .train_state import LossScale, ema_weights, init_train_state
 
 __all__ = ["Trainer", "accuracy", "scheduled_hyperparameters"]
@@ -74,8 +75,13 @@ class _Run:
     saved_at: int = -1
     stop: bool = False
     best: dict | None = None  # {"value", "step"} of the best evaluation (keep_best)
+    system: SystemLog | None = None
+    shapes: set = dataclasses.field(default_factory=set)  # batch shapes the step was built for
+    tokens: float = 0.0  # real tokens in the rows written so far (with ``tokens=``)
 
     def close(self) -> None:
+        if self.system is not None:
+            self.system.close()
         if self.log is not None:
             self.log.close()
         if self.report is not None:
@@ -87,6 +93,7 @@ class _Run:
         result = {k: v for k, v in self.last_row.items() if k != "kind"}
         result.update({k: v for k, v in self.last_eval.items() if k != "event"})
         result["step"] = self.step
+        result["compiled_shapes"] = len(self.shapes)
         if self.best is not None:
             result["best_step"], result["best_value"] = self.best["step"], self.best["value"]
         return result
@@ -185,6 +192,7 @@ class Trainer:
         grad_checkpoint: bool = False,
         memory_limit: int | None = None,
         cache_limit: int | None = None,
+        tokens: Callable[[Any], mx.array] | None = None,
         callbacks: Sequence[Callable[[dict], Any]] = (),
         group: Any = None,
         config: Mapping[str, Any] | None = None,
@@ -226,8 +234,12 @@ class Trainer:
         self.hparam_sources = hyperparameter_sources(optimizer)
         self.hparams = scheduled_hyperparameters(optimizer)
         track_norm = grad_norm is True or clip_norm is not None
+        if tokens is not None and not callable(tokens):
+            raise TypeError(f"tokens must be a function batch -> token count, got {tokens!r}")
+        self.count_tokens = tokens
         self.step_columns = ["loss", *(["grad_norm"] if track_norm else []), *self.hparams,
-                             *(["loss_scale", "skipped"] if precision == "float16" else [])]
+                             *(["loss_scale", "skipped"] if precision == "float16" else []),
+                             *(["tokens"] if tokens is not None else [])]
         eval_columns = [f"eval_{name}" for name in self.metrics] if eval_data is not None else []
         if ema is not None:
             eval_columns += [f"ema_{name}" for name in eval_columns]
@@ -380,6 +392,7 @@ class Trainer:
         if self.rank == 0 and self.settings.log:
             run.log = RunLog(self.run_dir, self.settings.columns)
             run.log.open(meta.get("log_position"))
+            run.system = SystemLog(self.run_dir, start_step=run.step)
         if self.rank == 0 and self.run_dir is not None and not meta:
             write_json_atomic(os.path.join(self.run_dir, "config.json"), self.settings.to_json())
         if self.rank == 0 and self.settings.report_every:
@@ -443,7 +456,10 @@ class Trainer:
             raise _batch_error(run.step, batches, e) from e
         values = [loss, *([] if grad_norm is None else [grad_norm]),
                   *(state[key] for _, state, key in self.hparam_sources),
-                  *([] if scale is None else [scale, self.train_state["skipped"]])]
+                  *([] if scale is None else [scale, self.train_state["skipped"]]),
+                  *([] if self.count_tokens is None else
+                    [sum(self.count_tokens(b) for b in batches)])]
+        run.shapes.add(_shapes(batches))
         mx.async_eval(self.model.state, self.optimizer.state, self.train_state, values)
         run.pending.add(run.step, run.data.epoch, values)
         run.step += 1
@@ -465,7 +481,11 @@ class Trainer:
                                      self.last_checkpoint)
         if rows:
             run.last_row = rows[-1]
+            run.tokens += sum(row.get("tokens", 0.0) for row in rows)
             self._emit(run, rows)
+            if run.system is not None:
+                run.system.record(run.step, shapes=len(run.shapes),
+                                  tokens=run.tokens if self.count_tokens else None)
 
     def _salvage_rows(self, run: _Run) -> None:
         """After an error: keep every finished update's row (nothing done is lost)."""
@@ -494,7 +514,8 @@ class Trainer:
         run.report({
             "step": run.step, "loss": run.last_row.get("loss", math.nan),
             "learning_rate": run.last_row.get("learning_rate", math.nan),
-            "peak_memory": mx.get_peak_memory(),
+            "peak_memory": mx.get_peak_memory(), "compiled_shapes": len(run.shapes),
+            "tokens": run.tokens if self.count_tokens else None,
         })
 
     def _evaluate_and_log(self, run: _Run) -> None:
@@ -697,6 +718,12 @@ def _read_meta(path: str) -> dict:
     if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
         raise CheckpointError(f"checkpoint file {meta_path} lacks its run settings ('config')")
     return meta
+
+
+def _shapes(batches: list) -> tuple:
+    """The shapes of an update's micro-batches: each new one compiles the step again."""
+    return tuple(tuple(a.shape for a in (b.values() if isinstance(b, dict) else b))
+                 for b in batches)
 
 
 def _default_group() -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -114,3 +115,22 @@ def flat_weights(model: nn.Module) -> dict[str, np.ndarray]:
     from mlx.utils import tree_flatten
 
     return {k: np.array(v) for k, v in tree_flatten(model.parameters())}
+
+
+def run_files(run_dir, *, hidden: bool = True) -> dict[str, bytes]:
+    """Every file a run directory holds, by relative path, for byte-for-byte comparisons.
+
+    ``system.jsonl`` (wall times and memory, different on every run by nature) is left out;
+    ``hidden=False`` also leaves out names starting with '.' (the lock file).
+    """
+    out = {}
+    for root, dirs, names in os.walk(run_dir):
+        if not hidden:
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in names:
+            if name == "system.jsonl" or (not hidden and name.startswith(".")):
+                continue
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                out[os.path.relpath(path, run_dir)] = f.read()
+    return out

@@ -14,7 +14,7 @@ import mlx.nn as nn
 import mlx.optimizers as optim
 import numpy as np
 import pytest
-from helpers_trainer import MLP, classification_data, flat_weights, train_rows, xent
+from helpers_trainer import MLP, classification_data, flat_weights, run_files, train_rows, xent
 
 from trainers import (
     ArrayBatches,
@@ -152,12 +152,7 @@ def test_leftover_temp_checkpoint_is_ignored(tmp_path, reference):
 
 
 def _snapshot(run_dir):
-    out = {}
-    for root, _, names in os.walk(run_dir):
-        for name in names:
-            path = os.path.join(root, name)
-            out[os.path.relpath(path, run_dir)] = open(path, "rb").read()
-    return out
+    return run_files(run_dir)
 
 
 def test_corrupt_checkpoint_is_reported_and_nothing_is_lost(tmp_path):

@@ -17,6 +17,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from helpers_trainer import run_files
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "_trainer_resume_script.py")
 SAVE_STEPS = (5, 15)  # the first save creates checkpoints/; the save of 15 prunes step 5
@@ -29,15 +30,7 @@ def _run(*args, timeout=120):
 
 def _tree(run_dir):
     """Every file under ``run_dir`` (names starting with '.' excluded, e.g. a lock file)."""
-    out = {}
-    for root, dirs, names in os.walk(run_dir):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        for name in names:
-            if not name.startswith("."):
-                path = os.path.join(root, name)
-                with open(path, "rb") as f:
-                    out[os.path.relpath(path, run_dir)] = f.read()
-    return out
+    return run_files(run_dir, hidden=False)
 
 
 @pytest.fixture(scope="module")
