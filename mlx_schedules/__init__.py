@@ -27,7 +27,7 @@ from .decay import (
 )
 from .hyperparams import schedule_hyperparameters, supported_hyperparameters
 from .one_cycle import one_cycle, one_cycle_momentum
-from .range_test import lr_range_test
+from .sweep import lr_range_test, range_sweep
 
 __version__ = "0.1.0"
 
@@ -40,7 +40,7 @@ __all__ = [
     "cosine_decay",
     "linear_schedule",
     "join_schedules",
-    # the seed's schedules
+    # cyclic exponential decay and the 1-cycle policy
     "cyclic_exponential_decay",
     "one_cycle",
     "one_cycle_momentum",
@@ -56,6 +56,7 @@ __all__ = [
     "piecewise_constant",
     "warmup",
     "warmup_stable_decay",
+    "range_sweep",
     "lr_range_test",
     # beyond the learning rate
     "schedule_hyperparameters",
