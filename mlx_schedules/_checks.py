@@ -5,9 +5,11 @@ that a bad argument is reported where it was written, not deep inside a compiled
 
 Two ranges bound what a schedule accepts:
 
-- Real parameters are float32 numbers: a finite magnitude of at most ``FLOAT32_MAX``
-  (about 3.4e38), and either 0 or at least ``FLOAT32_TINY`` (about 1.2e-38, float32's
-  smallest normal number: smaller values lose precision and are flushed to zero on GPUs).
+- Real parameters are float32 numbers: finite, with a magnitude of at most
+  ``FLOAT32_MAX`` (about 3.4e38), and so are the values a schedule reaches (checked at
+  build time where a parameter makes them grow: ``decay_rate > 1``, ``m_mul > 1``, a
+  difference ``init - end``). Magnitudes below float32's range round to 0, as any
+  float32 computation does; that is accepted.
 - Integer parameters and steps are at most ``MAX_STEP = 2**62``. Every integer the
   schedules form from them (``t - boundary``, ``t + decay_steps - 1``, ``2·phase``, a
   cycle's start) then stays inside int64, whose limit is ``2**63 - 1``.
@@ -21,7 +23,6 @@ from collections.abc import Sequence
 from typing import Any
 
 FLOAT32_MAX = 3.4028234663852886e38
-FLOAT32_TINY = 1.1754943508222875e-38
 MAX_STEP = 2**62
 # Used in messages, where 4611686018427387904 would say less.
 MAX_STEP_TEXT = "2**62"
@@ -32,14 +33,10 @@ def _describe(value: Any) -> str:
 
 
 def check_float32(name: str, value: float) -> float:
-    """``value`` (a finite float) is a float32 magnitude: 0, or within float32's normal range."""
-    magnitude = abs(value)
-    if magnitude > FLOAT32_MAX:
+    """``value`` (a finite float) has a magnitude float32 can hold (at most ``FLOAT32_MAX``)."""
+    if abs(value) > FLOAT32_MAX:
         raise ValueError(f"{name} must be representable in float32 (|{name}| <= "
                          f"{FLOAT32_MAX:.8g}), got {value!r}")
-    if 0.0 < magnitude < FLOAT32_TINY:
-        raise ValueError(f"{name} must be 0 or at least {FLOAT32_TINY:.8g} in magnitude "
-                         f"(float32's smallest normal number), got {value!r}")
     return value
 
 

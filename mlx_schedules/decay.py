@@ -75,7 +75,7 @@ def exponential_decay(init: float, decay_rate: float, *, decay_steps: int = 1,
     staircase = check_bool("staircase", staircase)
     begin = check_int("begin", begin, minimum=0)
     end = None if end is None else check_real("end", end)
-    if decay_rate > 1 and (end is None or init < 0):
+    if decay_rate > 1 and init != 0 and (end is None or init < 0):
         elapsed = MAX_STEP - begin
         exponent = elapsed // decay_steps if staircase else elapsed / decay_steps
         check_growth("decay_rate", exponent * math.log(decay_rate) + _log_abs(init),
