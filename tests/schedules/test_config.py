@@ -143,5 +143,5 @@ def test_nesting_depth_is_limited_with_a_clear_error():
         ms.from_config(_nested(1200))
     join = {"name": "join_schedules", "boundaries": [3], "schedules": [
         {"name": "constant", "value": 1.0}, _nested(limit)]}
-    with pytest.raises(ValueError, match=r"config\.schedules\[1\](\.schedule){63} is level 66"):
+    with pytest.raises(ValueError, match=r"config\.schedules\[1\](\.schedule){63} is level 65"):
         ms.from_config(join)
