@@ -64,7 +64,8 @@ def warmup(schedule: Callable, steps: int, *, init: float = 0.0) -> StepFunction
         \end{cases}
 
     The wrapped schedule starts at step ``w`` with its own step 0, so the peak is used
-    exactly once. The peak :math:`s(0)` is evaluated once, when the warmup is built. optax's ``warmup_cosine_decay_schedule(i, p, w, d, e)`` is
+    exactly once. The peak :math:`s(0)` is evaluated once, when the warmup is built.
+    optax's ``warmup_cosine_decay_schedule(i, p, w, d, e)`` is
     ``warmup(cosine_decay(p, d - w, e), w, init=i)``.
 
     Example:

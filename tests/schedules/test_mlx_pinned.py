@@ -18,9 +18,9 @@ import mlx.optimizers as optim
 import numpy as np
 import pytest
 from mlx.utils import tree_flatten
-from trainers.step import make_train_step
 
 import mlx_schedules as ms
+from trainers.step import make_train_step
 
 STEPS = 4
 F32_0_9 = float(np.float32(0.9))
