@@ -82,14 +82,20 @@ def host_steps(steps: Any, name: str) -> np.ndarray:
     """Host integers as an int64 NumPy array, negatives clamped to 0; raises beyond
     ``MAX_STEP`` (``2**62``) rather than wrapping or saturating silently."""
     array = np.asarray(steps)
-    if array.dtype == object:
-        # Python ints beyond 64 bits: NumPy keeps them as objects.
-        flat = array.reshape(-1).tolist()
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in flat):
+    if array.dtype == object or (array.dtype.kind not in "iu"
+                                 and not isinstance(steps, np.ndarray)):
+        # Python ints beyond int64 make NumPy pick float64 or object: check them one by one.
+        flat = np.asarray(steps, dtype=object).reshape(-1).tolist()
+        if not all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+                   for v in flat):
             raise TypeError(f"{name} must be an integer or an array of integers, "
                             f"got {steps!r}")
-        array = np.array([min(max(v, -1), MAX_STEP + 1) for v in flat],
-                         dtype=np.int64).reshape(array.shape)
+        largest = max((int(v) for v in flat), default=0)
+        if largest > MAX_STEP:
+            raise ValueError(f"{name} must be <= {MAX_STEP_TEXT} (the step range schedules "
+                             f"support), got {largest}")
+        # (negatives count as 0, however large)
+        array = np.array([max(int(v), -1) for v in flat], dtype=np.int64).reshape(array.shape)
     if array.dtype.kind not in "iu":
         raise TypeError(f"{name} must be an integer or an array of integers, got {steps!r}")
     if array.size and array.max() > MAX_STEP:
