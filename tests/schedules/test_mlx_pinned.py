@@ -122,3 +122,56 @@ def test_fixed_numbers_equal_mlx_bit_for_bit(cls, kwargs, values):
     reference = _run(cls(learning_rate=0.05, **kwargs), False)
     got = _run(ms.schedule_hyperparameters(cls(learning_rate=0.05, **kwargs), **values), False)
     np.testing.assert_array_equal(got[-1]["weight"], reference[-1]["weight"])
+
+
+def test_only_the_compat_module_touches_mlx_private_attributes():
+    import pathlib
+    import re
+
+    sgd = optim.SGD(0.1, momentum=0.5)
+    private = {name for name in [*dir(optim.Optimizer), *vars(sgd)]
+               if name.startswith("_") and not name.startswith("__")}
+    assert {"_schedulers", "_maybe_schedule"} <= private
+    pattern = re.compile(r"\.(" + "|".join(sorted(map(re.escape, private))) + r")\b")
+    package = pathlib.Path(ms.__file__).parent
+    users = {path.name for path in package.glob("*.py") if pattern.search(path.read_text())}
+    assert users == {"_mlx_compat.py"}
+
+
+def test_compat_schedules_of_is_a_copy_and_set_remove_work():
+    from mlx_schedules import _mlx_compat as compat
+
+    rate = ms.cosine_decay(0.1, 10)
+    optimizer = optim.SGD(learning_rate=rate)
+    copy = compat.schedules_of(optimizer)
+    assert copy == {"learning_rate": rate}
+    copy.clear()
+    assert compat.schedules_of(optimizer) == {"learning_rate": rate}
+
+    half = ms.constant(0.5)
+    compat.set_schedule(optimizer, "momentum", half)
+    assert compat.schedules_of(optimizer) == {"learning_rate": rate, "momentum": half}
+    model = _model()
+    grads = nn.value_and_grad(model, _loss)(model, X, Y)[1]
+    optimizer.update(model, grads)   # MLX writes each scheduled state entry at the update
+    assert optimizer.state["momentum"].item() == 0.5
+    compat.remove_schedule(optimizer, "momentum")
+    compat.remove_schedule(optimizer, "momentum")      # absent: nothing to do
+    assert compat.schedules_of(optimizer) == {"learning_rate": rate}
+    with pytest.raises(TypeError, match=r"schedule for 'beta1' must be a callable"):
+        compat.set_schedule(optimizer, "beta1", 0.9)
+
+
+class _MySGD(optim.SGD):
+    """A user's subclass: found through the class hierarchy."""
+
+
+def test_supported_classes_follow_the_class_hierarchy():
+    assert ms.supported_hyperparameters(_MySGD(0.1)) == ("momentum", "weight_decay")
+    assert ms.supported_hyperparameters(optim.AdamW(0.1)) == ("beta1", "beta2",
+                                                              "weight_decay")
+    reference = _run(optim.SGD(learning_rate=0.05, momentum=0.5), False)
+    mine = ms.schedule_hyperparameters(_MySGD(learning_rate=0.05, momentum=0.5),
+                                       momentum=ms.constant(0.5))
+    assert isinstance(mine, _MySGD)
+    np.testing.assert_array_equal(_run(mine, False)[-1]["weight"], reference[-1]["weight"])
