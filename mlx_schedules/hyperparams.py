@@ -10,6 +10,12 @@ optimizer's own scheduling loop. So they
   uses ``schedule(k)``, and ``optimizer.state[name]`` afterwards holds that value);
 - are inputs of a step compiled with ``inputs=optimizer.state`` rather than constants;
 - are saved and restored with ``optimizer.state`` (checkpoints hold them).
+
+The optimizer becomes an instance of a subclass (``ScheduledSGD`` for ``SGD``, made once
+per class) whose ``momentum``, ``betas`` or ``weight_decay`` attribute reads the state's
+array once that hyperparameter is scheduled. The update is MLX's own ``apply_single``,
+unmodified; what it needs from MLX beyond the public API is in
+:mod:`mlx_schedules._mlx_compat`.
 """
 
 from __future__ import annotations
