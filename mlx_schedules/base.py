@@ -18,6 +18,11 @@ from ._checks import MAX_STEP, MAX_STEP_TEXT
 
 StepFunction = Callable[[mx.array], mx.array]
 
+# How deeply schedules may nest in a config (to_config and from_config): real
+# compositions are a few levels deep; the limit keeps a hostile or generated config from
+# exhausting Python's stack.
+MAX_CONFIG_DEPTH = 64
+
 _MAX_STEP_U64 = mx.array(MAX_STEP, dtype=mx.uint64)
 _MAX_STEP_I64 = mx.array(MAX_STEP, dtype=mx.int64)
 
@@ -135,6 +140,8 @@ class Schedule:
         self._body = body
         self.name = name
         self._config = config
+        # How many schedules deep this composition is: configs hold MAX_CONFIG_DEPTH.
+        self.depth = 1 + max((inner.depth for inner in _schedules_in(config)), default=0)
         self._compiled: StepFunction | None = None
 
     def raw(self, steps: mx.array) -> mx.array:
@@ -203,6 +210,9 @@ class Schedule:
         if self._config is None:
             raise ValueError(f"schedule {self.name!r} was not built from registered parts "
                              "and cannot be described as data")
+        if self.depth > MAX_CONFIG_DEPTH:
+            raise ValueError(f"schedule {self.name!r} nests {self.depth} schedules deep; a "
+                             f"config holds at most {MAX_CONFIG_DEPTH} levels")
         return _jsonable({"name": self.name, **self._config})
 
     def __repr__(self) -> str:
@@ -210,6 +220,14 @@ class Schedule:
             return f"Schedule({self.name})"
         args = ", ".join(f"{k}={v!r}" for k, v in self._config.items())
         return f"{self.name}({args})"
+
+
+def _schedules_in(config: dict[str, Any] | None) -> Iterable[Schedule]:
+    """The schedules among a config's arguments (directly or in a list)."""
+    for value in (config or {}).values():
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(item, Schedule):
+                yield item
 
 
 def _jsonable(value: Any) -> Any:

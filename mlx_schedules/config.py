@@ -14,7 +14,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from .base import Schedule, StepFunction
+from .base import MAX_CONFIG_DEPTH, Schedule, StepFunction
 
 _FACTORIES: dict[str, Callable[..., Schedule]] = {}
 # Former names that configs may still use, and the factory each now means.
@@ -24,9 +24,8 @@ _ALIASES: dict[str, str] = {}
 _NESTED_ONE = {"schedule"}
 _NESTED_MANY = {"schedules"}
 
-# How deeply ``from_config`` nests schedules. Real compositions are a few levels deep;
-# the limit keeps a hostile or generated config from exhausting Python's stack.
-MAX_CONFIG_DEPTH = 64
+__all__ = ["MAX_CONFIG_DEPTH", "from_config", "register", "register_alias", "schedule_names",
+           "to_config"]
 
 
 def register(factory: Callable[..., StepFunction]) -> Callable[..., Schedule]:

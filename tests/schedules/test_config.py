@@ -145,3 +145,15 @@ def test_nesting_depth_is_limited_with_a_clear_error():
         {"name": "constant", "value": 1.0}, _nested(limit)]}
     with pytest.raises(ValueError, match=r"config\.schedules\[1\](\.schedule){63} is level 65"):
         ms.from_config(join)
+
+
+def test_too_deep_a_composition_cannot_be_saved():
+    schedule = ms.constant(0.5)
+    for _ in range(ms.config.MAX_CONFIG_DEPTH - 1):
+        schedule = ms.warmup(schedule, 1)
+    assert ms.from_config(schedule.to_config()).depth == ms.config.MAX_CONFIG_DEPTH
+    deeper = ms.warmup(schedule, 1)
+    with pytest.raises(ValueError, match=r"'warmup' nests 65 schedules deep; a config holds "
+                                         r"at most 64 levels"):
+        deeper.to_config()
+    assert deeper.values([63, 64, 65]).tolist() == [0.0, 0.5, 0.5]   # still evaluates
