@@ -124,6 +124,9 @@ class Schedule:
     new compile runs a C++ compiler for seconds. :attr:`compiled` is the stand-alone
     ``mx.compile`` of the same function, for those who want it.
 
+    ``name`` is the factory's name and ``depth`` how many schedules deep the composition
+    is (1 for a plain schedule; a config holds at most ``MAX_CONFIG_DEPTH``, 64).
+
     Example:
         >>> from mlx_schedules import linear_schedule
         >>> lr = linear_schedule(1.0, 0.0, steps=4)
