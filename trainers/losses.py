@@ -32,20 +32,29 @@ __all__ = [
 LN2 = math.log(2.0)
 
 
-def length_mask(lengths: mx.array, length: int) -> mx.array:
-    """``[B, length]`` boolean mask, true at the real positions ``0 .. lengths[r] - 1``.
+def length_mask(lengths: mx.array, length: int, offsets: mx.array | None = None) -> mx.array:
+    """``[B, length]`` boolean mask, true at the counted positions ``offsets[r] .. lengths[r] - 1``
+    (``offsets`` default to 0).
 
     Example:
         >>> length_mask(mx.array([2, 0, 3]), 3).tolist()
         [[True, True, False], [False, False, False], [True, True, True]]
+        >>> length_mask(mx.array([3]), 3, offsets=mx.array([1])).tolist()
+        [[False, True, True]]
     """
-    return mx.arange(length)[None, :] < mx.array(lengths)[:, None]
+    positions = mx.arange(length)[None, :]
+    mask = positions < mx.array(lengths)[:, None]
+    if offsets is not None:
+        mask = mask & (positions >= mx.array(offsets)[:, None])
+    return mask
 
 
-def _mask_of(targets: mx.array, lengths: Any, mask: Any) -> mx.array:
+def _mask_of(targets: mx.array, lengths: Any, mask: Any, offsets: Any = None) -> mx.array:
     if (lengths is None) == (mask is None):
         raise ValueError("give exactly one of lengths ([B] real positions) or mask ([B, L])")
     if mask is not None:
+        if offsets is not None:
+            raise ValueError("offsets go with lengths, not with a mask")
         mask = mx.array(mask)
         if mask.shape != targets.shape:
             raise ValueError(f"mask shape {mask.shape} differs from targets shape {targets.shape}")
@@ -55,13 +64,16 @@ def _mask_of(targets: mx.array, lengths: Any, mask: Any) -> mx.array:
         raise ValueError(
             f"lengths shape {lengths.shape} must be [B] = {targets.shape[:1]} (one per row)"
         )
-    return length_mask(lengths, targets.shape[1])
+    if offsets is not None and mx.array(offsets).shape != lengths.shape:
+        raise ValueError(f"offsets shape {mx.array(offsets).shape} must be [B] like lengths")
+    return length_mask(lengths, targets.shape[1], offsets)
 
 
 def masked_cross_entropy(
     logits: mx.array,
     targets: mx.array,
     lengths: mx.array | None = None,
+    offsets: mx.array | None = None,
     *,
     mask: mx.array | None = None,
     reduction: str = "mean",
@@ -75,8 +87,9 @@ def masked_cross_entropy(
     Args:
         logits: ``[B, L, V]``.
         targets: ``[B, L]`` integer token ids.
-        lengths: ``[B]`` real positions per row; or
-        mask: ``[B, L]`` (true/1 = counted), e.g. to leave out a prompt.
+        lengths: ``[B]`` real positions per row;
+        offsets: ``[B]`` first counted position per row (a prompt before it is left out); or
+        mask: ``[B, L]`` (true/1 = counted) instead of lengths and offsets.
         reduction: ``"mean"`` (per real token; 0 for a batch without one) or ``"sum"``.
 
     Example:
@@ -91,7 +104,7 @@ def masked_cross_entropy(
             f"logits must be [B, L, V] matching targets [B, L], got {logits.shape} and "
             f"{targets.shape}"
         )
-    real = _mask_of(targets, lengths, mask)
+    real = _mask_of(targets, lengths, mask, offsets)
     # float32 for the reduction: bf16/fp16 logits lose the loss's low digits otherwise.
     logits = logits.astype(mx.float32)
     picked = mx.take_along_axis(logits, targets[..., None], axis=-1).squeeze(-1)
@@ -104,10 +117,10 @@ def masked_cross_entropy(
 
 
 def causal_lm_loss(model: Callable[[mx.array], mx.array], inputs: mx.array, targets: mx.array,
-                   lengths: mx.array) -> mx.array:
+                   lengths: mx.array, offsets: mx.array | None = None) -> mx.array:
     """The training loss for a :class:`~trainers.sequences.SequenceBatches` batch: mean
-    next-token cross-entropy over real tokens. ``model(inputs)`` returns ``[B, L, V]`` logits
-    (as mlx-lm's models do). Pass it to the trainer as ``loss_fn``.
+    next-token cross-entropy over the counted tokens. ``model(inputs)`` returns ``[B, L, V]``
+    logits (as mlx-lm's models do). Pass it to the trainer as ``loss_fn``.
 
     Example:
         >>> model = lambda x: mx.zeros((*x.shape, 8))
@@ -115,11 +128,11 @@ def causal_lm_loss(model: Callable[[mx.array], mx.array], inputs: mx.array, targ
         ...                      mx.array([3, 1])).item(), 6)     # log 8
         2.079442
     """
-    return masked_cross_entropy(model(inputs), targets, lengths)
+    return masked_cross_entropy(model(inputs), targets, lengths, offsets)
 
 
 def bits_per_byte(model: Callable[[mx.array], mx.array], inputs: mx.array, targets: mx.array,
-                  lengths: mx.array) -> mx.array:
+                  lengths: mx.array, offsets: mx.array | None = None) -> mx.array:
     """The loss in bits per token, ``loss / ln 2``: bits per byte when tokens are bytes.
 
     An eval metric (``metrics={"bits_per_byte": bits_per_byte}``).
@@ -130,13 +143,14 @@ def bits_per_byte(model: Callable[[mx.array], mx.array], inputs: mx.array, targe
         ...                     mx.array([2])).item(), 5)
         8.0
     """
-    return causal_lm_loss(model, inputs, targets, lengths) / LN2
+    return causal_lm_loss(model, inputs, targets, lengths, offsets) / LN2
 
 
 def tokens_in(batch: Mapping[str, Any]) -> mx.array:
-    """The number of real target tokens of a batch, as an int32 device array (no host wait).
+    """The number of counted target tokens of a batch, as an int32 device array (no host wait).
 
-    Reads ``lengths`` (``[B]``) or else ``mask`` (``[B, L]``).
+    Reads ``lengths`` (``[B]``, less ``offsets`` when the batch has them) or else ``mask``
+    (``[B, L]``).
 
     Raises:
         TypeError: the batch is not a dict.
@@ -149,7 +163,10 @@ def tokens_in(batch: Mapping[str, Any]) -> mx.array:
     if not isinstance(batch, Mapping):
         raise TypeError(f"tokens_in takes a dict batch, got {type(batch).__name__}")
     if "lengths" in batch:
-        return mx.sum(mx.array(batch["lengths"]).astype(mx.int32))
+        count = mx.array(batch["lengths"]).astype(mx.int32)
+        if "offsets" in batch:
+            count = count - mx.array(batch["offsets"]).astype(mx.int32)
+        return mx.sum(count)
     if "mask" in batch:
         return mx.sum(mx.array(batch["mask"]).astype(mx.int32))
     raise KeyError(f"batch holds neither 'lengths' nor 'mask' (keys: {sorted(batch)})")
@@ -183,8 +200,8 @@ def evaluate_lm(
     """
 
     @partial(mx.compile, inputs=model.state)
-    def sums(inputs, targets, lengths):
-        return masked_cross_entropy(model(inputs), targets, lengths, reduction="sum")
+    def sums(inputs, targets, lengths, offsets):
+        return masked_cross_entropy(model(inputs), targets, lengths, offsets, reduction="sum")
 
     was_training = model.training
     model.train(False)
@@ -193,8 +210,9 @@ def evaluate_lm(
         for batch in batches:
             inputs, targets, lengths = (mx.array(batch[k]) for k in ("inputs", "targets",
                                                                      "lengths"))
-            total = total + sums(inputs, targets, lengths)
-            count = count + tokens_in({"lengths": lengths})
+            offsets = mx.array(batch["offsets"]) if "offsets" in batch else mx.zeros_like(lengths)
+            total = total + sums(inputs, targets, lengths, offsets)
+            count = count + tokens_in({"lengths": lengths, "offsets": offsets})
     finally:
         model.train(was_training)
     tokens = int(count.item())  # host waits for the whole evaluation

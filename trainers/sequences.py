@@ -11,10 +11,11 @@ A sequence of ``n`` tokens gives ``n - 1`` positions: ``inputs = tokens[:-1]`` a
 
     {"inputs": int32 [B, L], "targets": int32 [B, L], "lengths": int32 [B]}
 
-where row ``r`` holds real positions ``0 .. lengths[r] - 1`` and padding after them. The losses in
-:mod:`trainers.losses` (``causal_lm_loss(model, inputs, targets, lengths)``) average over real
-positions only. A causal model never looks right of a position, so the padding cannot change
-what the model computes at a real position either.
+where row ``r`` holds real positions ``0 .. lengths[r] - 1`` and padding after them (with
+``prompt_lengths``, an ``offsets`` key too: positions before ``offsets[r]`` are prompt, not
+trained on). The losses in :mod:`trainers.losses` (``causal_lm_loss(model, inputs, targets,
+lengths, offsets=None)``) average over the counted positions only. A causal model never looks
+right of a position, so the padding cannot change what it computes at a real position either.
 
 Each epoch's order is a pure function of ``(seed, epoch)``, and ``epoch(e, start=i)`` begins at
 batch ``i`` directly: a resumed run continues mid-epoch without reading the batches it already
@@ -95,6 +96,11 @@ class SequenceBatches:
         pad_id: the token written into padding (never counted by the losses).
         vocab_size: when given, every token must lie in ``[0, vocab_size)`` (checked once
             here: an out-of-range target would read outside the logits silently).
+        prompt_lengths: for prompt/completion data, the number of prompt tokens of each
+            sequence. Batches then also hold ``offsets`` (int32 ``[B]``): the targets of row
+            ``r`` count from position ``offsets[r]`` to ``lengths[r] - 1`` only, so the loss
+            trains on the completion (mlx-lm's ``mask_prompt``). A split piece that lies wholly
+            inside the prompt is kept (it counts no token).
         backend: ``"mlx.data"``, ``"numpy"`` or ``"auto"`` (mlx.data when installed).
         prefetch: batches the mlx.data backend prepares ahead in background threads (0: none).
         threads: background threads of the mlx.data prefetch.
@@ -103,7 +109,7 @@ class SequenceBatches:
         bucket_lengths: every length a batch may be padded to (the bound on compiled shapes).
         shapes: the ``(batch_size, length)`` shapes the batches actually take, one per bucket
             that receives a batch; fixed for the whole run (no epoch adds one).
-        num_tokens: real target tokens per epoch (padding excluded).
+        num_tokens: counted target tokens per epoch (padding and prompts excluded).
         skipped: sequences skipped for having fewer than 2 tokens.
 
     Example:
@@ -132,6 +138,7 @@ class SequenceBatches:
         drop_last: bool = False,
         pad_id: int = 0,
         vocab_size: int | None = None,
+        prompt_lengths: Sequence[int] | None = None,
         backend: str = "auto",
         prefetch: int = 2,
         threads: int = 1,
@@ -157,6 +164,21 @@ class SequenceBatches:
                 raise ValueError(f"pad_id must be < vocab_size={vocab_size}, got {pad_id!r}")
 
         arrays = [_as_tokens(s, i) for i, s in enumerate(sequences)]
+        if prompt_lengths is not None:
+            prompts = np.asarray(prompt_lengths)
+            if prompts.shape != (len(arrays),) or (prompts.size and prompts.dtype.kind not in "iu"):
+                raise ValueError(
+                    f"prompt_lengths must hold one int per sequence ({len(arrays)}), got "
+                    f"shape {prompts.shape} dtype {prompts.dtype}"
+                )
+            for i, (p, a) in enumerate(zip(prompts.tolist(), arrays)):
+                if not 0 <= p <= a.size:
+                    raise ValueError(
+                        f"prompt_lengths[{i}] is {p}, outside [0, {a.size}] (sequence length)"
+                    )
+            prompts = prompts[[a.size >= 2 for a in arrays]].astype(np.int64)
+        else:
+            prompts = None
         self.skipped = sum(a.size < 2 for a in arrays)
         arrays = [a for a in arrays if a.size >= 2]
         if not arrays:
@@ -175,10 +197,15 @@ class SequenceBatches:
             raise ValueError(f"token id {int(flat.max())} does not fit in int32")
         flat = flat.astype(np.int32, copy=False)
 
-        starts, lengths = _pieces([a.size for a in arrays], self.bucket_lengths[-1], long)
+        doc, within, lengths = _pieces([a.size for a in arrays], self.bucket_lengths[-1], long)
+        starts = np.concatenate([[0], np.cumsum([a.size for a in arrays])[:-1]])[doc] + within
+        if prompts is not None:
+            # the first counted position of a piece: the prompt's last token predicts the
+            # first completion token, so a prompt of p tokens leaves out positions < p - 1
+            offsets = np.clip(np.maximum(prompts[doc] - 1, 0) - within, 0, lengths)
         bucket_of = np.searchsorted(np.array(self.bucket_lengths), lengths, side="left")
-        # One padded [count + 1, L] block per bucket; its last row is the empty filler row.
-        self._inputs, self._targets, self._lengths = [], [], []
+        # One padded [count + 1, L] block per bucket and key; its last row is the empty filler.
+        self._columns = []
         for b, length in enumerate(self.bucket_lengths):
             chosen = bucket_of == b
             s = np.append(starts[chosen], 0)
@@ -186,11 +213,16 @@ class SequenceBatches:
             positions = np.arange(length)
             real = positions[None, :] < n[:, None]
             index = np.minimum(s[:, None] + positions[None, :], flat.size - 2)
-            self._inputs.append(np.where(real, flat[index], self.pad_id).astype(np.int32))
-            self._targets.append(np.where(real, flat[index + 1], self.pad_id).astype(np.int32))
-            self._lengths.append(n)
-        self._counts = [len(n) - 1 for n in self._lengths]
-        self.num_tokens = int(lengths.sum())
+            columns = {
+                "inputs": np.where(real, flat[index], self.pad_id).astype(np.int32),
+                "targets": np.where(real, flat[index + 1], self.pad_id).astype(np.int32),
+                "lengths": n,
+            }
+            if prompts is not None:
+                columns["offsets"] = np.append(offsets[chosen], 0).astype(np.int32)
+            self._columns.append(columns)
+        self._counts = [len(c["lengths"]) - 1 for c in self._columns]
+        self.num_tokens = int(lengths.sum() - (offsets.sum() if prompts is not None else 0))
         self.shapes = tuple(
             (self.batch_size, length)
             for length, count in zip(self.bucket_lengths, self._counts)
@@ -316,8 +348,7 @@ class SequenceBatches:
 
     def _numpy_batches(self, batches: list) -> Iterator[dict[str, np.ndarray]]:
         for b, rows in batches:
-            yield {"inputs": self._inputs[b][rows], "targets": self._targets[b][rows],
-                   "lengths": self._lengths[b][rows]}
+            yield {key: column[rows] for key, column in self._columns[b].items()}
 
     def _mlx_data_batches(self, batches: list) -> Iterator[dict[str, np.ndarray]]:
         if not batches:
@@ -335,9 +366,9 @@ class SequenceBatches:
 
     def _make_buffer(self) -> Any:
         samples = [
-            {"inputs": inputs[r], "targets": targets[r], "lengths": lengths[r]}
-            for inputs, targets, lengths in zip(self._inputs, self._targets, self._lengths)
-            for r in range(len(lengths))
+            {key: column[r] for key, column in columns.items()}
+            for columns in self._columns
+            for r in range(len(columns["lengths"]))
         ]
         return _mlx_data().buffer_from_vector(samples)
 
@@ -367,18 +398,18 @@ def _bucket_lengths(buckets: Any, max_length: Any, longest: int) -> tuple[int, .
     return lengths
 
 
-def _pieces(sizes: list[int], max_positions: int, long: str) -> tuple[np.ndarray, np.ndarray]:
-    """Start offsets (into the concatenated tokens) and positions of every piece."""
-    sizes = np.asarray(sizes, dtype=np.int64)
-    doc_starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    positions = sizes - 1
+def _pieces(sizes: list[int], max_positions: int,
+            long: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every piece's document, start within that document, and number of positions."""
+    positions = np.asarray(sizes, dtype=np.int64) - 1
     if long == "truncate":
-        return doc_starts, np.minimum(positions, max_positions)
+        return (np.arange(len(sizes)), np.zeros(len(sizes), np.int64),
+                np.minimum(positions, max_positions))
     per_doc = -(-positions // max_positions)  # ceil
     doc = np.repeat(np.arange(len(sizes)), per_doc)
     k = np.arange(per_doc.sum()) - np.repeat(np.cumsum(per_doc) - per_doc, per_doc)
-    offset = k * max_positions
-    return doc_starts[doc] + offset, np.minimum(positions[doc] - offset, max_positions)
+    within = k * max_positions
+    return doc, within, np.minimum(positions[doc] - within, max_positions)
 
 
 def read_byte_documents(paths: Iterable[str | os.PathLike]) -> list[np.ndarray]:

@@ -58,6 +58,7 @@ def test_bucket_multiples_bound_the_shapes_over_several_epochs(backend):
     assert data.bucket_lengths == (8, 16, 24, 32, 40, 48)
     # which buckets hold a sequence, computed here from the positions count n - 1
     used = {8 * math.ceil((len(s) - 1) / 8) for s in seqs if len(s) >= 2}
+    assert used == {8, 16, 24, 32, 40, 48}  # every bucket is populated here
     assert data.shapes == tuple((4, length) for length in sorted(used))
     seen = Counter()
     for epoch in range(4):
@@ -67,7 +68,7 @@ def test_bucket_multiples_bound_the_shapes_over_several_epochs(backend):
             seen[batch["inputs"].shape] += 1
             assert batch["targets"].shape == batch["inputs"].shape
     assert set(seen) == set(data.shapes)
-    assert len(seen) <= len(data.bucket_lengths) == math.ceil(48 / 8)
+    assert len(seen) == len(data.bucket_lengths) == math.ceil(48 / 8)
 
 
 def test_explicit_buckets_and_a_max_length_that_is_not_a_multiple():
@@ -128,18 +129,56 @@ def test_drop_last_drops_incomplete_batches_and_the_default_fills_them():
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_windows_cover_the_stream_once_in_one_shape(backend):
     docs = [np.arange(1, 30), np.arange(40, 52)]
-    data = SequenceBatches.windows(docs, 8, 2, separator=0, seed=1, backend=backend)
-    stream = np.concatenate([docs[0], [0], docs[1]])
-    assert data.shapes == ((2, 8),)
-    rows = sorted((i for b in data.epoch(0) for i, _ in rows_of(b)), key=lambda r: r[0])
-    targets = {}
-    for b in data.epoch(0):
-        for inp, tgt in rows_of(b):
-            targets[inp] = tgt
-    joined = [t for r in rows for t in targets[r]]
-    # sorted by first token works here because the stream is increasing inside each document
-    assert sorted(joined) == sorted(stream[1:].tolist())
-    assert data.num_tokens == len(stream) - 1
+    stream = np.concatenate([docs[0], [0], docs[1]])  # 42 tokens, 41 targets
+    ordered = SequenceBatches.windows(docs, 8, 2, separator=0, shuffle=False, backend=backend)
+    assert ordered.shapes == ((2, 8),) and len(ordered) == math.ceil(math.ceil(41 / 8) / 2)
+    rows = [r for b in ordered.epoch(0) for r in rows_of(b)]
+    assert [len(i) for i, _ in rows] == [8, 8, 8, 8, 8, 1]
+    assert sum((list(i) for i, _ in rows), []) == stream[:-1].tolist()
+    assert sum((list(t) for _, t in rows), []) == stream[1:].tolist()
+    shuffled = SequenceBatches.windows(docs, 8, 2, separator=0, seed=1, backend=backend)
+    assert Counter(r for b in shuffled.epoch(3) for r in rows_of(b)) == Counter(rows)
+    assert shuffled.num_tokens == 41
+    single = SequenceBatches.windows(stream, 8, 2, shuffle=False, backend=backend)
+    assert batches_equal(list(single.epoch(0)), list(ordered.epoch(0)))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_prompt_lengths_count_only_completion_targets_even_across_splits(backend):
+    rng = np.random.default_rng(5)
+    seqs = [rng.integers(1, 50, size=n) for n in (2, 6, 9, 15, 23, 4)]
+    prompts = [0, 3, 9, 12, 4, 1]  # 9 of 9: no completion; 12 of 15 splits inside the prompt
+    data = SequenceBatches(seqs, 2, buckets=4, max_length=8, prompt_lengths=prompts, seed=1,
+                           backend=backend)
+    counted = []
+    for batch in data.epoch(0):
+        assert set(batch) == {"inputs", "targets", "lengths", "offsets"}
+        assert batch["offsets"].dtype == np.int32
+        assert (batch["offsets"] <= batch["lengths"]).all()
+        for tgt, off, n in zip(batch["targets"], batch["offsets"], batch["lengths"]):
+            counted.append(tuple(tgt[off:n].tolist()))
+        assert tokens_in(batch).item() == int((batch["lengths"] - batch["offsets"]).sum())
+    # the completion of each sequence: its tokens from index max(p, 1) on
+    expected = Counter(t for s, p in zip(seqs, prompts) for t in s[max(p, 1):].tolist())
+    assert Counter(t for row in counted for t in row) == expected
+    assert data.num_tokens == sum(len(s) - max(p, 1) for s, p in zip(seqs, prompts))
+    # the prompt-masked loss matches a float64 reference over the counted positions
+    logits = rng.normal(size=(2, 8, 50)).astype(np.float32)
+    batch = max(data.epoch(0), key=lambda b: int(tokens_in(b).item()))
+    length = batch["inputs"].shape[1]
+    total = count = 0.0
+    for r in range(2):
+        for t in range(batch["offsets"][r], batch["lengths"][r]):
+            row = logits[r, t].astype(np.float64)
+            total += math.log(np.exp(row).sum()) - row[batch["targets"][r, t]]
+            count += 1
+    got = masked_cross_entropy(mx.array(logits[:, :length]), mx.array(batch["targets"]),
+                               mx.array(batch["lengths"]), mx.array(batch["offsets"]))
+    assert got.item() == pytest.approx(total / count, rel=1e-6)
+    with pytest.raises(ValueError, match=r"prompt_lengths\[1\] is 7, outside \[0, 6\]"):
+        SequenceBatches(seqs, 2, prompt_lengths=[0, 7, 0, 0, 0, 0])
+    with pytest.raises(ValueError, match=r"prompt_lengths must hold one int per sequence \(6\)"):
+        SequenceBatches(seqs, 2, prompt_lengths=[0, 1])
 
 
 # ---------------------------------------------------------------- order and resume
