@@ -69,6 +69,9 @@ def test_bucket_multiples_bound_the_shapes_over_several_epochs(backend):
             assert batch["targets"].shape == batch["inputs"].shape
     assert set(seen) == set(data.shapes)
     assert len(seen) == len(data.bucket_lengths) == math.ceil(48 / 8)
+    cells = sum(batch["inputs"].size for batch in data.epoch(0))
+    real = sum(int(batch["lengths"].sum()) for batch in data.epoch(0))
+    assert data.padding_fraction == pytest.approx(1 - real / cells, rel=1e-12)
 
 
 def test_explicit_buckets_and_a_max_length_that_is_not_a_multiple():
@@ -395,6 +398,45 @@ def test_evaluate_lm_weighs_every_real_token_equally():
     args = [mx.array(batch[k]) for k in ("inputs", "targets", "lengths")]
     assert bits_per_byte(model, *args).item() == pytest.approx(
         causal_lm_loss(model, *args).item() / math.log(2), rel=1e-6)
+
+
+class TinyCausalAttention(nn.Module):
+    """One causal self-attention layer: each position sees itself and the positions left of it."""
+
+    def __init__(self, vocab: int, dim: int = 16):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim)
+        self.attention = nn.MultiHeadAttention(dim, 2)
+        self.out = nn.Linear(dim, vocab)
+
+    def __call__(self, x):
+        h = self.embed(x)
+        mask = nn.MultiHeadAttention.create_additive_causal_mask(x.shape[1])
+        return self.out(h + self.attention(h, h, h, mask))
+
+
+def test_padding_content_changes_nothing_for_a_causal_model():
+    mx.random.seed(1)
+    model = TinyCausalAttention(20)
+    seqs = random_sequences(n=12, vocab=20, high=15, seed=2)
+    losses = []
+    for pad_id in (0, 7, 19):
+        data = SequenceBatches(seqs, 4, buckets=8, seed=0, pad_id=pad_id, backend="numpy")
+        losses.append([causal_lm_loss(model, *(mx.array(b[k]) for k in
+                                              ("inputs", "targets", "lengths"))).item()
+                       for b in data.epoch(0)])
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-6)
+    np.testing.assert_allclose(losses[2], losses[0], rtol=1e-6)
+    # and the padded loss is the float64 loss of each sequence run on its own, unpadded
+    data = SequenceBatches(seqs, 4, buckets=8, seed=0, backend="numpy")
+    for batch, got in zip(data.epoch(0), losses[0]):
+        total = count = 0
+        for inp, tgt, n in zip(batch["inputs"], batch["targets"], batch["lengths"]):
+            if n:
+                logits = np.array(model(mx.array(inp[None, :n])))
+                _, t, c = reference_masked_nll(logits, tgt[None, :n], [n])
+                total, count = total + t, count + c
+        assert got == pytest.approx(total / count, rel=1e-5)
 
 
 # ---------------------------------------------------------------- with the trainer
