@@ -225,6 +225,21 @@ def test_batch_stream_restores_a_position_and_runs_into_the_next_epoch():
     assert (stream.epoch, stream.index) == (2, 1)
 
 
+def test_a_source_that_honours_can_start_resumes_without_replaying():
+    from trainers.data import _Source
+
+    data = SequenceBatches(random_sequences(n=50), 4, buckets=8, seed=3, backend="numpy")
+    calls = []
+
+    def epoch(e, start=0):
+        calls.append((e, start))
+        return data.epoch(e, start)
+
+    stream = BatchStream(_Source(epoch, len(data), can_start=data.can_start), epoch=1, index=5)
+    assert batches_equal([stream.next()], list(data.epoch(1))[5:6])
+    assert calls == [(1, 5)]  # opened at batch 5; batches 0-4 were never built
+
+
 @pytest.mark.skipif(not HAVE_MLX_DATA, reason="mlx-data not installed")
 def test_mlx_data_and_numpy_backends_give_the_same_batches():
     seqs = random_sequences(n=70, high=60)
