@@ -164,21 +164,7 @@ class SequenceBatches:
                 raise ValueError(f"pad_id must be < vocab_size={vocab_size}, got {pad_id!r}")
 
         arrays = [_as_tokens(s, i) for i, s in enumerate(sequences)]
-        if prompt_lengths is not None:
-            prompts = np.asarray(prompt_lengths)
-            if prompts.shape != (len(arrays),) or (prompts.size and prompts.dtype.kind not in "iu"):
-                raise ValueError(
-                    f"prompt_lengths must hold one int per sequence ({len(arrays)}), got "
-                    f"shape {prompts.shape} dtype {prompts.dtype}"
-                )
-            for i, (p, a) in enumerate(zip(prompts.tolist(), arrays)):
-                if not 0 <= p <= a.size:
-                    raise ValueError(
-                        f"prompt_lengths[{i}] is {p}, outside [0, {a.size}] (sequence length)"
-                    )
-            prompts = prompts[[a.size >= 2 for a in arrays]].astype(np.int64)
-        else:
-            prompts = None
+        prompts = None if prompt_lengths is None else _check_prompts(prompt_lengths, arrays)
         self.skipped = sum(a.size < 2 for a in arrays)
         arrays = [a for a in arrays if a.size >= 2]
         if not arrays:
@@ -371,6 +357,20 @@ class SequenceBatches:
             for r in range(len(columns["lengths"]))
         ]
         return _mlx_data().buffer_from_vector(samples)
+
+
+def _check_prompts(prompt_lengths: Any, arrays: list[np.ndarray]) -> np.ndarray:
+    """The prompt lengths of the sequences kept (those of 2 or more tokens), checked."""
+    prompts = np.asarray(prompt_lengths)
+    if prompts.shape != (len(arrays),) or (prompts.size and prompts.dtype.kind not in "iu"):
+        raise ValueError(
+            f"prompt_lengths must hold one int per sequence ({len(arrays)}), got "
+            f"shape {prompts.shape} dtype {prompts.dtype}"
+        )
+    for i, (p, a) in enumerate(zip(prompts.tolist(), arrays)):
+        if not 0 <= p <= a.size:
+            raise ValueError(f"prompt_lengths[{i}] is {p}, outside [0, {a.size}] (sequence length)")
+    return prompts[[a.size >= 2 for a in arrays]].astype(np.int64)
 
 
 def _bucket_lengths(buckets: Any, max_length: Any, longest: int) -> tuple[int, ...]:
