@@ -66,7 +66,7 @@ def gallery(steps: int) -> list[dict[str, Any]]:
                        cosine]},
         {"name": "warmup_stable_decay", "peak": 0.1, "total_steps": n,
          "warmup_steps": n // 10, "decay_steps": n // 5},
-        {"name": "lr_range_test", "min_lr": 1e-5, "max_lr": 1.0, "steps": n},
+        {"name": "range_sweep", "min_lr": 1e-5, "max_lr": 1.0, "steps": n},
     ]
 
 
@@ -139,7 +139,7 @@ def build_entries(configs: list[dict[str, Any]], steps: int | None,
         n = steps or default_steps(config)
         grid = np.arange(n)
         entry = {"title": _title(config), "steps": grid, "learning_rate": schedule.values(grid),
-                 "momentum": None, "log_y": config["name"] == "lr_range_test"}
+                 "momentum": None, "log_y": config["name"] in ("range_sweep", "lr_range_test")}
         if momentum_cfg is not None:
             entry["momentum"] = ms.from_config(momentum_cfg).values(grid)
         entries.append(entry)
