@@ -139,6 +139,30 @@ class Trainer:
         compile: compile the training step with ``mx.compile`` (default). ``False`` runs the
             same function eagerly: for very short runs, where compiling (1-5 s on the Linux
             CPU backend) costs more than it saves.
+        precision: ``"float32"`` (default), ``"bfloat16"`` or ``"float16"``: the forward and
+            backward pass run in that dtype (weights and the batch's floating arrays are cast
+            inside the compiled step) while the master weights and the optimizer state stay
+            float32, and are what checkpoints hold. ``"float16"`` adds dynamic loss scaling:
+            an update whose gradients overflow is skipped (the step counter, and so every
+            schedule, does not move) and the scale halves; columns ``loss_scale`` and
+            ``skipped``. Keep the model's own weights float32 (``set_dtype`` to bf16 would make
+            the masters bf16 too).
+        ema: keep an exponential moving average of the weights, ``avg = ema·avg +
+            (1-ema)·weights`` after every update, inside the compiled step; saved in
+            checkpoints; every evaluation also runs on it (columns ``ema_eval_<metric>``).
+        keep_best: ``(metric, "min" | "max")``, an evaluation column such as ``"eval_loss"``
+            or ``"ema_eval_loss"``: the checkpoint of the best evaluation so far is kept in
+            ``run_dir/best/``, apart from the last ``keep_checkpoints``.
+        restore_best: at the end of ``fit``, load the best evaluation's weights into the model
+            (after the last checkpoint was saved with the last weights).
+        grad_checkpoint: recompute each block's activations in the backward pass (less memory,
+            about one more forward pass of compute); see :mod:`trainers.memory` for how a model
+            names its blocks.
+        memory_limit, cache_limit: bytes, passed to ``mx.set_memory_limit`` /
+            ``mx.set_cache_limit`` when ``fit`` starts (process-wide MLX settings).
+        tokens: ``fn(batch) -> scalar mx.array``, the real tokens of a batch (e.g.
+            :func:`trainers.losses.tokens_in`): logged per step (column ``tokens``), reported
+            as tokens/s, and used to weight evaluation batches by their tokens.
         callbacks: plain callables taking an event dict (see :mod:`trainers.callbacks`). A
             callback returning :data:`STOP` from a ``train`` event stops the run at the end
             of that block (rows are delivered per block of ``log_every`` updates); from an
@@ -446,8 +470,8 @@ class Trainer:
 
     def _update(self, run: _Run, train_step: Callable) -> None:
         """One optimizer update; its values stay on the device (nothing here waits)."""
-        batches = [shard(to_device(run.data.next()), self.rank, self.world_size)
-                   for _ in range(self.settings.grad_accum)]
+        whole = [to_device(run.data.next()) for _ in range(self.settings.grad_accum)]
+        batches = [shard(b, self.rank, self.world_size) for b in whole]
         mx.random.seed(self.settings.seed + run.step)  # exact resume of dropout etc.
         scale = self.train_state.get("loss_scale")  # the scale this update uses (float16)
         try:
@@ -457,8 +481,8 @@ class Trainer:
         values = [loss, *([] if grad_norm is None else [grad_norm]),
                   *(state[key] for _, state, key in self.hparam_sources),
                   *([] if scale is None else [scale, self.train_state["skipped"]]),
-                  *([] if self.count_tokens is None else
-                    [sum(self.count_tokens(b) for b in batches)])]
+                  *([] if self.count_tokens is None else  # the global batch's tokens
+                    [sum(self.count_tokens(b) for b in whole).astype(mx.float32)])]
         run.shapes.add(_shapes(batches))
         mx.async_eval(self.model.state, self.optimizer.state, self.train_state, values)
         run.pending.add(run.step, run.data.epoch, values)
@@ -632,7 +656,11 @@ class Trainer:
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, eval_data: Iterable | None = None) -> dict[str, float]:
-        """Evaluate every metric over ``eval_data`` (default: the trainer's); batch-size weighted.
+        """Evaluate every metric over ``eval_data`` (default: the trainer's).
+
+        Each batch's metrics (batch means) are weighted by its size: its rows, or its real
+        tokens when the trainer was given ``tokens=`` (so padding and filler rows count for
+        nothing, and every token weighs the same).
 
         Returns ``{"eval_loss": ..., "eval_<metric>": ...}``. In data parallel each rank
         evaluates every ``world_size``-th batch (rank ``r`` takes batches ``r, r+w, ...``) and
@@ -648,7 +676,7 @@ class Trainer:
         was_training = self.model.training
         self.model.train(False)
         totals = {name: mx.array(0.0) for name in self.metrics}
-        count = 0
+        count = mx.array(0.0)
         try:
             for i, batch in enumerate(source.epoch(0)):
                 if i % self.world_size != self.rank:
@@ -658,12 +686,13 @@ class Trainer:
                     values = self._eval_step(batch)
                 except (ValueError, TypeError, RuntimeError) as e:
                     raise _batch_error(f"eval batch {i}", [batch], e) from e
-                n = batch_size_of(batch)
+                n = batch_size_of(batch) if self.count_tokens is None else \
+                    self.count_tokens(batch).astype(mx.float32)
                 totals = {k: totals[k] + values[k] * n for k in totals}
-                count += n
+                count = count + n
         finally:
             self.model.train(was_training)
-        sums = mx.stack([*totals.values(), mx.array(float(count))])
+        sums = mx.stack([*totals.values(), count])
         if self.world_size > 1:
             sums = mx.distributed.all_sum(sums, group=self.group)
         sums = np.array(sums, dtype=np.float64)  # host waits for the evaluation
