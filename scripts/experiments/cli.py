@@ -10,11 +10,12 @@ import argparse
 import json
 from typing import Any
 
+from mlx_schedules._checks import check_int
+
 from .config import (
     DEFAULT_CONFIG,
     ConfigError,
     check_field,
-    check_int64,
     load_config_file,
     merge_config,
     validate,
@@ -128,7 +129,7 @@ def build_config(args: argparse.Namespace) -> dict[str, Any]:
         if family not in FAMILIES:
             raise ConfigError(f"--schedule: unknown family {family!r}; valid families are "
                               f"{list(FAMILIES)} (any mlx_schedules schedule works in a config)")
-        check_field("training.steps", lambda name, value: check_int64(name, value, 8),
+        check_field("training.steps", lambda name, value: check_int(name, value, minimum=8),
                     config["training"]["steps"])
         chosen = family_configs(family, peak or DEFAULT_PEAK, config["training"]["steps"])
         if config["optimizer"]["name"] != "SGD":

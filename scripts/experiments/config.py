@@ -22,21 +22,21 @@ import copy
 import functools
 import inspect
 import json
+import math
 import os
 from collections.abc import Callable
 from typing import Any
 
 import mlx.optimizers as optim
-import numpy as np
 
 import mlx_schedules as ms
-from mlx_schedules._checks import check_bool, check_choice, check_int, check_real
+from mlx_schedules._checks import check_bool, check_choice, check_float32, check_int, check_real
 
 from .datasets import DATASETS, DataError, DatasetUnavailable, check_available
 from .models import MODELS, NORMS
 
 __all__ = ["DEFAULT_CONFIG", "FIELD_CHECKS", "ConfigError", "build_optimizer", "check_field",
-           "check_float32", "check_float32_numbers", "check_int64", "load_config_file",
+           "check_float32_numbers", "load_config_file",
            "merge_config", "optimizer_names", "validate"]
 
 DEFAULT_CONFIG: dict[str, Any] = {
@@ -129,44 +129,6 @@ def merge_config(base: dict[str, Any], override: dict[str, Any], path: str = "")
 # ---------------------------------------------------------------- field checks
 # JSON numbers are float64 and Python ints are unbounded; MLX computes in float32 and counts
 # steps in 64-bit integers, so a config may hold only what those can represent.
-FLOAT32_MAX = float(np.finfo(np.float32).max)
-INT_LIMIT = 2**62  # int64 headroom: steps and seeds are added to each other
-
-
-def check_float32(name: str, value: Any, **bounds: Any) -> float:
-    """``check_real`` (finite, inside ``bounds``), and within float32's range.
-
-    Example:
-        >>> check_float32("training.clip_norm", 3e38)
-        3e+38
-        >>> check_float32("training.clip_norm", -1e39)
-        Traceback (most recent call last):
-        ...
-        ValueError: training.clip_norm must be within float32's range (|x| <= 3.403e+38), \
-got -1e+39
-    """
-    value = check_real(name, value, **bounds)
-    if abs(value) > FLOAT32_MAX:
-        raise ValueError(f"{name} must be within float32's range (|x| <= {FLOAT32_MAX:.4g}), "
-                         f"got {value!r}")
-    return value
-
-
-def check_int64(name: str, value: Any, minimum: int = 1) -> int:
-    """``check_int`` (at least ``minimum``), and below :data:`INT_LIMIT`.
-
-    Example:
-        >>> check_int64("training.steps", 2**63)
-        Traceback (most recent call last):
-        ...
-        ValueError: training.steps must be < 2**62 (int64 headroom), got 9223372036854775808
-    """
-    value = check_int(name, value, minimum=minimum)
-    if value >= INT_LIMIT:
-        raise ValueError(f"{name} must be < 2**62 (int64 headroom), got {value!r}")
-    return value
-
-
 def _optional(check: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
     return lambda name, value: None if value is None else check(name, value)
 
@@ -175,7 +137,7 @@ def _int_list(name: str, value: Any) -> None:
     if not isinstance(value, list) or not value:
         raise TypeError(f"{name} must be a non-empty list of positive integers, got {value!r}")
     for i, v in enumerate(value):
-        check_int64(f"{name}[{i}]", v)
+        check_int(f"{name}[{i}]", v)
 
 
 def _path(name: str, value: Any) -> None:
@@ -193,25 +155,25 @@ FIELD_CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "dataset.name": lambda n, v: check_choice(n, v, DATASETS),
     "dataset.path": _optional(_path),
     "dataset.cache_dir": _optional(_path),
-    "dataset.test_fraction": lambda n, v: check_float32(n, v, low=0.0, high=0.9,
+    "dataset.test_fraction": lambda n, v: check_real(n, v, low=0.0, high=0.9,
                                                         low_open=True),
-    "dataset.split_seed": lambda n, v: check_int64(n, v, 0),
-    "dataset.limit_train": _optional(check_int64),
+    "dataset.split_seed": lambda n, v: check_int(n, v, minimum=0),
+    "dataset.limit_train": _optional(check_int),
     "model.kind": lambda n, v: check_choice(n, v, MODELS),
     "model.hidden": _int_list,
     "model.channels": _int_list,
-    "model.dropout": lambda n, v: check_float32(n, v, low=0.0, high=0.99),
+    "model.dropout": lambda n, v: check_real(n, v, low=0.0, high=0.99),
     "model.norm": _optional(lambda n, v: check_choice(n, v, [k for k in NORMS if k])),
-    "training.steps": check_int64,
-    "training.batch_size": check_int64,
-    "training.seed": lambda n, v: check_int64(n, v, 0),
-    "training.eval_every": lambda n, v: check_int64(n, v, 0),
-    "training.checkpoint_every": _optional(lambda n, v: check_int64(n, v, 0)),
-    "training.keep_checkpoints": check_int64,
-    "training.log_every": check_int64,
-    "training.clip_norm": _optional(lambda n, v: check_float32(n, v, low=0.0, low_open=True)),
-    "training.grad_accum": check_int64,
-    "training.target_accuracy": _optional(lambda n, v: check_float32(n, v, low=0.0, high=1.0)),
+    "training.steps": check_int,
+    "training.batch_size": check_int,
+    "training.seed": lambda n, v: check_int(n, v, minimum=0),
+    "training.eval_every": lambda n, v: check_int(n, v, minimum=0),
+    "training.checkpoint_every": _optional(lambda n, v: check_int(n, v, minimum=0)),
+    "training.keep_checkpoints": check_int,
+    "training.log_every": check_int,
+    "training.clip_norm": _optional(lambda n, v: check_real(n, v, low=0.0, low_open=True)),
+    "training.grad_accum": check_int,
+    "training.target_accuracy": _optional(lambda n, v: check_real(n, v, low=0.0, high=1.0)),
     "training.compile": _compile,
     "output.run_dir": _path,
     "output.plots": check_bool,
@@ -241,8 +203,8 @@ def check_float32_numbers(where: str, value: Any) -> None:
         ...                              "schedule": {"name": "constant", "value": 1e39}})
         Traceback (most recent call last):
         ...
-        experiments.config.ConfigError: lr.schedule.value must be within float32's range \
-(|x| <= 3.403e+38), got 1e+39
+        experiments.config.ConfigError: lr.schedule.value must be representable in float32 \
+(|lr.schedule.value| <= 3.4028235e+38), got 1e+39
     """
     if isinstance(value, dict):
         for key, item in value.items():
@@ -250,7 +212,7 @@ def check_float32_numbers(where: str, value: Any) -> None:
     elif isinstance(value, list):
         for i, item in enumerate(value):
             check_float32_numbers(f"{where}[{i}]", item)
-    elif isinstance(value, float):
+    elif isinstance(value, float) and math.isfinite(value):
         check_field(where, check_float32, value)
 
 
@@ -269,17 +231,17 @@ def _float32_list(name: str, value: Any) -> None:
     if not isinstance(value, list):
         raise TypeError(f"{name} must be a list of numbers, got {value!r}")
     for i, item in enumerate(value):
-        check_float32(f"{name}[{i}]", item)
+        check_real(f"{name}[{i}]", item)
 
 
 def _check_optimizer_value(where: str, key: str, value: Any, default: Any) -> None:
     """A plain (unscheduled) optimizer setting, checked by its constructor default's kind."""
     if key == "learning_rate":
-        check = functools.partial(check_float32, low=0.0)
+        check = functools.partial(check_real, low=0.0)
     elif isinstance(default, bool):
         check = check_bool
     elif key in _BETAS or isinstance(default, (int, float)):
-        check = check_float32
+        check = check_real
     elif isinstance(default, (list, tuple)):
         check = _float32_list
     else:
@@ -340,8 +302,8 @@ got 'Adamm'
         >>> validate(merge_config(DEFAULT_CONFIG, {"training": {"clip_norm": 1e39}}))
         Traceback (most recent call last):
         ...
-        experiments.config.ConfigError: training.clip_norm must be within float32's range \
-(|x| <= 3.403e+38), got 1e+39
+        experiments.config.ConfigError: training.clip_norm must be representable in float32 \
+(|training.clip_norm| <= 3.4028235e+38), got 1e+39
     """
     for section, fields in DEFAULT_CONFIG.items():
         if not isinstance(config.get(section), dict):

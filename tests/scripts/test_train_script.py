@@ -183,20 +183,20 @@ def _bad(tmp_path, capsys, config: dict, *extra: str) -> str:
     ({"model": {"hidden": [16, 0]}}, "model.hidden[1]", "must be a positive integer, got 0"),
     ({"model": {"norm": "group"}}, "model.norm", "must be one of ['batch', 'layer']"),
     # Beyond what float32 and int64 hold (issue 7, finding 12).
-    ({"training": {"clip_norm": 1e39}}, "training.clip_norm", "float32's range"),
+    ({"training": {"clip_norm": 1e39}}, "training.clip_norm", "representable in float32"),
     ({"optimizer": {"name": "SGD", "learning_rate": 1e39}}, "optimizer.learning_rate",
-     "float32's range"),
+     "representable in float32"),
     ({"optimizer": {"name": "SGD", "learning_rate": 0.1, "momentum": -1e300}},
-     "optimizer.momentum", "float32's range"),
+     "optimizer.momentum", "representable in float32"),
     ({"optimizer": {"name": "Adam", "learning_rate": 0.1, "betas": [0.9, 1e40]}},
-     "optimizer.betas[1]", "float32's range"),
+     "optimizer.betas[1]", "representable in float32"),
     ({"optimizer": {"name": "SGD", "learning_rate": {"name": "constant", "value": 1e39}}},
-     "optimizer.learning_rate.value", "float32's range"),
+     "optimizer.learning_rate.value", "representable in float32"),
     ({"optimizer": {"name": "SGD", "learning_rate": {
         "name": "warmup", "steps": 5, "schedule": {"name": "constant", "value": 3.5e38}}}},
-     "optimizer.learning_rate.schedule.value", "float32's range"),
-    ({"training": {"steps": 2**63}}, "training.steps", "must be < 2**62"),
-    ({"training": {"seed": 2**64 - 1}}, "training.seed", "must be < 2**62"),
+     "optimizer.learning_rate.schedule.value", "representable in float32"),
+    ({"training": {"steps": 2**63}}, "training.steps", "must be <= 2**62"),
+    ({"training": {"seed": 2**64 - 1}}, "training.seed", "must be <= 2**62"),
 ])
 def test_bad_config_names_the_field_before_training(tmp_path, capsys, no_training, config,
                                                     field, words):
