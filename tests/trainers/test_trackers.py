@@ -7,11 +7,13 @@ once, also after a crash and a resume.
 
 from __future__ import annotations
 
+import csv
 import os
 import sys
 
 import mlx.core as mx
 import mlx.optimizers as optim
+import numpy as np
 import pytest
 from helpers_trainer import MLP, classification_data, read_jsonl, xent
 
@@ -63,8 +65,13 @@ def expected_points(run_dir) -> dict[str, dict[int, float]]:
     return points
 
 
-def assert_same_points(stored: dict[str, list[tuple[int, float]]], run_dir) -> None:
-    """Each column holds exactly the logged steps, once each, with the logged values."""
+def assert_same_points(stored: dict[str, list[tuple[int, float]]], run_dir,
+                       precision: type = float) -> None:
+    """Each column holds exactly the logged steps, once each, with the logged values.
+
+    ``precision`` is the type the tracker stores (TensorBoard: float32, MLflow: float64): the
+    stored value must be the logged one rounded to it, exactly.
+    """
     expected = expected_points(run_dir)
     assert {"loss", "grad_norm", "learning_rate", "momentum", "eval_loss",
             "eval_accuracy"} <= set(expected)
@@ -73,8 +80,7 @@ def assert_same_points(stored: dict[str, list[tuple[int, float]]], run_dir) -> N
         steps = [step for step, _ in stored[name]]
         assert sorted(steps) == sorted(want), name  # every step, none twice
         for step, value in stored[name]:
-            # TensorBoard keeps float32; the log holds float32 values printed exactly.
-            assert value == pytest.approx(want[step], rel=2e-7, abs=0), (name, step)
+            assert value == float(precision(want[step])), (name, step)
 
 
 # ---------------------------------------------------------------------------- TensorBoard
@@ -92,7 +98,7 @@ def test_tensorboard_holds_every_logged_value(tmp_path):
     pytest.importorskip("tensorboardX")
     run_dir = tmp_path / "run"
     make_trainer(run_dir, [TensorBoard()]).fit()  # log_dir None: <run_dir>/tensorboard
-    assert_same_points(tensorboard_points(run_dir / "tensorboard"), run_dir)
+    assert_same_points(tensorboard_points(run_dir / "tensorboard"), run_dir, np.float32)
     rows = [r for r in read_jsonl(run_dir / "log.jsonl") if r["kind"] == "train"]
     assert [r["step"] for r in rows] == list(range(TOTAL))
 
@@ -113,7 +119,7 @@ def test_tensorboard_after_crash_and_resume_holds_each_point_once(tmp_path):
     make_trainer(run_dir, [TensorBoard(log_dir)]).fit(resume=True)
     assert len(os.listdir(log_dir)) == 2  # one event file per session
     after = tensorboard_points(log_dir)
-    assert_same_points(after, run_dir)
+    assert_same_points(after, run_dir, np.float32)
     assert sorted(s for s, _ in after["eval_loss"]) == [4, 8, 10]  # eval 4 kept, not doubled
 
 
@@ -123,7 +129,7 @@ def test_tensorboard_fresh_start_replaces_an_old_run_in_the_same_directory(tmp_p
     log_dir = tmp_path / "tb"
     make_trainer(tmp_path / "old", [TensorBoard(log_dir)], seed=1).fit()
     make_trainer(tmp_path / "new", [TensorBoard(log_dir)], seed=2).fit()
-    assert_same_points(tensorboard_points(log_dir), tmp_path / "new")
+    assert_same_points(tensorboard_points(log_dir), tmp_path / "new", np.float32)
 
 
 def test_tensorboard_writes_every_numeric_column(tmp_path):
@@ -234,3 +240,24 @@ def test_mlflow_after_crash_and_resume_continues_the_run_once_per_step(tmp_path,
     assert len(client.search_runs([experiment.experiment_id])) == 1
     assert client.get_run(resumed.run_id).info.status == "FINISHED"
 
+
+
+# ---------------------------------------------------------------------------- your own
+def test_the_csv_tracker_of_the_docs_holds_every_logged_value(tmp_path):
+    """The user-written tracker shown in docs/TRACKERS.md, run as printed there."""
+    docs = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "TRACKERS.md")
+    with open(docs, encoding="utf-8") as f:
+        blocks = f.read().split("```python\n")
+    code = next(b.split("```")[0] for b in blocks if "class CSVTracker" in b)
+    code = code.split("\nTrainer(")[0]  # the class, without the usage line
+    namespace: dict = {}
+    exec(code, namespace)
+    run_dir, path = tmp_path / "run", tmp_path / "values.csv"
+    tracker = namespace["CSVTracker"](str(path))
+    make_trainer(run_dir, [tracker]).fit()
+    tracker.file.close()
+    stored: dict[str, list[tuple[int, float]]] = {}
+    with open(path, encoding="utf-8") as f:
+        for step, name, value in csv.reader(f):
+            stored.setdefault(name, []).append((int(step), float(value)))
+    assert_same_points(stored, run_dir)
