@@ -246,6 +246,7 @@ class MLflow:
                 raise TypeError(f"{name} must be a dict, got {type(value).__name__}")
         self.experiment, self.tracking_uri, self.run_name = experiment, tracking_uri, run_name
         self.run_id = run_id
+        self._given_run_id = run_id
         self.params, self.tags = dict(params or {}), dict(tags or {})
         self.rank = _check_rank(rank)
         self.batch_rows = batch_rows
@@ -286,7 +287,11 @@ class MLflow:
         mlflow = _import_optional("mlflow", "mlflow", "MLflow")
         self._client = mlflow.tracking.MlflowClient(tracking_uri=self.tracking_uri)
         self._pending, self._pending_rows = [], 0
+        self._skip_through = {"train": -1, "eval": -1}
         run_dir = info.get("run_dir")
+        # A fresh start of the trainer is a new MLflow run, unless the user named one.
+        if not info.get("resumed") and self.run_id != self._given_run_id:
+            self.run_id = None
         if self.run_id is None:
             experiment = self._client.get_experiment_by_name(self.experiment)
             experiment_id = (experiment.experiment_id if experiment is not None
@@ -302,7 +307,6 @@ class MLflow:
 
                 self._client.log_batch(self.run_id, params=[
                     Param(str(k), str(v)) for k, v in self.params.items()])
-            self._skip_through = {"train": -1, "eval": -1}
         else:
             self._client.update_run(self.run_id, status="RUNNING")
             if info.get("resumed"):

@@ -261,3 +261,17 @@ def test_the_csv_tracker_of_the_docs_holds_every_logged_value(tmp_path):
         for step, name, value in csv.reader(f):
             stored.setdefault(name, []).append((int(step), float(value)))
     assert_same_points(stored, run_dir)
+
+
+@pytest.mark.slow
+def test_mlflow_fresh_starts_are_new_runs(tmp_path, mlflow_uri):
+    from mlflow.tracking import MlflowClient
+
+    tracker = MLflow("tiny", tracking_uri=mlflow_uri)
+    make_trainer(tmp_path / "run", [tracker], seed=1).fit()
+    first = tracker.run_id
+    make_trainer(tmp_path / "run", [tracker], seed=2).fit(overwrite=True)
+    assert tracker.run_id != first
+    assert_same_points(mlflow_points(mlflow_uri, tracker.run_id), tmp_path / "run")
+    experiment = MlflowClient(tracking_uri=mlflow_uri).get_experiment_by_name("tiny")
+    assert len(MlflowClient(tracking_uri=mlflow_uri).search_runs([experiment.experiment_id])) == 2
