@@ -122,6 +122,9 @@ def test_tensorboard_after_crash_and_resume_holds_each_point_once(tmp_path):
     assert_same_points(after, run_dir, np.float32)
     assert sorted(s for s, _ in after["eval_loss"]) == [4, 8, 10]  # eval 4 kept, not doubled
 
+    make_trainer(run_dir, [TensorBoard(log_dir)]).fit(resume=True)  # finished: changes nothing
+    assert tensorboard_points(log_dir) == after
+
 
 @pytest.mark.slow
 def test_tensorboard_fresh_start_replaces_an_old_run_in_the_same_directory(tmp_path):
