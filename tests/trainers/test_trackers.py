@@ -278,3 +278,23 @@ def test_mlflow_fresh_starts_are_new_runs(tmp_path, mlflow_uri):
     assert_same_points(mlflow_points(mlflow_uri, tracker.run_id), tmp_path / "run")
     experiment = MlflowClient(tracking_uri=mlflow_uri).get_experiment_by_name("tiny")
     assert len(MlflowClient(tracking_uri=mlflow_uri).search_runs([experiment.experiment_id])) == 2
+
+
+def test_every_keeps_the_multiples_and_every_evaluation(tmp_path, mlflow_uri):
+    pytest.importorskip("tensorboardX")
+    trackers = [TensorBoard(tmp_path / "tb", rank=0, every=3),
+                MLflow("x", tracking_uri=mlflow_uri, rank=0, every=3)]
+    events = [{"event": "start", "step": 0, "resumed": False, "run_dir": str(tmp_path)}]
+    for step in range(8):
+        events.append({"event": "train", "step": step, "epoch": 0, "loss": step / 8})
+        if step % 5 == 4:
+            events.append({"event": "eval", "step": step + 1, "epoch": 0, "eval_loss": step / 4})
+    events.append({"event": "end", "step": 8, "stopped_early": False})
+    for tracker in trackers:
+        for event in events:
+            tracker(dict(event))
+    want = {"loss": [(0, 0.0), (3, 0.375), (6, 0.75)], "eval_loss": [(5, 1.0)]}
+    assert tensorboard_points(tmp_path / "tb") == want
+    assert mlflow_points(mlflow_uri, trackers[1].run_id) == want
+    with pytest.raises(ValueError, match="every must be a positive int, got 0"):
+        TensorBoard(tmp_path, every=0)
