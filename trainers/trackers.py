@@ -239,6 +239,19 @@ class MLflow:
 
     Raises:
         ImportError: MLflow is missing (``pip install "mlx-schedules[mlflow]"``).
+
+    Example (a file store, which MLflow 3 accepts only when asked to):
+        >>> import os, pathlib, tempfile
+        >>> os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
+        >>> uri = pathlib.Path(tempfile.mkdtemp(), "mlruns").as_uri()
+        >>> tracker = MLflow("demo", tracking_uri=uri, rank=0)
+        >>> tracker({"event": "start", "step": 0, "resumed": False, "run_dir": "runs/demo"})
+        >>> tracker({"event": "train", "step": 0, "epoch": 0, "loss": 0.5})
+        >>> tracker({"event": "end", "step": 1, "stopped_early": False})
+        >>> from mlflow.tracking import MlflowClient
+        >>> history = MlflowClient(uri).get_metric_history(tracker.run_id, "loss")
+        >>> [(m.step, m.value) for m in history]
+        [(0, 0.5)]
     """
 
     _BATCH_LIMIT = 1000  # metrics per MlflowClient.log_batch call (MLflow's limit)
