@@ -10,6 +10,7 @@ The public surface:
   :func:`causal_lm_loss`, :func:`masked_cross_entropy`, :func:`bits_per_byte`,
   :func:`tokens_in`, :func:`evaluate_lm` — language-model losses and metrics;
 - :class:`EarlyStopping`, :class:`ReduceLROnPlateau`, :data:`STOP` — callbacks;
+  :class:`TensorBoard`, :class:`MLflow` — trackers (callbacks writing every column);
 - :func:`weight_decay_groups`, :func:`scheduled_hyperparameters` — parameter groups;
 - :func:`lr_range_test`, :class:`RangeTestResult` — the learning-rate range test;
 - :class:`NonFiniteError`, :class:`CheckpointError`, :class:`StorageError`,
@@ -20,7 +21,7 @@ The public surface:
 """
 
 from .blas import find_openblas
-from .callbacks import STOP, EarlyStopping, ReduceLROnPlateau
+from .callbacks import STOP, EarlyStopping, MLflow, ReduceLROnPlateau, TensorBoard
 from .checkpoint import find_resumable, list_checkpoints, load_checkpoint, verify_checkpoint
 from .data import ArrayBatches, load_arrays
 from .errors import CheckpointError, NonFiniteError, StorageError, UnsafePathError
@@ -37,12 +38,14 @@ __all__ = [
     "ArrayBatches",
     "CheckpointError",
     "EarlyStopping",
+    "MLflow",
     "NonFiniteError",
     "RangeTestResult",
     "ReduceLROnPlateau",
     "RunDirectoryBusy",
     "SequenceBatches",
     "StorageError",
+    "TensorBoard",
     "Trainer",
     "UnsafePathError",
     "accuracy",

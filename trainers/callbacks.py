@@ -30,8 +30,9 @@ import mlx.optimizers as optim
 from mlx_schedules._mlx_compat import schedules_of, set_schedule
 
 from .optimizers import optimizer_parts
+from .trackers import MLflow, TensorBoard  # trackers are callbacks too
 
-__all__ = ["STOP", "EarlyStopping", "ReduceLROnPlateau"]
+__all__ = ["STOP", "EarlyStopping", "MLflow", "ReduceLROnPlateau", "TensorBoard"]
 
 STOP = "stop"
 
