@@ -257,6 +257,9 @@ class Trainer:
         self.stream, self.progress = stream, progress
         self.hparam_sources = hyperparameter_sources(optimizer)
         self.hparams = scheduled_hyperparameters(optimizer)
+        # the rate the console shows: the first group's with parameter groups
+        self._rate_column = next((c for c in self.hparams if c.startswith("learning_rate")),
+                                 "learning_rate")
         track_norm = grad_norm is True or clip_norm is not None
         if tokens is not None and not callable(tokens):
             raise TypeError(f"tokens must be a function batch -> token count, got {tokens!r}")
@@ -537,7 +540,7 @@ class Trainer:
     def _report(self, run: _Run) -> None:
         run.report({
             "step": run.step, "loss": run.last_row.get("loss", math.nan),
-            "learning_rate": run.last_row.get("learning_rate", math.nan),
+            "learning_rate": run.last_row.get(self._rate_column, math.nan),
             "peak_memory": mx.get_peak_memory(), "compiled_shapes": len(run.shapes),
             "tokens": run.tokens if self.count_tokens else None,
         })
