@@ -8,6 +8,13 @@ Every schedule is a callable of the optimizer's step counter returning a float32
     >>> opt = optim.SGD(learning_rate=one_cycle(0.1, total_steps=1000))
     >>> opt.learning_rate
     array(0.004, dtype=float32)
+
+Ranges. Real parameters, and the values a schedule reaches, are float32 numbers (at most
+about 3.4e38 in magnitude); integer parameters and steps run from 0 to ``2**62``, which
+keeps every integer formed from them inside int64. Factories reject what falls outside,
+naming the parameter. A step beyond ``2**62`` given as an ``mx.array`` (a ``uint64`` up
+to ``2**64 - 1`` included) saturates to ``2**62``, where a schedule that is not periodic
+holds its final value; given as a Python int or host array it raises ``ValueError``.
 """
 
 from .base import Schedule, as_steps
@@ -27,7 +34,7 @@ from .decay import (
 )
 from .hyperparams import schedule_hyperparameters, supported_hyperparameters
 from .one_cycle import one_cycle, one_cycle_momentum
-from .range_test import lr_range_test
+from .sweep import lr_range_test, range_sweep
 
 __version__ = "0.1.0"
 
@@ -40,7 +47,7 @@ __all__ = [
     "cosine_decay",
     "linear_schedule",
     "join_schedules",
-    # the seed's schedules
+    # cyclic exponential decay and the 1-cycle policy
     "cyclic_exponential_decay",
     "one_cycle",
     "one_cycle_momentum",
@@ -56,6 +63,7 @@ __all__ = [
     "piecewise_constant",
     "warmup",
     "warmup_stable_decay",
+    "range_sweep",
     "lr_range_test",
     # beyond the learning rate
     "schedule_hyperparameters",

@@ -14,7 +14,17 @@ from typing import Any
 import mlx.core as mx
 import numpy as np
 
+from ._checks import MAX_STEP, MAX_STEP_TEXT
+
 StepFunction = Callable[[mx.array], mx.array]
+
+# How deeply schedules may nest in a config (to_config and from_config): real
+# compositions are a few levels deep; the limit keeps a hostile or generated config from
+# exhausting Python's stack.
+MAX_CONFIG_DEPTH = 64
+
+_MAX_STEP_U64 = mx.array(MAX_STEP, dtype=mx.uint64)
+_MAX_STEP_I64 = mx.array(MAX_STEP, dtype=mx.int64)
 
 # Evaluating many steps at once: below this many, eager ops (no compile to pay for);
 # from it on, a compiled pass in fixed-size chunks, so that a billion-step run does not
@@ -30,30 +40,73 @@ def as_steps(step: Any) -> mx.array:
     0-d ``uint64``), or a sequence / NumPy array of integers. Signed arithmetic is used
     downstream so that ``t - boundary`` never wraps around the way ``uint64`` does.
 
+    Steps range over ``0 .. 2**62`` (``MAX_STEP``), which leaves every integer the
+    schedules form from a step inside int64:
+
+    - an ``mx.array`` step is *saturated*: negative steps count as 0 and steps beyond
+      ``2**62`` (a ``uint64`` up to ``2**64 - 1`` included) count as ``2**62``, where a
+      schedule that is not periodic holds its final value. Nothing can be raised from
+      inside a compiled step, and this costs one ``minimum`` on the optimizer's counter;
+    - a Python int, a NumPy integer or a host sequence of them is checked instead:
+      a negative Python int or one beyond ``2**62`` raises ``ValueError`` (negative
+      entries of a host array are clamped to 0, as for arrays).
+
     Example:
         >>> import mlx.core as mx
         >>> as_steps(mx.array(3, dtype=mx.uint64))
         array(3, dtype=int64)
         >>> as_steps([0, 5])
         array([0, 5], dtype=int64)
+        >>> as_steps(mx.array(0, dtype=mx.uint64) - 1)   # 2**64 - 1 saturates
+        array(4611686018427387904, dtype=int64)
     """
     if isinstance(step, mx.array):
         if not mx.issubdtype(step.dtype, mx.integer):
             raise TypeError(f"step must be an integer array, got dtype {step.dtype}")
+        if step.dtype == mx.uint64:   # the optimizer's counter: already >= 0
+            return mx.minimum(step, _MAX_STEP_U64).astype(mx.int64)
+        if step.dtype == mx.int64:
+            return mx.minimum(mx.maximum(step, 0), _MAX_STEP_I64)
+        # Narrower integer types cannot exceed MAX_STEP: only negatives need clamping.
         if mx.issubdtype(step.dtype, mx.unsignedinteger):
-            return step.astype(mx.int64)   # the optimizer's counter: already >= 0
-        # Negative steps are clamped to 0 without a host round trip.
-        return mx.maximum(step.astype(mx.int64) if step.dtype != mx.int64 else step, 0)
+            return step.astype(mx.int64)
+        return mx.maximum(step.astype(mx.int64), 0)
     if isinstance(step, bool):
         raise TypeError(f"step must be an integer, got {step!r}")
     if isinstance(step, (int, np.integer)):
         if step < 0:
             raise ValueError(f"step must be >= 0, got {step}")
+        if step > MAX_STEP:
+            raise ValueError(f"step must be <= {MAX_STEP_TEXT} (the step range schedules "
+                             f"support), got {step}")
         return mx.array(int(step), dtype=mx.int64)
-    array = np.asarray(step)
+    return mx.array(host_steps(step, "step"))
+
+
+def host_steps(steps: Any, name: str) -> np.ndarray:
+    """Host integers as an int64 NumPy array, negatives clamped to 0; raises beyond
+    ``MAX_STEP`` (``2**62``) rather than wrapping or saturating silently."""
+    array = np.asarray(steps)
+    if array.dtype == object or (array.dtype.kind not in "iu"
+                                 and not isinstance(steps, np.ndarray)):
+        # Python ints beyond int64 make NumPy pick float64 or object: check them one by one.
+        flat = np.asarray(steps, dtype=object).reshape(-1).tolist()
+        if not all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+                   for v in flat):
+            raise TypeError(f"{name} must be an integer or an array of integers, "
+                            f"got {steps!r}")
+        largest = max((int(v) for v in flat), default=0)
+        if largest > MAX_STEP:
+            raise ValueError(f"{name} must be <= {MAX_STEP_TEXT} (the step range schedules "
+                             f"support), got {largest}")
+        # (negatives count as 0, however large)
+        array = np.array([max(int(v), -1) for v in flat], dtype=np.int64).reshape(array.shape)
     if array.dtype.kind not in "iu":
-        raise TypeError(f"step must be an integer or an array of integers, got {step!r}")
-    return mx.array(np.maximum(array.astype(np.int64), 0))
+        raise TypeError(f"{name} must be an integer or an array of integers, got {steps!r}")
+    if array.size and array.max() > MAX_STEP:
+        raise ValueError(f"{name} must be <= {MAX_STEP_TEXT} (the step range schedules "
+                         f"support), got {array.max()}")
+    return np.maximum(array.astype(np.int64), 0)
 
 
 class Schedule:
@@ -71,6 +124,9 @@ class Schedule:
     new compile runs a C++ compiler for seconds. :attr:`compiled` is the stand-alone
     ``mx.compile`` of the same function, for those who want it.
 
+    ``name`` is the factory's name and ``depth`` how many schedules deep the composition
+    is (1 for a plain schedule; a config holds at most ``MAX_CONFIG_DEPTH``, 64).
+
     Example:
         >>> from mlx_schedules import linear_schedule
         >>> lr = linear_schedule(1.0, 0.0, steps=4)
@@ -80,10 +136,15 @@ class Schedule:
         [1.0, 0.75, 0.5, 0.25, 0.0, 0.0]
     """
 
-    def __init__(self, body: StepFunction, name: str, config: dict[str, Any] | None = None):
+    def __init__(self, body: StepFunction, name: str, config: dict[str, Any] | None):
+        # The registry (mlx_schedules.config.register) builds every schedule: ``body`` is
+        # what the factory returned, ``name`` and ``config`` its name and bound arguments
+        # (``None`` for a schedule that cannot be described as data).
         self._body = body
         self.name = name
         self._config = config
+        # How many schedules deep this composition is: configs hold MAX_CONFIG_DEPTH.
+        self.depth = 1 + max((inner.depth for inner in _schedules_in(config)), default=0)
         self._compiled: StepFunction | None = None
 
     def raw(self, steps: mx.array) -> mx.array:
@@ -131,10 +192,8 @@ class Schedule:
             steps = np.arange(int(steps), dtype=np.int64)
         elif isinstance(steps, range):
             steps = np.arange(steps.start, steps.stop, steps.step, dtype=np.int64)
-        steps = np.asarray(steps)
-        if steps.dtype.kind not in "iu":
-            raise TypeError(f"steps must be integers, got dtype {steps.dtype}")
-        flat = np.maximum(steps.reshape(-1).astype(np.int64), 0)
+        steps = host_steps(steps, "steps")
+        flat = steps.reshape(-1)
         out = np.empty(flat.shape, dtype=np.float32)
         if flat.size < _COMPILE_FROM:
             out[:] = np.asarray(self.raw(mx.array(flat)))
@@ -154,6 +213,9 @@ class Schedule:
         if self._config is None:
             raise ValueError(f"schedule {self.name!r} was not built from registered parts "
                              "and cannot be described as data")
+        if self.depth > MAX_CONFIG_DEPTH:
+            raise ValueError(f"schedule {self.name!r} nests {self.depth} schedules deep; a "
+                             f"config holds at most {MAX_CONFIG_DEPTH} levels")
         return _jsonable({"name": self.name, **self._config})
 
     def __repr__(self) -> str:
@@ -161,6 +223,14 @@ class Schedule:
             return f"Schedule({self.name})"
         args = ", ".join(f"{k}={v!r}" for k, v in self._config.items())
         return f"{self.name}({args})"
+
+
+def _schedules_in(config: dict[str, Any] | None) -> Iterable[Schedule]:
+    """The schedules among a config's arguments (directly or in a list)."""
+    for value in (config or {}).values():
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(item, Schedule):
+                yield item
 
 
 def _jsonable(value: Any) -> Any:

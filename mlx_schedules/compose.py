@@ -7,16 +7,16 @@ from collections.abc import Callable, Sequence
 
 import mlx.core as mx
 
-from ._checks import check_choice, check_increasing_ints, check_int, check_real
+from ._checks import check_choice, check_increasing_ints, check_int, check_real, check_span
 from ._math import half_cosine, to_float
-from .base import Schedule, body_of
+from .base import StepFunction, body_of
 from .config import register
 
 DECAY_SHAPES = ("linear", "cosine", "sqrt")
 
 
 @register
-def join_schedules(schedules: Sequence[Callable], boundaries: Sequence[int]) -> Schedule:
+def join_schedules(schedules: Sequence[Callable], boundaries: Sequence[int]) -> StepFunction:
     r"""Run schedules one after another.
 
     Schedule ``i+1`` takes over at ``boundaries[i]`` and receives the step counted from
@@ -50,11 +50,11 @@ def join_schedules(schedules: Sequence[Callable], boundaries: Sequence[int]) -> 
             value = mx.where(t < boundary, value, later(mx.maximum(t - boundary, 0)))
         return value
 
-    return Schedule(body, "join_schedules")
+    return body
 
 
 @register
-def warmup(schedule: Callable, steps: int, *, init: float = 0.0) -> Schedule:
+def warmup(schedule: Callable, steps: int, *, init: float = 0.0) -> StepFunction:
     r"""Linear warmup from ``init`` to ``schedule(0)`` over ``steps``, then ``schedule``.
 
     .. math::
@@ -64,7 +64,8 @@ def warmup(schedule: Callable, steps: int, *, init: float = 0.0) -> Schedule:
         \end{cases}
 
     The wrapped schedule starts at step ``w`` with its own step 0, so the peak is used
-    exactly once. optax's ``warmup_cosine_decay_schedule(i, p, w, d, e)`` is
+    exactly once. The peak :math:`s(0)` is evaluated once, when the warmup is built.
+    optax's ``warmup_cosine_decay_schedule(i, p, w, d, e)`` is
     ``warmup(cosine_decay(p, d - w, e), w, init=i)``.
 
     Example:
@@ -78,19 +79,25 @@ def warmup(schedule: Callable, steps: int, *, init: float = 0.0) -> Schedule:
     steps = check_int("steps", steps)
     init = check_real("init", init)
     inner = body_of(schedule)
+    # The peak schedule(0) is one number: evaluated once here, so that a call evaluates
+    # the wrapped schedule once, and nested warmups cost time linear in their depth.
+    peak = inner(mx.zeros((), dtype=mx.int64))
+    if peak.size != 1:
+        raise ValueError(f"schedule(0) must be one number, got shape {peak.shape}")
+    peak = check_real("schedule(0)", peak.item())
+    check_span("schedule(0)", peak, "init", init)
 
     def body(t):
-        peak = inner(mx.zeros_like(t))
         ramp = init + (peak - init) * (to_float(t) / steps)
         return mx.where(t < steps, ramp, inner(mx.maximum(t - steps, 0)))
 
-    return Schedule(body, "warmup")
+    return body
 
 
 @register
 def warmup_stable_decay(peak: float, total_steps: int, *, warmup_steps: int,
                         decay_steps: int, init: float = 0.0, end: float = 0.0,
-                        decay_shape: str = "linear") -> Schedule:
+                        decay_shape: str = "linear") -> StepFunction:
     r"""Warmup-stable-decay (WSD): warm up, hold the peak, decay at the end.
 
     .. math::
@@ -116,6 +123,8 @@ def warmup_stable_decay(peak: float, total_steps: int, *, warmup_steps: int,
     init = check_real("init", init)
     end = check_real("end", end)
     decay_shape = check_choice("decay_shape", decay_shape, DECAY_SHAPES)
+    check_span("peak", peak, "init", init)
+    check_span("peak", peak, "end", end)
     if warmup_steps + decay_steps > total_steps:
         raise ValueError(f"warmup_steps + decay_steps must be <= total_steps, got "
                          f"{warmup_steps} + {decay_steps} > {total_steps}")
@@ -132,4 +141,4 @@ def warmup_stable_decay(peak: float, total_steps: int, *, warmup_steps: int,
             value = mx.where(t < warmup_steps, ramp, value)
         return value
 
-    return Schedule(body, "warmup_stable_decay")
+    return body

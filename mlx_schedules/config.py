@@ -1,8 +1,10 @@
 """Schedules as plain data: a registry of factories, and dicts that rebuild them.
 
-Every public factory is registered under its function name. ``to_config`` gives a dict
-that survives JSON; ``from_config`` rebuilds the schedule, rejecting unknown names and
-unknown keys with the list of valid ones.
+A factory states its formula once: it checks its arguments and returns the function of
+the ``int64`` step. :func:`register` turns it into the public factory, which builds the
+:class:`~mlx_schedules.base.Schedule` with the factory's name and its bound arguments
+(its config). ``to_config`` gives a dict that survives JSON; ``from_config`` rebuilds
+the schedule, rejecting unknown names and unknown keys with the list of valid ones.
 """
 
 from __future__ import annotations
@@ -12,37 +14,52 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from .base import Schedule
+from .base import MAX_CONFIG_DEPTH, Schedule, StepFunction
 
 _FACTORIES: dict[str, Callable[..., Schedule]] = {}
+# Former names that configs may still use, and the factory each now means.
+_ALIASES: dict[str, str] = {}
 
 # Arguments that hold schedules themselves, rebuilt recursively from their configs.
 _NESTED_ONE = {"schedule"}
 _NESTED_MANY = {"schedules"}
 
+__all__ = ["MAX_CONFIG_DEPTH", "from_config", "register", "register_alias", "schedule_names",
+           "to_config"]
 
-def register(factory: Callable[..., Schedule]) -> Callable[..., Schedule]:
-    """Register a factory by name and record its arguments on what it builds."""
+
+def register(factory: Callable[..., StepFunction]) -> Callable[..., Schedule]:
+    """Register ``factory`` under its function name; the public factory builds the Schedule.
+
+    ``factory`` checks its arguments and returns the schedule's body, a function of an
+    ``int64`` array of steps ``>= 0``. What callers get is a :class:`Schedule` named after
+    the factory, whose config is the factory's arguments with defaults filled in.
+    """
     signature = inspect.signature(factory)
+    name = factory.__name__
 
     @functools.wraps(factory)
     def build(*args: Any, **kwargs: Any) -> Schedule:
         try:
             bound = signature.bind(*args, **kwargs)
         except TypeError as error:
-            raise TypeError(f"{factory.__name__}: {error}") from None
+            raise TypeError(f"{name}: {error}") from None
         bound.apply_defaults()
-        schedule = factory(*args, **kwargs)
-        schedule.name = factory.__name__
-        schedule._config = dict(bound.arguments)
-        return schedule
+        return Schedule(factory(*args, **kwargs), name, dict(bound.arguments))
 
-    _FACTORIES[factory.__name__] = build
+    build.__signature__ = signature.replace(return_annotation="Schedule")
+    build.__annotations__ = {**factory.__annotations__, "return": "Schedule"}
+    _FACTORIES[name] = build
     return build
 
 
+def register_alias(alias: str, factory: Callable[..., Schedule]) -> None:
+    """Let configs name ``factory`` by a former name too (rebuilt under its current name)."""
+    _ALIASES[alias] = factory.__name__
+
+
 def schedule_names() -> list[str]:
-    """The names ``from_config`` accepts, sorted.
+    """The schedule names, sorted (``from_config`` also accepts the alias ``lr_range_test``).
 
     Example:
         >>> from mlx_schedules import schedule_names
@@ -70,6 +87,10 @@ def to_config(schedule: Schedule) -> dict[str, Any]:
 def from_config(config: dict[str, Any]) -> Schedule:
     """Rebuild a schedule from the dict :func:`to_config` made (or one written by hand).
 
+    Nested schedules (``schedule`` of :func:`warmup`, ``schedules`` of
+    :func:`join_schedules`) may be configs themselves, up to ``MAX_CONFIG_DEPTH`` (64)
+    levels deep.
+
     Example:
         >>> from mlx_schedules import from_config
         >>> lr = from_config({"name": "warmup", "steps": 2,
@@ -77,26 +98,39 @@ def from_config(config: dict[str, Any]) -> Schedule:
         >>> lr.values(4).tolist()
         [0.0, 0.5, 1.0, 1.0]
     """
+    return _from_config(config, "config", 1)
+
+
+def _from_config(config: Any, where: str, depth: int) -> Schedule:
     if not isinstance(config, dict):
-        raise TypeError(f"a schedule config must be a dict, got {config!r}")
+        raise TypeError(f"a schedule config must be a dict, got {config!r} at {where}")
+    if depth > MAX_CONFIG_DEPTH:
+        raise ValueError(f"schedule configs nest at most {MAX_CONFIG_DEPTH} levels deep; "
+                         f"{where} is level {depth}")
     if "name" not in config:
         raise ValueError(f"a schedule config needs a 'name' (one of {schedule_names()}), "
-                         f"got keys {sorted(config)}")
+                         f"got keys {sorted(map(str, config))} at {where}")
     name = config["name"]
+    if not isinstance(name, str):
+        raise TypeError(f"{where}.name must be a string, one of {schedule_names()}, "
+                        f"got {name!r} ({type(name).__name__})")
+    name = _ALIASES.get(name, name)
     if name not in _FACTORIES:
-        raise ValueError(f"unknown schedule {name!r}; valid names are {schedule_names()}")
+        raise ValueError(f"unknown schedule {config['name']!r}; valid names are "
+                         f"{schedule_names()}")
     factory = _FACTORIES[name]
     parameters = inspect.signature(factory).parameters
     arguments = {k: v for k, v in config.items() if k != "name"}
-    unknown = sorted(set(arguments) - set(parameters))
+    unknown = sorted(map(str, set(arguments) - set(parameters)))
     if unknown:
         raise ValueError(f"unknown key(s) {unknown} for schedule {name!r}; "
                          f"valid keys are {list(parameters)}")
     for key in _NESTED_ONE & set(arguments):
         if isinstance(arguments[key], dict):
-            arguments[key] = from_config(arguments[key])
+            arguments[key] = _from_config(arguments[key], f"{where}.{key}", depth + 1)
     for key in _NESTED_MANY & set(arguments):
         if isinstance(arguments[key], (list, tuple)):
-            arguments[key] = [from_config(c) if isinstance(c, dict) else c
-                              for c in arguments[key]]
+            arguments[key] = [
+                _from_config(c, f"{where}.{key}[{i}]", depth + 1) if isinstance(c, dict) else c
+                for i, c in enumerate(arguments[key])]
     return factory(**arguments)

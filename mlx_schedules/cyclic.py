@@ -7,9 +7,19 @@ import math
 
 import mlx.core as mx
 
-from ._checks import check_choice, check_int, check_ordered, check_positive, check_real
+from ._checks import (
+    MAX_STEP,
+    MAX_STEP_TEXT,
+    check_choice,
+    check_growth,
+    check_int,
+    check_ordered,
+    check_positive,
+    check_real,
+    check_span,
+)
 from ._math import count_at_most, exact_ratio, half_cosine, power, to_float
-from .base import Schedule
+from .base import StepFunction
 from .config import register
 
 CYCLIC_MODES = ("triangular", "triangular2", "exp_range")
@@ -17,7 +27,7 @@ CYCLIC_MODES = ("triangular", "triangular2", "exp_range")
 
 @register
 def cyclic_exponential_decay(init: float, decay_rate: float, cycle_length: int, *,
-                             end: float = 0.0, decay_steps: int = 1) -> Schedule:
+                             end: float = 0.0, decay_steps: int = 1) -> StepFunction:
     r"""Exponential decay whose value swells and ebbs on a cosine cycle (CED).
 
     .. math::
@@ -39,6 +49,11 @@ def cyclic_exponential_decay(init: float, decay_rate: float, cycle_length: int, 
     cycle_length = check_int("cycle_length", cycle_length)
     end = check_real("end", end)
     decay_steps = check_int("decay_steps", decay_steps)
+    check_span("init", init, "end", end)
+    if decay_rate > 1:
+        check_growth("decay_rate", MAX_STEP / decay_steps * math.log(decay_rate)
+                     + math.log(max(abs(init - end), 1.0)),
+                     f"with decay_rate={decay_rate!r} > 1 the envelope")
 
     def body(t):
         envelope = power(decay_rate, exact_ratio(t, decay_steps))
@@ -47,7 +62,7 @@ def cyclic_exponential_decay(init: float, decay_rate: float, cycle_length: int, 
         wave = half_cosine(to_float(cycle_length - 2 * phase), 1 / cycle_length)
         return end + (init - end) * envelope * wave
 
-    return Schedule(body, "cyclic_exponential_decay")
+    return body
 
 
 def _triangle(t: mx.array, step_size_up: int, step_size_down: int, mode: str,
@@ -70,6 +85,9 @@ def _check_cycle(step_size_up, step_size_down, mode, gamma):
     step_size_up = check_int("step_size_up", step_size_up)
     step_size_down = step_size_up if step_size_down is None else check_int(
         "step_size_down", step_size_down)
+    if step_size_up + step_size_down > MAX_STEP:
+        raise ValueError(f"step_size_up + step_size_down must be <= {MAX_STEP_TEXT}, got "
+                         f"{step_size_up} + {step_size_down}")
     mode = check_choice("mode", mode, CYCLIC_MODES)
     gamma = check_real("gamma", gamma, low=0.0, low_open=True, high=1.0)
     return step_size_up, step_size_down, mode, gamma
@@ -78,7 +96,7 @@ def _check_cycle(step_size_up, step_size_down, mode, gamma):
 @register
 def cyclic_lr(base_lr: float, max_lr: float, step_size_up: int = 2000, *,
               step_size_down: int | None = None, mode: str = "triangular",
-              gamma: float = 1.0) -> Schedule:
+              gamma: float = 1.0) -> StepFunction:
     r"""Cyclical learning rate (Smith 2017; PyTorch ``CyclicLR``).
 
     .. math::
@@ -97,15 +115,15 @@ def cyclic_lr(base_lr: float, max_lr: float, step_size_up: int = 2000, *,
     base_lr = check_real("base_lr", base_lr)
     max_lr = check_real("max_lr", max_lr)
     check_ordered("base_lr", base_lr, "max_lr", max_lr)
+    check_span("max_lr", max_lr, "base_lr", base_lr)
     up, down, mode, gamma = _check_cycle(step_size_up, step_size_down, mode, gamma)
-    return Schedule(lambda t: base_lr + (max_lr - base_lr) * _triangle(t, up, down, mode, gamma),
-                    "cyclic_lr")
+    return lambda t: base_lr + (max_lr - base_lr) * _triangle(t, up, down, mode, gamma)
 
 
 @register
 def cyclic_momentum(base_momentum: float, max_momentum: float, step_size_up: int = 2000, *,
                     step_size_down: int | None = None, mode: str = "triangular",
-                    gamma: float = 1.0) -> Schedule:
+                    gamma: float = 1.0) -> StepFunction:
     r"""The momentum PyTorch ``CyclicLR`` cycles inversely to the rate.
 
     .. math::
@@ -123,19 +141,18 @@ def cyclic_momentum(base_momentum: float, max_momentum: float, step_size_up: int
     max_momentum = check_real("max_momentum", max_momentum, low=0.0)
     check_ordered("base_momentum", base_momentum, "max_momentum", max_momentum)
     up, down, mode, gamma = _check_cycle(step_size_up, step_size_down, mode, gamma)
-    return Schedule(
-        lambda t: max_momentum - (max_momentum - base_momentum) * _triangle(t, up, down, mode,
-                                                                            gamma),
-        "cyclic_momentum")
+    return lambda t: max_momentum - (max_momentum - base_momentum) * _triangle(t, up, down,
+                                                                              mode, gamma)
 
 
-# Restart tables stop here: no step counter reaches 2**62.
-_LAST_STEP = 2**62
+# A restart table holds at most this many cycles (with first_decay_steps=1: any t_mul
+# from about 1.0007 up), so that building and evaluating stay cheap for any t_mul.
+MAX_RESTART_CYCLES = 1 << 16
 
 
 @register
 def cosine_restarts(init: float, first_decay_steps: int, *, t_mul: float = 2.0,
-                    m_mul: float = 1.0, end: float = 0.0) -> Schedule:
+                    m_mul: float = 1.0, end: float = 0.0) -> StepFunction:
     r"""Cosine annealing with warm restarts (SGDR; Keras ``CosineDecayRestarts``).
 
     Cycle :math:`i` lasts :math:`T_0 t_{mul}^i` steps and starts from
@@ -149,6 +166,12 @@ def cosine_restarts(init: float, first_decay_steps: int, *, t_mul: float = 2.0,
     ``alpha = end/init``; PyTorch's ``CosineAnnealingWarmRestarts(T_0, T_mult, eta_min)``
     is ``cosine_restarts(lr, T_0, t_mul=T_mult, end=eta_min)``.
 
+    With ``t_mul > 1`` the cycle starts up to step ``2**62`` are tabulated when the
+    schedule is built, so a step finds its cycle by exact integer comparison; a ``t_mul``
+    so close to 1 that this takes more than ``MAX_RESTART_CYCLES`` (65,536) cycles is
+    rejected (use ``t_mul=1.0``). With ``m_mul > 1`` the peaks grow, and must stay within
+    float32 over every cycle that starts before step ``2**62``.
+
     Example:
         >>> lr = cosine_restarts(1.0, 2, t_mul=2.0)
         >>> [round(v, 4) for v in lr.values(7).tolist()]
@@ -159,36 +182,61 @@ def cosine_restarts(init: float, first_decay_steps: int, *, t_mul: float = 2.0,
     t_mul = check_real("t_mul", t_mul, low=1.0)
     m_mul = check_real("m_mul", m_mul, low=0.0)
     end = check_real("end", end)
-    m_base = mx.array(m_mul, mx.float32)
+    check_span("init", init, "end", end)
+    amplitude = init - end
 
     if t_mul == 1.0:
+        _check_peaks(m_mul, amplitude, MAX_STEP // first_decay_steps)
+        m_base = mx.array(m_mul, mx.float32)
+
         def body(t):
             cycle = t // first_decay_steps
-            remaining = to_float((cycle + 1) * first_decay_steps - t) / first_decay_steps
-            return end + (init - end) * mx.power(m_base, to_float(cycle)) * half_cosine(
-                remaining)
-        return Schedule(body, "cosine_restarts")
+            # Steps left to the restart, an exact integer (no (cycle+1)·T_0 to overflow).
+            left = first_decay_steps - (t - cycle * first_decay_steps)
+            wave = half_cosine(to_float(left), 1 / first_decay_steps)
+            if m_mul != 1.0:
+                wave = mx.power(m_base, to_float(cycle)) * wave
+            return end + amplitude * wave
+        return body
 
-    # Cycle starts S_i as host floats; a step t is in cycle i when S_i <= t < S_{i+1},
-    # i.e. ceil(S_i) <= t for integer t. Built until no step counter can reach further.
-    starts, lengths = [0.0], [float(first_decay_steps)]
-    while starts[-1] < _LAST_STEP or len(starts) < 2:
-        starts.append(starts[-1] + lengths[-1])
-        lengths.append(lengths[-1] * t_mul)
-    first_step = mx.array([math.ceil(s) for s in starts[1:-1]] or [_LAST_STEP], dtype=mx.int64)
-    # The last start only bounds the last reachable cycle; clamp it into int64.
-    start_whole = mx.array([min(math.floor(s), 2**63 - 1) for s in starts], dtype=mx.int64)
-    start_frac = mx.array([s - math.floor(s) for s in starts], dtype=mx.float32)
-    length = mx.array(lengths, dtype=mx.float32)
+    # Cycle starts S_i as host floats, walked the way Keras and PyTorch define them, for
+    # every cycle that starts at a step the schedules support (S_i <= 2**62).
+    starts, lengths, length = [0.0], [], float(first_decay_steps)
+    while starts[-1] <= MAX_STEP:
+        if len(lengths) == MAX_RESTART_CYCLES:
+            raise ValueError(
+                f"t_mul={t_mul!r} with first_decay_steps={first_decay_steps} makes more than "
+                f"{MAX_RESTART_CYCLES} cycles before step {MAX_STEP_TEXT}; use t_mul=1.0 "
+                "(equal cycles), a t_mul further from 1 or a longer first_decay_steps")
+        lengths.append(length)
+        starts.append(starts[-1] + length)
+        length *= t_mul
+    _check_peaks(m_mul, amplitude, len(lengths) - 1)
+    # A step t is in cycle i when ceil(S_i) <= t < ceil(S_{i+1}).
+    first_step = mx.array([math.ceil(s) for s in starts[1:-1]], dtype=mx.int64)
+    # Steps left in cycle i, as a fraction of its length: (S_{i+1} - t)/L_i, formed as
+    # (anchor_i - t)/L_i + (S_{i+1} - anchor_i)/L_i with an integer anchor_i <= S_{i+1}
+    # that int64 holds (the last cycle may end far beyond it), so neither term cancels.
+    anchors = [min(math.floor(s), MAX_STEP) for s in starts[1:]]
+    anchor = mx.array(anchors, dtype=mx.int64)
+    past_anchor = mx.array([(s - a) / n for s, a, n in zip(starts[1:], anchors, lengths)],
+                           dtype=mx.float32)
+    inverse_length = mx.array([1.0 / n for n in lengths], dtype=mx.float32)
+    # Each cycle's peak amplitude, (init - end)·m_mul**i, in float64 on the host.
+    peak = mx.array([amplitude * m_mul**i if m_mul != 1.0 else amplitude
+                     for i in range(len(lengths))], dtype=mx.float32)
 
     def body(t):
         cycle = count_at_most(first_step, t)
-        # Steps left to the next restart, formed from the exact integer gap.
-        left = to_float(mx.take(start_whole, cycle + 1) - t) + mx.take(start_frac, cycle + 1)
-        remaining = left / mx.take(length, cycle)
-        return end + (init - end) * mx.power(m_base, to_float(cycle)) * half_cosine(remaining)
+        remaining = (to_float(mx.take(anchor, cycle) - t) * mx.take(inverse_length, cycle)
+                     + mx.take(past_anchor, cycle))
+        return end + mx.take(peak, cycle) * half_cosine(remaining)
 
-    return Schedule(body, "cosine_restarts")
-
+    return body
 
 
+def _check_peaks(m_mul: float, amplitude: float, last_cycle: int) -> None:
+    """With ``m_mul > 1`` the peak of the last reachable cycle must fit in float32."""
+    if m_mul > 1.0:
+        check_growth("m_mul", last_cycle * math.log(m_mul) + math.log(max(abs(amplitude), 1.0)),
+                     f"with m_mul={m_mul!r} > 1 the peak of cycle {last_cycle}")

@@ -3,25 +3,29 @@ polynomial, inverse-time and piecewise-constant decay."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import mlx.core as mx
 
 from ._checks import (
+    MAX_STEP,
     check_bool,
+    check_growth,
     check_increasing_ints,
     check_int,
     check_positive,
     check_real,
     check_reals,
+    check_span,
 )
 from ._math import count_at_most, exact_ratio, half_cosine, power, to_float
-from .base import Schedule
+from .base import StepFunction
 from .config import register
 
 
 @register
-def constant(value: float) -> Schedule:
+def constant(value: float) -> StepFunction:
     r"""A constant value, :math:`\eta_t = v`.
 
     Example:
@@ -29,21 +33,25 @@ def constant(value: float) -> Schedule:
         [0.25, 0.25, 0.25]
     """
     value = check_real("value", value)
-    return Schedule(lambda t: mx.full(t.shape, value, dtype=mx.float32), "constant")
+    return lambda t: mx.full(t.shape, value, dtype=mx.float32)
 
 
 @register
 def exponential_decay(init: float, decay_rate: float, *, decay_steps: int = 1,
                       staircase: bool = False, begin: int = 0,
-                      end: float | None = None) -> Schedule:
-    r"""Exponential decay, the seed's :math:`\eta_t = \eta_0 e^{-k t}`.
+                      end: float | None = None) -> StepFunction:
+    r"""Exponential decay (MLX's ``exponential_decay``, optax's ``exponential_decay``).
 
     .. math::
         \eta_t = \eta_0 \, r^{\max(t - b, 0) / d}
 
     with the exponent floored when ``staircase``. ``end`` bounds the value: a floor when
-    ``decay_rate < 1``, a ceiling when ``decay_rate > 1``. The seed's form
+    ``decay_rate < 1``, a ceiling when ``decay_rate > 1``. The continuous form
     :math:`\eta_0 e^{-kt}` is ``exponential_decay(eta0, math.exp(-k))``.
+
+    A growing schedule (``decay_rate > 1``) must stay within float32 up to step
+    ``2**62``: it needs ``end`` as its ceiling (and ``init >= 0``, which the ceiling
+    bounds), unless ``decay_steps`` is long enough that it never overflows.
 
     Args:
         init: the value at step 0 (and before ``begin``).
@@ -67,9 +75,19 @@ def exponential_decay(init: float, decay_rate: float, *, decay_steps: int = 1,
     staircase = check_bool("staircase", staircase)
     begin = check_int("begin", begin, minimum=0)
     end = None if end is None else check_real("end", end)
+    if decay_rate > 1 and init != 0 and (end is None or init < 0):
+        elapsed = MAX_STEP - begin
+        exponent = elapsed // decay_steps if staircase else elapsed / decay_steps
+        check_growth("decay_rate", exponent * math.log(decay_rate) + _log_abs(init),
+                     f"with decay_rate={decay_rate!r} > 1 and no ceiling to bound it "
+                     "(end, with init >= 0) the value")
+    if decay_rate > 1 and init == 0:
+        # 0 times an overflowing power would be NaN; the value is 0 throughout.
+        value = 0.0 if end is None else min(0.0, end)
+        return lambda t: mx.full(t.shape, value, dtype=mx.float32)
 
     def body(t):
-        # The common seed form (begin=0, decay_steps=1) skips ops that would be identities:
+        # The common form (begin=0, decay_steps=1) skips ops that would be identities:
         # an eager call costs per op recorded.
         elapsed = mx.maximum(t - begin, 0) if begin else t
         if decay_steps == 1:
@@ -83,11 +101,11 @@ def exponential_decay(init: float, decay_rate: float, *, decay_steps: int = 1,
             return value
         return mx.maximum(value, end) if decay_rate < 1 else mx.minimum(value, end)
 
-    return Schedule(body, "exponential_decay")
+    return body
 
 
 @register
-def step_decay(init: float, decay_rate: float, step_size: int) -> Schedule:
+def step_decay(init: float, decay_rate: float, step_size: int) -> StepFunction:
     r"""Multiply by ``decay_rate`` every ``step_size`` steps (PyTorch ``StepLR``).
 
     .. math::
@@ -100,11 +118,14 @@ def step_decay(init: float, decay_rate: float, step_size: int) -> Schedule:
     init = check_real("init", init)
     decay_rate = check_positive("decay_rate", decay_rate)
     step_size = check_int("step_size", step_size)
-    return Schedule(lambda t: init * power(decay_rate, to_float(t // step_size)), "step_decay")
+    if decay_rate > 1:
+        check_growth("decay_rate", (MAX_STEP // step_size) * math.log(decay_rate)
+                     + _log_abs(init), f"with decay_rate={decay_rate!r} > 1 the value")
+    return lambda t: init * power(decay_rate, to_float(t // step_size))
 
 
 @register
-def multistep_decay(init: float, milestones: Sequence[int], gamma: float = 0.1) -> Schedule:
+def multistep_decay(init: float, milestones: Sequence[int], gamma: float = 0.1) -> StepFunction:
     r"""Multiply by ``gamma`` at each milestone (PyTorch ``MultiStepLR``).
 
     .. math::
@@ -118,14 +139,17 @@ def multistep_decay(init: float, milestones: Sequence[int], gamma: float = 0.1) 
     init = check_real("init", init)
     milestones = check_increasing_ints("milestones", milestones, minimum=0)
     gamma = check_positive("gamma", gamma)
+    if gamma > 1:
+        check_growth("gamma", len(milestones) * math.log(gamma) + _log_abs(init),
+                     f"with gamma={gamma!r} > 1 the value after the last milestone")
     levels = mx.array([init * gamma**k for k in range(len(milestones) + 1)], dtype=mx.float32)
     table = mx.array(milestones, dtype=mx.int64)
-    return Schedule(lambda t: mx.take(levels, count_at_most(table, t)), "multistep_decay")
+    return lambda t: mx.take(levels, count_at_most(table, t))
 
 
 @register
 def cosine_decay(init: float, decay_steps: int, end: float = 0.0, *,
-                 exponent: float = 1.0) -> Schedule:
+                 exponent: float = 1.0) -> StepFunction:
     r"""Cosine annealing from ``init`` to ``end`` over ``decay_steps``, then ``end``.
 
     .. math::
@@ -143,6 +167,7 @@ def cosine_decay(init: float, decay_steps: int, end: float = 0.0, *,
     decay_steps = check_int("decay_steps", decay_steps)
     end = check_real("end", end)
     exponent = check_positive("exponent", exponent)
+    check_span("init", init, "end", end)
 
     def body(t):
         shape = half_cosine(to_float(decay_steps - mx.minimum(t, decay_steps)), 1 / decay_steps)
@@ -151,11 +176,11 @@ def cosine_decay(init: float, decay_steps: int, end: float = 0.0, *,
         # An eager call costs per recorded op: skip the no-op addition of end = 0.
         return (init - end) * shape + end if end else init * shape
 
-    return Schedule(body, "cosine_decay")
+    return body
 
 
 @register
-def linear_schedule(init: float, end: float, steps: int) -> Schedule:
+def linear_schedule(init: float, end: float, steps: int) -> StepFunction:
     r"""Linear from ``init`` to ``end`` over ``steps``, then ``end``.
 
     .. math::
@@ -168,17 +193,18 @@ def linear_schedule(init: float, end: float, steps: int) -> Schedule:
     init = check_real("init", init)
     end = check_real("end", end)
     steps = check_int("steps", steps)
+    check_span("init", init, "end", end)
 
     def body(t):
         remaining = to_float(steps - mx.minimum(t, steps))
         return remaining * ((init - end) / steps) + end
 
-    return Schedule(body, "linear_schedule")
+    return body
 
 
 @register
 def polynomial_decay(init: float, decay_steps: int, end: float = 0.0, *, power: float = 1.0,
-                     cycle: bool = False) -> Schedule:
+                     cycle: bool = False) -> StepFunction:
     r"""Polynomial decay (Keras ``PolynomialDecay``).
 
     .. math::
@@ -196,6 +222,7 @@ def polynomial_decay(init: float, decay_steps: int, end: float = 0.0, *, power: 
     end = check_real("end", end)
     exponent = check_positive("power", power)
     cycle = check_bool("cycle", cycle)
+    check_span("init", init, "end", end)
 
     def body(t):
         if cycle:
@@ -205,12 +232,12 @@ def polynomial_decay(init: float, decay_steps: int, end: float = 0.0, *, power: 
             remaining = to_float(decay_steps - mx.minimum(t, decay_steps)) / decay_steps
         return (init - end) * mx.power(remaining, exponent) + end
 
-    return Schedule(body, "polynomial_decay")
+    return body
 
 
 @register
 def inverse_time_decay(init: float, decay_steps: int, decay_rate: float, *,
-                       staircase: bool = False) -> Schedule:
+                       staircase: bool = False) -> StepFunction:
     r"""Inverse-time decay (Keras ``InverseTimeDecay``).
 
     .. math::
@@ -231,11 +258,11 @@ def inverse_time_decay(init: float, decay_steps: int, decay_rate: float, *,
         ratio = to_float(t // decay_steps) if staircase else exact_ratio(t, decay_steps)
         return init / (1.0 + decay_rate * ratio)
 
-    return Schedule(body, "inverse_time_decay")
+    return body
 
 
 @register
-def piecewise_constant(boundaries: Sequence[int], values: Sequence[float]) -> Schedule:
+def piecewise_constant(boundaries: Sequence[int], values: Sequence[float]) -> StepFunction:
     r"""Piecewise-constant values (Keras ``PiecewiseConstantDecay``).
 
     ``values[i]`` holds while ``t <= boundaries[i]`` (and after the previous boundary);
@@ -253,5 +280,10 @@ def piecewise_constant(boundaries: Sequence[int], values: Sequence[float]) -> Sc
     levels = mx.array(values, dtype=mx.float32)
     # value i holds while t <= b_i, so count the boundaries strictly below t: b < t <=> b+1 <= t
     table = mx.array([b + 1 for b in boundaries], dtype=mx.int64)
-    return Schedule(lambda t: mx.take(levels, count_at_most(table, t)), "piecewise_constant")
+    return lambda t: mx.take(levels, count_at_most(table, t))
 
+
+
+def _log_abs(value: float) -> float:
+    """``ln |value|``, with 0 counting as 1 (no growth check needed on a zero value)."""
+    return math.log(max(abs(value), 1.0))

@@ -10,30 +10,39 @@ optimizer's own scheduling loop. So they
   uses ``schedule(k)``, and ``optimizer.state[name]`` afterwards holds that value);
 - are inputs of a step compiled with ``inputs=optimizer.state`` rather than constants;
 - are saved and restored with ``optimizer.state`` (checkpoints hold them).
+
+The optimizer becomes an instance of a subclass (``ScheduledSGD`` for ``SGD``, made once
+per class) whose ``momentum``, ``betas`` or ``weight_decay`` attribute reads the state's
+array once that hyperparameter is scheduled. The update is MLX's own ``apply_single``,
+unmodified; what it needs from MLX beyond the public API is in
+:mod:`mlx_schedules._mlx_compat`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import mlx.core as mx
 import mlx.optimizers as optim
 
 from ._checks import check_real
+from ._mlx_compat import ScheduledValue, remove_schedule, set_schedule
 
-# Which hyperparameters can be scheduled on which optimizer. Order matters: subclasses
-# (AdamW, Adamax) come before their base class (Adam).
-_SUPPORTED: list[tuple[type, tuple[str, ...]]] = [
-    (optim.AdamW, ("beta1", "beta2", "weight_decay")),
-    (optim.Adamax, ("beta1", "beta2")),
-    (optim.Adam, ("beta1", "beta2")),
-    (optim.Lion, ("beta1", "beta2", "weight_decay")),
-    (optim.SGD, ("momentum", "weight_decay")),
-    (optim.Muon, ("momentum",)),
-]
+# Which hyperparameters can be scheduled, by the class that defines them. An optimizer
+# takes the entry of the first of these classes along its method resolution order, so a
+# subclass (AdamW of Adam, or a user's subclass of SGD) finds its own entry first.
+_SUPPORTED: dict[type, tuple[str, ...]] = {
+    optim.SGD: ("momentum", "weight_decay"),
+    optim.Adam: ("beta1", "beta2"),
+    optim.AdamW: ("beta1", "beta2", "weight_decay"),
+    optim.Adamax: ("beta1", "beta2"),
+    optim.Lion: ("beta1", "beta2", "weight_decay"),
+}
+if hasattr(optim, "Muon"):   # MLX >= 0.26
+    _SUPPORTED[optim.Muon] = ("momentum", "weight_decay")
 
-_SUBCLASSES: dict[type, type] = {}
+# The subclass made for each optimizer class, made once.
+_SCHEDULED_CLASSES: dict[type, type] = {}
 
 
 def supported_hyperparameters(optimizer: optim.Optimizer) -> tuple[str, ...]:
@@ -44,21 +53,23 @@ def supported_hyperparameters(optimizer: optim.Optimizer) -> tuple[str, ...]:
         >>> supported_hyperparameters(optim.AdamW(1e-3))
         ('beta1', 'beta2', 'weight_decay')
     """
-    for cls, names in _SUPPORTED:
-        if isinstance(optimizer, cls):
-            return names
+    for cls in type(optimizer).__mro__:
+        if cls in _SUPPORTED:
+            return _SUPPORTED[cls]
     return ()
 
 
-def _value_in_state(name: str, beta_index: int | None = None):
-    """A property reading a hyperparameter from the optimizer state when it is there."""
+def _scheduled_names(optimizer: optim.Optimizer) -> frozenset[str]:
+    return optimizer.__dict__.get("_scheduled_hyperparameters", frozenset())
+
+
+def _state_property(name: str) -> property:
+    """``momentum`` or ``weight_decay``: the state's scheduled array, else the fixed value."""
 
     def get(self):
-        if beta_index is None:
-            return self.state[name] if name in self.state else self.__dict__[name]
-        fixed = self.__dict__["betas"]
-        return tuple(self.state[f"beta{i + 1}"] if f"beta{i + 1}" in self.state else fixed[i]
-                     for i in range(len(fixed)))
+        if name in _scheduled_names(self):
+            return ScheduledValue(self.state[name])
+        return self.__dict__[name]
 
     def set_(self, value):
         self.__dict__[name] = value
@@ -66,56 +77,32 @@ def _value_in_state(name: str, beta_index: int | None = None):
     return property(get, set_)
 
 
-def _sgd_apply_single(self, gradient, parameter, state):
-    """SGD's update, written without Python branches on momentum and weight decay.
+def _betas_property() -> property:
+    """``betas``: each of ``beta1``/``beta2`` from the state when scheduled."""
 
-    MLX's SGD tests ``momentum <= 0`` and ``weight_decay != 0`` in Python, which would
-    force a host sync (and fail) when those are scheduled arrays inside ``mx.compile``.
-    With momentum 0 and no decay this computes the same update as plain SGD.
-    """
-    weight_decay = self.weight_decay
-    if "weight_decay" in self.state or weight_decay != 0:
-        gradient = gradient + weight_decay * parameter
-    if "momentum" not in self.state and self.momentum <= 0:
-        return parameter - self.learning_rate.astype(gradient.dtype) * gradient
-    momentum = self.momentum
-    velocity = momentum * state["v"] + (1 - self.dampening) * gradient
-    update = gradient + momentum * velocity if self.nesterov else velocity
-    state["v"] = velocity
-    return parameter - self.learning_rate.astype(gradient.dtype) * update
+    def get(self):
+        scheduled = _scheduled_names(self)
+        return tuple(ScheduledValue(self.state[f"beta{i + 1}"])
+                     if f"beta{i + 1}" in scheduled else fixed
+                     for i, fixed in enumerate(self.__dict__["betas"]))
 
+    def set_(self, value):
+        self.__dict__["betas"] = value
 
-def _lion_apply_single(self, gradient, parameter, state):
-    """Lion's update with weight decay applied unconditionally when it is scheduled."""
-    lr = self.learning_rate.astype(gradient.dtype)
-    beta1, beta2 = self.betas
-    weight_decay = self.weight_decay
-    momentum = state["m"]
-    direction = beta1 * momentum + (1 - beta1) * gradient
-    state["m"] = beta2 * momentum + (1 - beta2) * gradient
-    if "weight_decay" in self.state or weight_decay > 0:
-        parameter = (1 - lr * weight_decay) * parameter
-    return parameter - lr * mx.sign(direction)
+    return property(get, set_)
 
 
 def _scheduled_class(cls: type) -> type:
-    """A subclass of ``cls`` whose hyperparameters live in ``self.state``."""
-    if cls in _SUBCLASSES:
-        return _SUBCLASSES[cls]
-    namespace: dict[str, Any] = {"__doc__": f"{cls.__name__} with scheduled hyperparameters."}
-    names = next(names for base, names in _SUPPORTED if issubclass(cls, base))
-    for name in names:
-        if name in ("momentum", "weight_decay"):
-            namespace[name] = _value_in_state(name)
-    if "beta1" in names:
-        namespace["betas"] = _value_in_state("betas", beta_index=0)
-    if issubclass(cls, optim.SGD):
-        namespace["apply_single"] = _sgd_apply_single
-    elif issubclass(cls, optim.Lion):
-        namespace["apply_single"] = _lion_apply_single
-    subclass = type(f"Scheduled{cls.__name__}", (cls,), namespace)
-    _SUBCLASSES[cls] = subclass
-    return subclass
+    """A subclass of ``cls`` whose hyperparameters are read from ``self.state`` once
+    scheduled; MLX's own ``apply_single`` then uses the scheduled arrays."""
+    if cls not in _SCHEDULED_CLASSES:
+        names = _SUPPORTED[next(c for c in cls.__mro__ if c in _SUPPORTED)]
+        namespace = {name: _state_property(name) for name in names if not name.startswith("beta")}
+        if "beta1" in names:
+            namespace["betas"] = _betas_property()
+        namespace["__doc__"] = f"{cls.__name__} with hyperparameters on schedules."
+        _SCHEDULED_CLASSES[cls] = type(f"Scheduled{cls.__name__}", (cls,), namespace)
+    return _SCHEDULED_CLASSES[cls]
 
 
 def schedule_hyperparameters(optimizer: optim.Optimizer,
@@ -128,8 +115,11 @@ def schedule_hyperparameters(optimizer: optim.Optimizer,
     place and returned. Call it before the optimizer's first update and before compiling
     the training step, so the compiled step captures the new state entries.
 
-    Supported: ``momentum`` and ``weight_decay`` on SGD; ``beta1``, ``beta2`` on Adam,
-    AdamW, Adamax and Lion; ``weight_decay`` on AdamW and Lion; ``momentum`` on Muon.
+    Supported: ``momentum`` and ``weight_decay`` on SGD and Muon; ``beta1``, ``beta2`` on
+    Adam, AdamW, Adamax and Lion; ``weight_decay`` on AdamW and Lion (and on subclasses
+    of these). The update itself is MLX's own rule, reading the scheduled value; a
+    scheduled ``momentum`` or ``weight_decay`` always takes the rule's general path
+    (momentum buffer, decay term), which for a value of 0 gives the same update.
 
     Example:
         >>> import mlx.optimizers as optim
@@ -145,7 +135,7 @@ def schedule_hyperparameters(optimizer: optim.Optimizer,
     if not supported:
         raise ValueError(f"{type(optimizer).__name__} has no hyperparameters that can be "
                          f"scheduled here; supported optimizers are "
-                         f"{[cls.__name__ for cls, _ in _SUPPORTED]}")
+                         f"{[cls.__name__ for cls in _SUPPORTED]} and their subclasses")
     for name, value in schedules.items():
         if name not in supported:
             raise ValueError(f"{type(optimizer).__name__} cannot schedule {name!r}; "
@@ -156,12 +146,15 @@ def schedule_hyperparameters(optimizer: optim.Optimizer,
         if len(optimizer.__dict__.get("betas", ())) != 2:
             raise ValueError(f"{type(optimizer).__name__} has no (beta1, beta2) pair")
 
-    base = type(optimizer)
-    if base not in _SUBCLASSES.values():
-        optimizer.__class__ = _scheduled_class(base)
+    if type(optimizer) not in _SCHEDULED_CLASSES.values():
+        optimizer.__class__ = _scheduled_class(type(optimizer))
     for name, value in schedules.items():
-        optimizer._schedulers.pop(name, None)
-        optimizer._maybe_schedule(name, value)
-        if not callable(value):
+        if callable(value):
+            set_schedule(optimizer, name, value)
+            optimizer.state[name] = mx.array(value(optimizer.step)).astype(mx.float32)
+        else:
+            remove_schedule(optimizer, name)
             optimizer.state[name] = mx.array(value, dtype=mx.float32)
+    optimizer.__dict__["_scheduled_hyperparameters"] = (
+        _scheduled_names(optimizer) | frozenset(schedules))
     return optimizer

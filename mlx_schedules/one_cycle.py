@@ -12,7 +12,7 @@ import mlx.core as mx
 
 from ._checks import check_bool, check_choice, check_int, check_ordered, check_real
 from ._math import half_cosine, split, to_float
-from .base import Schedule
+from .base import StepFunction
 from .config import register
 
 ANNEAL_STRATEGIES = ("cos", "linear")
@@ -86,7 +86,7 @@ def _one_cycle_body(total_steps: int, pct_start: float, strategy: str, three_pha
 @register
 def one_cycle(max_lr: float, total_steps: int, *, pct_start: float = 0.3,
               anneal_strategy: str = "cos", div_factor: float = 25.0,
-              final_div_factor: float = 1e4, three_phase: bool = False) -> Schedule:
+              final_div_factor: float = 1e4, three_phase: bool = False) -> StepFunction:
     r"""The 1-cycle learning rate (PyTorch ``OneCycleLR``).
 
     The rate rises from :math:`\eta_{max}/\delta` to :math:`\eta_{max}` over the first
@@ -102,7 +102,8 @@ def one_cycle(max_lr: float, total_steps: int, *, pct_start: float = 0.3,
     with :math:`e_1 = p N - 1` and :math:`a(x, y, s)` the cosine
     :math:`y + (x-y)\tfrac12(1+\cos\pi s)` or linear :math:`x + (y-x)s` interpolation.
     ``three_phase`` returns to :math:`\eta_{max}/\delta` at :math:`2pN-2` before the
-    final anneal. The seed's symmetric linear cycle is
+    final anneal. The symmetric linear cycle of Smith's first description of the
+    policy (2018) is
     ``one_cycle(max_lr, N, pct_start=0.5, anneal_strategy="linear")``. Pair it with
     :func:`one_cycle_momentum`.
 
@@ -134,14 +135,13 @@ def one_cycle(max_lr: float, total_steps: int, *, pct_start: float = 0.3,
     initial = max_lr / div_factor
     final = initial / final_div_factor
     levels = [initial, max_lr, initial, final] if three_phase else [initial, max_lr, final]
-    return Schedule(_one_cycle_body(total_steps, pct_start, anneal_strategy, three_phase,
-                                    levels), "one_cycle")
+    return _one_cycle_body(total_steps, pct_start, anneal_strategy, three_phase, levels)
 
 
 @register
 def one_cycle_momentum(total_steps: int, *, base_momentum: float = 0.85,
                        max_momentum: float = 0.95, pct_start: float = 0.3,
-                       anneal_strategy: str = "cos", three_phase: bool = False) -> Schedule:
+                       anneal_strategy: str = "cos", three_phase: bool = False) -> StepFunction:
     r"""The momentum PyTorch ``OneCycleLR`` cycles inversely to the rate.
 
     It falls from ``max_momentum`` to ``base_momentum`` while the rate rises, and climbs
@@ -165,5 +165,4 @@ def one_cycle_momentum(total_steps: int, *, base_momentum: float = 0.85,
     three_phase = check_bool("three_phase", three_phase)
     levels = ([max_momentum, base_momentum, max_momentum, max_momentum] if three_phase
               else [max_momentum, base_momentum, max_momentum])
-    return Schedule(_one_cycle_body(total_steps, pct_start, anneal_strategy, three_phase,
-                                    levels), "one_cycle_momentum")
+    return _one_cycle_body(total_steps, pct_start, anneal_strategy, three_phase, levels)

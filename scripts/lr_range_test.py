@@ -16,21 +16,19 @@ momentum, say) are held at their first value during the sweep. Writes ``range_te
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from experiments.cli import add_config_flags, build_config  # noqa: E402
-from experiments.config import ConfigError  # noqa: E402
-from experiments.run import range_test  # noqa: E402
+from experiments.cli import add_config_flags, build_config, script_parser
+from experiments.config import ConfigError
+from experiments.datasets import DataError, DatasetUnavailable
+from experiments.files import write_json
+from experiments.models import ModelTooLarge
+from experiments.run import prepare_data, range_test
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+    p = script_parser(__doc__)
     add_config_flags(p, schedule=False)
     p.add_argument("--min-lr", type=float, default=1e-4, help="sweep start (default 1e-4)")
     p.add_argument("--max-lr", type=float, default=10.0, help="sweep end (default 10)")
@@ -57,14 +55,18 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2
+    try:
+        data = prepare_data(config)
+    except (DataError, DatasetUnavailable, ModelTooLarge) as e:
+        print(f"data error: {e}", file=sys.stderr)
+        return 2
     out_dir = config["output"]["run_dir"]
     os.makedirs(out_dir, exist_ok=True)
     result = range_test(config, min_lr=args.min_lr, max_lr=args.max_lr, steps=args.sweep_steps,
-                        smoothing=args.smoothing)
+                        smoothing=args.smoothing, data=data)
     result["config"] = config
     path = os.path.join(out_dir, "range_test.json")
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(result, f, indent=1)
+    write_json(path, result)
     if config["output"]["plots"]:
         try:
             from experiments.plotting import plot_range_test

@@ -16,18 +16,16 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import textwrap
 from typing import Any
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import numpy as np
+from experiments.cli import parse_assignment, script_parser
+from experiments.config import check_float32_numbers
+from experiments.text_chart import text_chart
 
-import numpy as np  # noqa: E402
-from experiments.cli import parse_assignment  # noqa: E402
-from experiments.text_chart import text_chart  # noqa: E402
-
-import mlx_schedules as ms  # noqa: E402
+import mlx_schedules as ms
 
 # Drawn inside another schedule's panel (momentum) or as one of several panels.
 _SHOWN_WITH = {"one_cycle_momentum": "one_cycle", "cyclic_momentum": "cyclic_lr"}
@@ -68,7 +66,7 @@ def gallery(steps: int) -> list[dict[str, Any]]:
                        cosine]},
         {"name": "warmup_stable_decay", "peak": 0.1, "total_steps": n,
          "warmup_steps": n // 10, "decay_steps": n // 5},
-        {"name": "lr_range_test", "min_lr": 1e-5, "max_lr": 1.0, "steps": n},
+        {"name": "range_sweep", "min_lr": 1e-5, "max_lr": 1.0, "steps": n},
     ]
 
 
@@ -136,11 +134,12 @@ def build_entries(configs: list[dict[str, Any]], steps: int | None,
         config = dict(config)
         momentum_cfg = config.pop("momentum", None) or (momentum_for(config)
                                                         if with_momentum else None)
+        check_float32_numbers(str(config.get("name")), config)
         schedule = ms.from_config(config)
         n = steps or default_steps(config)
         grid = np.arange(n)
         entry = {"title": _title(config), "steps": grid, "learning_rate": schedule.values(grid),
-                 "momentum": None, "log_y": config["name"] == "lr_range_test"}
+                 "momentum": None, "log_y": config["name"] in ("range_sweep", "lr_range_test")}
         if momentum_cfg is not None:
             entry["momentum"] = ms.from_config(momentum_cfg).values(grid)
         entries.append(entry)
@@ -160,8 +159,7 @@ def text_preview(entries: list[dict[str, Any]], width: int = 64) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = script_parser(__doc__)
     p.add_argument("--schedule", help=f"one schedule by name: {', '.join(ms.schedule_names())}")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="a parameter of --schedule (VALUE is JSON: 0.1, 1000, true, [1,2])")
@@ -202,7 +200,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.text:
-        print(text_preview(entries))
+        try:
+            print(text_preview(entries))
+        except ValueError as e:  # a schedule with no finite value to draw
+            print(f"error: {e}", file=sys.stderr)
+            return 2
         return 0
     from experiments.plotting import plot_schedules
 

@@ -9,8 +9,11 @@
     python scripts/train.py --schedule cosine --stop-after 300 --run-dir runs/cos  # stop at 300
     python scripts/train.py --resume runs/cos                 # continue a stopped run
 
-The whole config is checked before anything is loaded or trained; a bad field stops the script
-with a message naming it. The run directory receives ``experiment.json`` (the config),
+The whole config is checked before anything is loaded or trained, then the data (shapes,
+integer class labels from 0, batch size) and the model's memory estimate; a problem stops the
+script with exit status 2 and a message naming it, leaving nothing behind. Nothing is written
+into the run directory until the trainer has taken it (a directory it refuses, occupied or in
+use, is left exactly as it was). The run directory receives ``experiment.json`` (the config),
 ``config.json`` (the trainer's settings), ``log.jsonl``/``log.csv`` (one row per step: loss,
 learning rate and every scheduled hyperparameter, read from the optimizer state; one row per
 evaluation), ``checkpoints/``, ``summary.json`` and ``curves.png``.
@@ -24,25 +27,19 @@ is off the ``eval_every`` grid, so they match the uninterrupted run's.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import sys
 from typing import Any
 
+from experiments.cli import add_config_flags, build_config, script_parser
+from experiments.config import DEFAULT_CONFIG, ConfigError, load_config_file, merge_config, validate
+from experiments.datasets import DataError, DatasetUnavailable
+from experiments.files import write_json
+from experiments.models import ModelTooLarge
+from experiments.run import OnStart, prepare_data, read_log, run_training, summarise
+
 from trainers import list_checkpoints
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from experiments.cli import add_config_flags, build_config  # noqa: E402
-from experiments.config import (  # noqa: E402
-    DEFAULT_CONFIG,
-    ConfigError,
-    load_config_file,
-    merge_config,
-    validate,
-)
-from experiments.run import read_log, run_training, summarise  # noqa: E402
 
 
 def run_rows(config: dict[str, Any], run_dir: str) -> tuple[list[dict], list[dict]]:
@@ -61,7 +58,7 @@ def finish(config: dict[str, Any], run_dir: str) -> dict[str, Any]:
     train_rows, eval_rows = run_rows(config, run_dir)
     previous = {}
     summary_path = os.path.join(run_dir, "summary.json")
-    if os.path.exists(summary_path):
+    if os.path.isfile(summary_path):
         with open(summary_path, encoding="utf-8") as f:
             previous = json.load(f)
     wall = previous.get("wall_time_s", 0.0) if previous.get("stopped_at") else 0.0
@@ -71,9 +68,7 @@ def finish(config: dict[str, Any], run_dir: str) -> dict[str, Any]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+    p = script_parser(__doc__)
     add_config_flags(p)
     p.add_argument("--overwrite", action="store_true", help="replace a run in --run-dir")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run stopped in RUN_DIR")
@@ -106,26 +101,42 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: --stop-after {args.stop_after}: expected more than {done} updates "
                   "(the run's progress so far)", file=sys.stderr)
             return 2
-    if not args.resume:
-        occupied = os.path.exists(os.path.join(run_dir, "log.jsonl"))
-        if occupied and not args.overwrite:
-            print(f"error: {run_dir} already holds a run; pass --overwrite to replace it or "
-                  f"--resume {run_dir} to continue it", file=sys.stderr)
-            return 2
-        os.makedirs(run_dir, exist_ok=True)
-        with open(os.path.join(run_dir, "experiment.json"), "w", encoding="utf-8") as f:
-            json.dump(config, f, indent=1)
+    try:  # every problem with the data is found here, before anything is built or written
+        data = prepare_data(config)
+    except (DataError, DatasetUnavailable, ModelTooLarge) as e:
+        print(f"data error: {e}", file=sys.stderr)
+        return 2
+
+    def write_experiment(event: dict) -> None:
+        if not event["resumed"]:  # a resumed run keeps the experiment.json it started with
+            write_json(os.path.join(run_dir, "experiment.json"), config)
+
     opt = config["optimizer"]
     print(f"training {config['model']['kind']} on {config['dataset']['name']} with "
           f"{opt['name']}, rate {json.dumps(opt.get('learning_rate'))}, "
           f"{config['training']['steps']} steps -> {run_dir}")
-    session, _ = run_training(config, resume=bool(args.resume), overwrite=args.overwrite,
-                              stop_after=args.stop_after)
+    created = _first_missing(run_dir)  # the folder this run would create, if any
+    started = OnStart(write_experiment)
+    try:
+        session, _ = run_training(config, data=data, resume=bool(args.resume),
+                                  overwrite=args.overwrite, stop_after=args.stop_after,
+                                  callbacks=(started,))
+    except (ValueError, RuntimeError, OSError) as e:
+        if started.started:
+            raise
+        # The trainer refused the run directory (occupied, locked by another process, not
+        # writable) or the run's settings before training: nothing of this run was written.
+        if created is not None:
+            _remove_empty_dirs(created)
+        print(f"error: {e}", file=sys.stderr)
+        if not (args.resume or args.overwrite) and _holds_run(run_dir):
+            print(f"train.py: pass --overwrite to replace the run in {run_dir}, or "
+                  f"--resume {run_dir} to continue it", file=sys.stderr)
+        return 2
     summary = finish(config, run_dir)
     summary["wall_time_s"] += session["wall_time_s"]
     summary["stopped_at"] = session["stopped_at"]
-    with open(os.path.join(run_dir, "summary.json"), "w", encoding="utf-8") as f:
-        json.dump(summary, f, indent=1)
+    write_json(os.path.join(run_dir, "summary.json"), summary)
     if config["output"]["plots"]:
         try:
             from experiments.plotting import plot_run
@@ -143,10 +154,34 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _holds_run(run_dir: str) -> bool:
+    return any(os.path.lexists(os.path.join(run_dir, name))
+               for name in ("log.jsonl", "checkpoints"))
+
+
+def _first_missing(path: str) -> str | None:
+    """The outermost folder of ``path`` that does not exist yet (``None`` if ``path`` does)."""
+    path = os.path.abspath(path)
+    if os.path.lexists(path):
+        return None
+    while not os.path.lexists(os.path.dirname(path)):
+        path = os.path.dirname(path)
+    return path
+
+
+def _remove_empty_dirs(top: str) -> None:
+    """Remove ``top`` and the folders below it that are empty (files are never removed)."""
+    for folder, _, _ in sorted(os.walk(top), key=lambda w: -len(w[0])):
+        try:
+            os.rmdir(folder)
+        except OSError:
+            pass
+
+
 def _rate_name(optimizer: dict[str, Any]) -> str:
     rate = optimizer.get("learning_rate")
     return rate["name"] if isinstance(rate, dict) else f"constant {rate}"
 
 
 if __name__ == "__main__":
-    sys.exit(main(copy.copy(sys.argv[1:])))
+    sys.exit(main())

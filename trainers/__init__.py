@@ -4,39 +4,65 @@ The public surface:
 
 - :class:`Trainer` — the loop (``Trainer(model, loss_fn, optimizer, data, ...).fit()``);
 - :class:`ArrayBatches`, :func:`load_arrays` — seeded, resumable batches from arrays or
-  mlx-data buffers;
+  mlx-data buffers; :class:`SequenceBatches`, :func:`read_byte_documents` — token sequences
+  in length buckets, with padding the losses ignore;
 - :func:`accuracy` — an eval metric; :func:`check_labels` — a one-time check of class labels;
+  :func:`causal_lm_loss`, :func:`masked_cross_entropy`, :func:`bits_per_byte`,
+  :func:`tokens_in`, :func:`evaluate_lm` — language-model losses and metrics;
 - :class:`EarlyStopping`, :class:`ReduceLROnPlateau`, :data:`STOP` — callbacks;
+  :class:`TensorBoard`, :class:`MLflow` — trackers (callbacks writing every column);
+- :func:`weight_decay_groups`, :func:`scheduled_hyperparameters` — parameter groups;
 - :func:`lr_range_test`, :class:`RangeTestResult` — the learning-rate range test;
-- :class:`NonFiniteError`, :class:`CheckpointError` — errors;
-- :func:`list_checkpoints`, :func:`load_checkpoint` — checkpoint access;
+- :class:`NonFiniteError`, :class:`CheckpointError`, :class:`StorageError`,
+  :class:`UnsafePathError`, :class:`RunDirectoryBusy` — errors;
+- :func:`list_checkpoints`, :func:`load_checkpoint`, :func:`verify_checkpoint`,
+  :func:`find_resumable` — checkpoint access;
 - :func:`find_openblas` — the fast BLAS path (``mlx-fastblas`` console script).
 """
 
 from .blas import find_openblas
-from .callbacks import STOP, EarlyStopping, ReduceLROnPlateau
-from .checkpoint import list_checkpoints, load_checkpoint
+from .callbacks import STOP, EarlyStopping, MLflow, ReduceLROnPlateau, TensorBoard
+from .checkpoint import find_resumable, list_checkpoints, load_checkpoint, verify_checkpoint
 from .data import ArrayBatches, load_arrays
-from .errors import CheckpointError, NonFiniteError
+from .errors import CheckpointError, NonFiniteError, StorageError, UnsafePathError
+from .losses import bits_per_byte, causal_lm_loss, evaluate_lm, masked_cross_entropy, tokens_in
 from .lr_finder import RangeTestResult, lr_range_test
 from .metrics import accuracy, check_labels
-from .trainer import Trainer, scheduled_hyperparameters
+from .optimizers import scheduled_hyperparameters, weight_decay_groups
+from .run_dir import RunDirectoryBusy
+from .sequences import SequenceBatches, read_byte_documents
+from .trainer import Trainer
 
 __all__ = [
     "STOP",
     "ArrayBatches",
     "CheckpointError",
     "EarlyStopping",
+    "MLflow",
     "NonFiniteError",
     "RangeTestResult",
     "ReduceLROnPlateau",
+    "RunDirectoryBusy",
+    "SequenceBatches",
+    "StorageError",
+    "TensorBoard",
     "Trainer",
+    "UnsafePathError",
     "accuracy",
+    "bits_per_byte",
+    "causal_lm_loss",
     "check_labels",
+    "evaluate_lm",
     "find_openblas",
+    "find_resumable",
     "list_checkpoints",
     "load_arrays",
     "load_checkpoint",
     "lr_range_test",
+    "masked_cross_entropy",
+    "read_byte_documents",
     "scheduled_hyperparameters",
+    "tokens_in",
+    "verify_checkpoint",
+    "weight_decay_groups",
 ]

@@ -29,7 +29,10 @@ import mlx.optimizers as optim
 
 from mlx_schedules._mlx_compat import schedules_of, set_schedule
 
-__all__ = ["STOP", "EarlyStopping", "ReduceLROnPlateau"]
+from .optimizers import optimizer_parts
+from .trackers import MLflow, TensorBoard  # trackers are callbacks too
+
+__all__ = ["STOP", "EarlyStopping", "MLflow", "ReduceLROnPlateau", "TensorBoard"]
 
 STOP = "stop"
 
@@ -101,7 +104,8 @@ class ReduceLROnPlateau(_Plateau):
     The factor lives in ``optimizer.state["lr_factor"]`` (so it is captured by the compiled
     step and saved in checkpoints), and the optimizer's learning-rate schedule is wrapped so
     that the rate becomes ``schedule(step) * lr_factor`` (a constant rate is treated as a
-    constant schedule). Construct it before the trainer compiles its step.
+    constant schedule). With a ``MultiOptimizer`` every parameter group gets the same factor.
+    Construct it before the trainer compiles its step.
 
     Args:
         optimizer: the optimizer whose rate to scale.
@@ -133,23 +137,24 @@ class ReduceLROnPlateau(_Plateau):
         super().__init__(metric, mode, min_delta, patience)
         if not 0.0 < factor < 1.0:
             raise ValueError(f"factor must be in (0, 1), got {factor!r}")
-        if "lr_factor" in optimizer.state:
+        self.parts = [part for _, part in optimizer_parts(optimizer)]
+        if any("lr_factor" in part.state for part in self.parts):
             raise ValueError("this optimizer already has a ReduceLROnPlateau (lr_factor in state)")
         self.optimizer, self.factor, self.min_factor = optimizer, factor, min_factor
-        optimizer.state["lr_factor"] = mx.array(1.0, mx.float32)
-        schedule = schedules_of(optimizer).get("learning_rate")
-        if schedule is None:
-            # A Python float: compiled code may not close over an array.
-            schedule = _Constant(optimizer.state["learning_rate"].item())
-        self.schedule = schedule
-        set_schedule(optimizer, "learning_rate", _Scaled(schedule, optimizer.state))
+        for part in self.parts:  # every parameter group is scaled by the same factor
+            part.state["lr_factor"] = mx.array(1.0, mx.float32)
+            schedule = schedules_of(part).get("learning_rate")
+            if schedule is None:
+                # A Python float: compiled code may not close over an array.
+                schedule = _Constant(part.state["learning_rate"].item())
+            set_schedule(part, "learning_rate", _Scaled(schedule, part.state))
 
     def __call__(self, info: dict) -> None:
         if info.get("event") == "eval" and self.observe(info):
-            current = self.optimizer.state["lr_factor"].item()
-            self.optimizer.state["lr_factor"] = mx.array(
-                max(current * self.factor, self.min_factor), mx.float32
-            )
+            factor = max(self.parts[0].state["lr_factor"].item() * self.factor, self.min_factor)
+            for part in self.parts:
+                # replaced in place of the captured dict's entry: the compiled step sees it
+                part.state["lr_factor"] = mx.array(factor, mx.float32)
             self.num_bad = 0
 
 

@@ -62,6 +62,8 @@ __all__ = [
 FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 _FILES = ("model.safetensors", "optimizer.safetensors", "meta.json")
+# Written when the trainer's step owns arrays of its own (EMA weights, the float16 loss scale).
+TRAIN_STATE = "train_state.safetensors"
 _NAME = re.compile(r"^step_(\d{8,})$")
 _TMP = re.compile(r"^step_\d{8,}(\.old)?\.tmp$")
 _CORRUPT = ".corrupt"
@@ -140,11 +142,14 @@ def list_checkpoints(root: str) -> list[tuple[int, str]]:
 
 
 def save_checkpoint(
-    root: str, step: int, model: nn.Module, optimizer: optim.Optimizer, meta: dict[str, Any]
+    root: str, step: int, model: nn.Module, optimizer: optim.Optimizer, meta: dict[str, Any],
+    *, train_state: dict[str, Any] | None = None,
 ) -> str:
     """Write a checkpoint of ``model`` and ``optimizer`` after ``step`` updates; return its path.
 
     ``meta`` must be JSON-serialisable; ``step`` and ``format_version`` are added to it.
+    ``train_state`` (the trainer step's own arrays: EMA weights, loss scale), when not empty,
+    is saved as ``train_state.safetensors`` and covered by the manifest.
     ``root`` (the run's ``checkpoints`` directory) is created if missing and must not be a
     symbolic link. A checkpoint of the same step is replaced when it verifies, and quarantined
     (renamed ``.corrupt``) when it does not: nothing unverified is deleted.
@@ -185,6 +190,9 @@ def save_checkpoint(
             os.path.join(tmp, "model.safetensors"), weights)
         entries["optimizer.safetensors"] = files.save_safetensors(
             os.path.join(tmp, "optimizer.safetensors"), dict(tree_flatten(optimizer.state)))
+        if train_state:
+            entries[TRAIN_STATE] = files.save_safetensors(
+                os.path.join(tmp, TRAIN_STATE), dict(tree_flatten(train_state)))
         entries["meta.json"] = _write_new(os.path.join(tmp, "meta.json"), meta_bytes)
         manifest = {
             "format_version": FORMAT_VERSION,
@@ -202,7 +210,8 @@ def save_checkpoint(
         except OSError:
             pass  # the original error says more than a failed cleanup
         raise
-    files.call_storage("write", root, lambda: files.fsync_dir(root))
+    # The checkpoint is in place; if this fails its rename may not survive a power loss.
+    files.call_storage("write", final, lambda: files.fsync_dir(root))
     return final
 
 
@@ -331,7 +340,7 @@ def _read_manifest(path: str) -> dict[str, tuple[int, str]] | None:
             f"{manifest_path}: unsupported checkpoint format {manifest.get('format_version')!r}"
             f" (this version reads {FORMAT_VERSION} and 1)")
     out = {}
-    for name in _FILES:
+    for name in (*_FILES, *([TRAIN_STATE] if TRAIN_STATE in entries else [])):
         entry = entries.get(name)
         size = entry.get("bytes") if isinstance(entry, dict) else None
         digest = entry.get("sha256") if isinstance(entry, dict) else None
@@ -466,7 +475,7 @@ def _check_meta(meta: Any, meta_path: str, required: Iterable[str]) -> dict[str,
     version = meta.get("format_version")
     if version not in (1, FORMAT_VERSION) or isinstance(version, bool):
         raise CheckpointError(
-            f"{meta_path}: unsupported checkpoint format_version {version!r} "
+            f"{meta_path}: field 'format_version' is {version!r}: unsupported "
             f"(this version reads 1 and {FORMAT_VERSION})")
     for key in ("step", *required):
         if key not in meta:
@@ -535,7 +544,8 @@ def _set_leaf(tree: Any, dotted: str, value: mx.array) -> None:
 
 
 def load_checkpoint(path: str, model: nn.Module, optimizer: optim.Optimizer, *,
-                    required: Iterable[str] = ()) -> dict[str, Any]:
+                    required: Iterable[str] = (),
+                    train_state: dict[str, Any] | None = None) -> dict[str, Any]:
     """Load a checkpoint into ``model`` and ``optimizer`` in place; return its meta dict.
 
     The checkpoint is verified first (:func:`verify_checkpoint`); its ``meta.json`` must hold
@@ -543,7 +553,8 @@ def load_checkpoint(path: str, model: nn.Module, optimizer: optim.Optimizer, *,
     :data:`TRAINER_META_KEYS`), each of the type the trainer writes; its weights must all be
     finite. The optimizer must be initialised (``optimizer.init(model.trainable_parameters())``)
     so that its state has the checkpoint's structure; values are replaced leaf by leaf, never
-    the dict itself, so a step compiled before the load keeps seeing the right arrays.
+    the dict itself, so a step compiled before the load keeps seeing the right arrays. A
+    non-empty ``train_state`` is filled the same way from ``train_state.safetensors``.
 
     Raises:
         FileNotFoundError: the directory or one of its files is missing (the latter is also a
@@ -564,8 +575,14 @@ def load_checkpoint(path: str, model: nn.Module, optimizer: optim.Optimizer, *,
     _compare("model weights", path, dict(tree_flatten(model.parameters())), weights)
     _compare("optimizer state", path, dict(tree_flatten(optimizer.state)), opt_state)
     _check_finite(path, weights)
+    own = {}
+    if train_state:
+        own = _read_arrays(os.path.join(path, TRAIN_STATE))
+        _compare("trainer state", path, dict(tree_flatten(train_state)), own)
     # Everything checked: now change the model and optimizer.
     model.load_weights(list(weights.items()), strict=True)
     for key, value in opt_state.items():
         _set_leaf(optimizer.state, key, value)
+    for key, value in own.items():
+        _set_leaf(train_state, key, value)
     return meta

@@ -73,7 +73,8 @@ __all__ = [
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _NOFOLLOW = os.O_NOFOLLOW
 _DIRECTORY = getattr(os, "O_DIRECTORY", 0)
-_HAS_DIR_FD = os.open in os.supports_dir_fd and os.stat in os.supports_dir_fd
+# os.replace uses the same renameat() as os.rename, which is what supports_dir_fd lists.
+_HAS_DIR_FD = all(f in os.supports_dir_fd for f in (os.open, os.stat, os.unlink, os.rename))
 
 _CAUSES = {
     errno.ENOSPC: "disk full (no space left on device)",
@@ -284,18 +285,16 @@ def save_safetensors(path: str | os.PathLike, arrays: dict, metadata: dict | Non
 
 
 def _mlx_write_error(error: RuntimeError, path: str) -> StorageError:
-    free = ""
-    try:
-        st = os.statvfs(os.path.dirname(path) or ".")
-        free = f"; {st.f_bavail * st.f_frsize} bytes free there now"
-    except OSError:
-        pass
-    return StorageError(
-        None,
-        f"cannot write {path}: MLX failed with {str(error)!r}; the likely cause is a full disk "
-        f"(disk full) or an exceeded quota{free}",
-        path,
-    )
+    message = f"cannot write {path}: MLX failed with {str(error)!r}"
+    if "write" in str(error).lower():  # MLX's "Unable to write N bytes": no errno, no path
+        free = ""
+        try:
+            st = os.statvfs(os.path.dirname(path) or ".")
+            free = f"; {st.f_bavail * st.f_frsize} bytes free there now"
+        except OSError:
+            pass
+        message += f"; the likely cause is a full disk (disk full) or an exceeded quota{free}"
+    return StorageError(None, message, path)
 
 
 def _open_dir(parent: str) -> int | None:
@@ -449,6 +448,8 @@ def _open_regular(path: str, flags: int) -> int:
     except OSError as e:
         if e.errno == errno.ELOOP or os.path.islink(path):
             raise _unsafe(path) from None
+        if e.errno == errno.ENXIO:  # a FIFO (or socket) with no reader
+            raise _unsafe(path, "it is not a regular file") from None
         raise storage_error(e, path, "open") from e
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):

@@ -21,7 +21,10 @@ import mlx.optimizers as optim
 
 from mlx_schedules._mlx_compat import schedules_of
 
-__all__ = ["describe_hyperparameters", "describe_schedules", "unwrap_schedule"]
+from .optimizers import optimizer_parts
+
+__all__ = ["describe_hyperparameters", "describe_optimizer", "describe_schedules",
+           "unwrap_schedule"]
 
 # Steps at which an opaque schedule is evaluated to describe it.
 _PROBE_STEPS = (0, 1, 2, 3, 5, 10, 30, 100, 300, 1000, 3000, 10**4, 10**5, 10**6, 10**7)
@@ -50,9 +53,25 @@ def _plain(value: Any) -> Any:
 _SKIP = object()
 
 
+def describe_optimizer(optimizer: optim.Optimizer) -> str:
+    """The optimizer's class name; a ``MultiOptimizer`` lists its parts' classes.
+
+    Example:
+        >>> import mlx.optimizers as optim
+        >>> describe_optimizer(optim.MultiOptimizer([optim.SGD(0.1), optim.Adam(0.1)],
+        ...                                         [lambda p, w: True]))
+        'MultiOptimizer(SGD, Adam)'
+    """
+    if isinstance(optimizer, optim.MultiOptimizer):
+        inner = ", ".join(type(o).__name__ for _, o in optimizer_parts(optimizer))
+        return f"MultiOptimizer({inner})"
+    return type(optimizer).__name__
+
+
 def describe_hyperparameters(optimizer: optim.Optimizer) -> dict[str, Any]:
     """The optimizer's fixed hyperparameters: its public attributes that are plain values,
-    and ``learning_rate`` when it is a constant.
+    and ``learning_rate`` when it is a constant (names suffixed ``/i`` for the parts of a
+    ``MultiOptimizer``).
 
     Example:
         >>> import mlx.optimizers as optim
@@ -60,14 +79,15 @@ def describe_hyperparameters(optimizer: optim.Optimizer) -> dict[str, Any]:
         {'dampening': 0.0, 'learning_rate': 0.10000000149011612, 'momentum': 0.9, 'nesterov': False, 'weight_decay': 0.0}
     """  # noqa: E501
     found = {}
-    for name, value in vars(optimizer).items():
-        if name.startswith("_") or name == "state":
-            continue
-        plain = _plain(value)
-        if plain is not _SKIP and plain is not None:
-            found[name] = plain
-    if "learning_rate" not in schedules_of(optimizer) and "learning_rate" in optimizer.state:
-        found["learning_rate"] = _plain(optimizer.state["learning_rate"])
+    for suffix, part in optimizer_parts(optimizer):
+        for name, value in vars(part).items():
+            if name.startswith("_") or name == "state":
+                continue
+            plain = _plain(value)
+            if plain is not _SKIP and plain is not None:
+                found[name + suffix] = plain
+        if "learning_rate" not in schedules_of(part) and "learning_rate" in part.state:
+            found["learning_rate" + suffix] = _plain(part.state["learning_rate"])
     return dict(sorted(found.items()))
 
 
@@ -93,4 +113,6 @@ def describe_schedules(optimizer: optim.Optimizer) -> dict[str, Any]:
         >>> d["learning_rate"]["values"][:3]
         [0.0, 0.10000000149011612, 0.20000000298023224]
     """
-    return {name: _describe(fn) for name, fn in sorted(schedules_of(optimizer).items())}
+    return {name + suffix: _describe(fn)
+            for suffix, part in optimizer_parts(optimizer)
+            for name, fn in sorted(schedules_of(part).items())}

@@ -124,7 +124,7 @@ def lr_range_test(
         >>> result.diverged_at is not None and result.suggested_lr < 1.0
         True
     """
-    sweep = mlx_schedules.lr_range_test(min_lr, max_lr, steps, mode=mode)  # checks all four
+    sweep = mlx_schedules.range_sweep(min_lr, max_lr, steps, mode=mode)  # checks all four
     check_real("smoothing", smoothing, low=0.0, high=1.0, high_open=True)
     check_real("diverge_factor", diverge_factor, low=1.0, low_open=True)
     check_int("check_every", check_every, minimum=1)

@@ -61,6 +61,7 @@ class RunDirectory:
         self.path = os.fspath(path)
         self.checkpoints = os.path.join(self.path, "checkpoints")
         self._lock_fd: int | None = None
+        self._created = False
 
     # ------------------------------------------------------------------ ownership
     def acquire(self) -> None:
@@ -72,6 +73,7 @@ class RunDirectory:
         """
         lock_path = os.path.join(self.path, LOCK_NAME)
         try:
+            self._created = not os.path.lexists(self.path)
             os.makedirs(self.path, exist_ok=True)
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         except OSError as e:
@@ -81,13 +83,10 @@ class RunDirectory:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            busy = self._busy(fd, lock_path)
             os.close(fd)
             if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise RunDirectoryBusy(
-                    f"run directory {self.path!r} is in use by process {holder} "
-                    f"(it holds {lock_path}); wait for it to finish or stop it first"
-                ) from None
+                raise busy from None
             raise ValueError(
                 f"cannot lock run directory {self.path!r}: {describe_os_error(e, lock_path)}"
             ) from e
@@ -101,22 +100,67 @@ class RunDirectory:
             ) from e
         self._lock_fd = fd
 
-    def release(self) -> None:
-        """Empty the lock file and drop the lock (a no-op when not held)."""
+    def release(self, *, refused: bool = False) -> None:
+        """Empty the lock file and drop the lock (a no-op when not held).
+
+        ``refused=True`` (the run never started): a directory that :meth:`acquire` created
+        is removed again, so that a refused run leaves nothing behind.
+        """
         if self._lock_fd is None:
             return
         try:
             os.ftruncate(self._lock_fd, 0)
+            if refused and self._created:
+                os.unlink(os.path.join(self.path, LOCK_NAME))
+                os.rmdir(self.path)  # only if empty: anything else written stays
         except OSError:
-            pass  # an unwritable lock file must not hide the error that ended the run
+            pass  # a failed clean-up must not hide the error that ended the run
         finally:
             os.close(self._lock_fd)  # closing the descriptor drops the flock
             self._lock_fd = None
 
+    def refuse_if_occupied(self, resume: bool | str, overwrite: bool) -> None:
+        """Raise :class:`RunDirectoryBusy` when another process owns the directory, and
+        ``ValueError`` for a fresh start in a directory that holds a run.
+
+        Called before :meth:`acquire` as well (a refused run then writes nothing at all) and
+        again in :meth:`claim`, under the lock.
+        """
+        if self._lock_fd is None:
+            self._refuse_if_busy()
+        if resume is False and not overwrite and self.holds_run():
+            raise ValueError(
+                f"run directory {self.path!r} already holds a run; pass resume=True to "
+                "continue it or overwrite=True to replace it"
+            )
+
+    def _refuse_if_busy(self) -> None:
+        """Test the lock of an existing lock file without creating anything."""
+        lock_path = os.path.join(self.path, LOCK_NAME)
+        try:
+            fd = os.open(lock_path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            return  # no lock file (or not a plain file): acquire() reports what is wrong
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise self._busy(fd, lock_path) from None
+        finally:
+            os.close(fd)  # also drops the test lock, if it was taken
+
+    def _busy(self, fd: int, lock_path: str) -> RunDirectoryBusy:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        return RunDirectoryBusy(
+            f"run directory {self.path!r} is in use by process {holder} "
+            f"(it holds {lock_path}); wait for it to finish or stop it first"
+        )
+
     # ------------------------------------------------------------------ contents
     def holds_run(self) -> bool:
-        """Whether the directory already holds (part of) a run."""
-        return any(os.path.lexists(os.path.join(self.path, name)) for name in RUN_FILES)
+        """Whether the directory already holds (part of) a run. A symbolic link where a run
+        file belongs is not a run: the trainer's writes refuse it (``UnsafePathError``)."""
+        return any(os.path.exists(p) and not os.path.islink(p)
+                   for p in (os.path.join(self.path, name) for name in RUN_FILES))
 
     def replace_run(self) -> None:
         """Remove everything but the lock, so that a new run starts in an empty directory.
@@ -151,15 +195,11 @@ class RunDirectory:
             ValueError: a fresh start in a directory that holds a run, without ``overwrite``.
         """
         self.finish_replacement()
+        self.refuse_if_occupied(resume, overwrite)
         if resume is True:
             if self.holds_run() and not _saved_checkpoints(self.checkpoints):
                 self.replace_run()
         elif resume is False and self.holds_run():
-            if not overwrite:
-                raise ValueError(
-                    f"run directory {self.path!r} already holds a run; pass resume=True to "
-                    "continue it or overwrite=True to replace it"
-                )
             self.replace_run()
 
     def checkpoint_to_resume(self, *, owner: bool) -> str | None:

@@ -199,7 +199,8 @@ class ConsoleReport:
     """The console report: loss, learning rate, steps/s and peak memory every few steps.
 
     Called with a dict holding ``step`` (updates done), ``loss``, ``learning_rate`` and
-    ``peak_memory`` (bytes); it measures steps/s itself between calls.
+    ``peak_memory`` (bytes), and optionally ``tokens`` (real tokens so far) and
+    ``compiled_shapes``; it measures steps/s (and tokens/s) itself between calls.
 
     Example:
         >>> import io
@@ -225,18 +226,25 @@ class ConsoleReport:
                 total_steps is None or total_steps >= 1000
             )
         self.bar = ProgressBar(total_steps, stream=self.stream) if progress else None
-        self._last = (start_step, time.perf_counter())
+        self._last = (start_step, time.perf_counter(), 0.0)
 
     def __call__(self, values: dict) -> None:
         step, now = values["step"], time.perf_counter()
-        last_step, last_time = self._last
-        rate = (step - last_step) / (now - last_time) if now > last_time else math.inf
-        self._last = (step, now)
+        last_step, last_time, last_tokens = self._last
+        elapsed = now - last_time
+        rate = (step - last_step) / elapsed if elapsed > 0 else math.inf
+        tokens = values.get("tokens")
+        self._last = (step, now, tokens or 0.0)
         total = f"/{self.total}" if self.total else ""
         text = (
             f"step {step}{total} | loss {values['loss']:.4f} | lr {values['learning_rate']:.3e}"
-            f" | {rate:.1f} steps/s | peak mem {values['peak_memory'] / 2**20:.1f} MB"
+            f" | {rate:.1f} steps/s"
         )
+        if tokens is not None and elapsed > 0:
+            text += f" | {(tokens - last_tokens) / elapsed:.0f} tok/s"
+        text += f" | peak mem {values['peak_memory'] / 2**20:.1f} MB"
+        if values.get("compiled_shapes"):
+            text += f" | {values['compiled_shapes']} shapes"
         if self.bar is not None:
             self.bar.update(step, text)
         else:

@@ -13,7 +13,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from mlx_schedules._checks import check_bool, check_int, check_real
+from mlx_schedules._checks import check_bool, check_choice, check_int, check_real
+
+from .train_state import PRECISIONS
 
 __all__ = ["RESUME_KEYS", "TrainerSettings"]
 
@@ -22,8 +24,9 @@ __all__ = ["RESUME_KEYS", "TrainerSettings"]
 # user changes on purpose (a longer run, a new schedule for a cooldown).
 RESUME_KEYS = (
     "max_steps", "epochs", "seed", "grad_accum", "clip_norm", "world_size", "columns",
-    "optimizer", "hyperparameters", "schedules",
+    "optimizer", "hyperparameters", "schedules", "precision", "ema", "keep_best",
 )
+
 
 # A seed plus the step must stay a valid uint64 seed for mx.random.seed.
 _MAX_SEED = 2**62
@@ -67,6 +70,11 @@ class TrainerSettings:
     checkpoint_every: int | None = None
     keep_checkpoints: int = 3
     log: bool = True
+    precision: str = "float32"
+    ema: float | None = None
+    keep_best: tuple[str, str] | None = None
+    restore_best: bool = False
+    grad_checkpoint: bool = False
     optimizer: str = ""
     hyperparameters: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     schedules: Mapping[str, Any] = dataclasses.field(default_factory=dict)
@@ -92,6 +100,19 @@ class TrainerSettings:
         check_int("report_every", self.report_every, minimum=0)
         _optional_int("eval_every", self.eval_every, 0)
         _optional_int("checkpoint_every", self.checkpoint_every, 0)
+        check_choice("precision", self.precision, PRECISIONS)
+        if self.ema is not None:
+            check_real("ema", self.ema, low=0.0, high=1.0, high_open=True)
+        if self.keep_best is not None:
+            best = self.keep_best
+            if not (isinstance(best, (tuple, list)) and len(best) == 2
+                    and isinstance(best[0], str)):
+                raise TypeError(f"keep_best must be (metric_name, 'min' | 'max'), got {best!r}")
+            check_choice("keep_best[1]", best[1], ("min", "max"))
+        check_bool("restore_best", self.restore_best)
+        if self.restore_best and self.keep_best is None:
+            raise ValueError("restore_best=True needs keep_best=(metric, 'min' | 'max')")
+        check_bool("grad_checkpoint", self.grad_checkpoint)
         try:
             json.dumps(self.to_json())
         except (TypeError, ValueError) as e:
@@ -106,6 +127,7 @@ class TrainerSettings:
         """The settings as plain data (what ``config.json`` and checkpoints hold)."""
         data = dataclasses.asdict(self)
         data["columns"] = list(self.columns)
+        data["keep_best"] = None if self.keep_best is None else list(self.keep_best)
         return data
 
     def differences(self, saved: Mapping[str, Any], allowed: frozenset[str]) -> list[str]:

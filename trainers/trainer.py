@@ -24,34 +24,32 @@ import mlx.optimizers as optim
 import numpy as np
 from mlx.utils import tree_flatten
 
-from mlx_schedules._mlx_compat import schedules_of
+from mlx_schedules._checks import check_int
 
 from .callbacks import STOP
-from .checkpoint import TRAINER_META_KEYS, load_checkpoint, prune_checkpoints, save_checkpoint
+from .checkpoint import (
+    TRAINER_META_KEYS,
+    load_checkpoint,
+    prune_checkpoints,
+    save_checkpoint,
+    verify_checkpoint,
+)
 from .data import BatchStream, as_source, batch_size_of, shard, to_device
 from .errors import CheckpointError, NonFiniteError
 from .files import write_json_atomic
-from .fingerprint import describe_hyperparameters, describe_schedules
+from .fingerprint import describe_hyperparameters, describe_optimizer, describe_schedules
+from .memory import checkpoint_blocks
 from .metrics import accuracy
+from .optimizers import hyperparameter_sources, scheduled_hyperparameters
 from .pending import PendingValues
 from .run_dir import RunDirectory
 from .runlog import ConsoleReport, RunLog
 from .settings import RESUME_KEYS, TrainerSettings
 from .step import make_eval_step, make_train_step
+from .system_log import SystemLog
+from .train_state import LossScale, ema_weights, init_train_state
 
 __all__ = ["Trainer", "accuracy", "scheduled_hyperparameters"]
-
-
-def scheduled_hyperparameters(optimizer: optim.Optimizer) -> list[str]:
-    """Names logged per step: ``learning_rate`` and every other scheduled hyperparameter.
-
-    Example:
-        >>> import mlx.optimizers as optim
-        >>> scheduled_hyperparameters(optim.SGD(learning_rate=optim.cosine_decay(0.1, 10)))
-        ['learning_rate']
-    """
-    names = ["learning_rate"] if "learning_rate" in optimizer.state else []
-    return names + [k for k in schedules_of(optimizer) if k not in names]
 
 
 def _all_finite(tree: Any) -> bool:
@@ -76,8 +74,14 @@ class _Run:
     evaluated_at: int = -1
     saved_at: int = -1
     stop: bool = False
+    best: dict | None = None  # {"value", "step"} of the best evaluation (keep_best)
+    system: SystemLog | None = None
+    shapes: set = dataclasses.field(default_factory=set)  # batch shapes the step was built for
+    tokens: float = 0.0  # real tokens in the rows written so far (with ``tokens=``)
 
     def close(self) -> None:
+        if self.system is not None:
+            self.system.close()
         if self.log is not None:
             self.log.close()
         if self.report is not None:
@@ -89,6 +93,9 @@ class _Run:
         result = {k: v for k, v in self.last_row.items() if k != "kind"}
         result.update({k: v for k, v in self.last_eval.items() if k != "event"})
         result["step"] = self.step
+        result["compiled_shapes"] = len(self.shapes)
+        if self.best is not None:
+            result["best_step"], result["best_value"] = self.best["step"], self.best["value"]
         return result
 
 
@@ -132,6 +139,30 @@ class Trainer:
         compile: compile the training step with ``mx.compile`` (default). ``False`` runs the
             same function eagerly: for very short runs, where compiling (1-5 s on the Linux
             CPU backend) costs more than it saves.
+        precision: ``"float32"`` (default), ``"bfloat16"`` or ``"float16"``: the forward and
+            backward pass run in that dtype (weights and the batch's floating arrays are cast
+            inside the compiled step) while the master weights and the optimizer state stay
+            float32, and are what checkpoints hold. ``"float16"`` adds dynamic loss scaling:
+            an update whose gradients overflow is skipped (the step counter, and so every
+            schedule, does not move) and the scale halves; columns ``loss_scale`` and
+            ``skipped``. Keep the model's own weights float32 (``set_dtype`` to bf16 would make
+            the masters bf16 too).
+        ema: keep an exponential moving average of the weights, ``avg = ema·avg +
+            (1-ema)·weights`` after every update, inside the compiled step; saved in
+            checkpoints; every evaluation also runs on it (columns ``ema_eval_<metric>``).
+        keep_best: ``(metric, "min" | "max")``, an evaluation column such as ``"eval_loss"``
+            or ``"ema_eval_loss"``: the checkpoint of the best evaluation so far is kept in
+            ``run_dir/best/``, apart from the last ``keep_checkpoints``.
+        restore_best: at the end of ``fit``, load the best evaluation's weights into the model
+            (after the last checkpoint was saved with the last weights).
+        grad_checkpoint: recompute each block's activations in the backward pass (less memory,
+            about one more forward pass of compute); see :mod:`trainers.memory` for how a model
+            names its blocks.
+        memory_limit, cache_limit: bytes, passed to ``mx.set_memory_limit`` /
+            ``mx.set_cache_limit`` when ``fit`` starts (process-wide MLX settings).
+        tokens: ``fn(batch) -> scalar mx.array``, the real tokens of a batch (e.g.
+            :func:`trainers.losses.tokens_in`): logged per step (column ``tokens``), reported
+            as tokens/s, and used to weight evaluation batches by their tokens.
         callbacks: plain callables taking an event dict (see :mod:`trainers.callbacks`). A
             callback returning :data:`STOP` from a ``train`` event stops the run at the end
             of that block (rows are delivered per block of ``log_every`` updates); from an
@@ -178,6 +209,14 @@ class Trainer:
         clip_norm: float | None = None,
         grad_norm: bool = False,
         compile: bool = True,
+        precision: str = "float32",
+        ema: float | None = None,
+        keep_best: tuple[str, str] | None = None,
+        restore_best: bool = False,
+        grad_checkpoint: bool = False,
+        memory_limit: int | None = None,
+        cache_limit: int | None = None,
+        tokens: Callable[[Any], mx.array] | None = None,
         callbacks: Sequence[Callable[[dict], Any]] = (),
         group: Any = None,
         config: Mapping[str, Any] | None = None,
@@ -216,18 +255,40 @@ class Trainer:
         self.rank = self.group.rank() if self.group is not None else 0
         self.world_size = self.group.size() if self.group is not None else 1
         self.stream, self.progress = stream, progress
+        self.hparam_sources = hyperparameter_sources(optimizer)
         self.hparams = scheduled_hyperparameters(optimizer)
+        # the rate the console shows: the first group's with parameter groups
+        self._rate_column = next((c for c in self.hparams if c.startswith("learning_rate")),
+                                 "learning_rate")
         track_norm = grad_norm is True or clip_norm is not None
+        if tokens is not None and not callable(tokens):
+            raise TypeError(f"tokens must be a function batch -> token count, got {tokens!r}")
+        self.count_tokens = tokens
+        self.step_columns = ["loss", *(["grad_norm"] if track_norm else []), *self.hparams,
+                             *(["loss_scale", "skipped"] if precision == "float16" else []),
+                             *(["tokens"] if tokens is not None else [])]
         eval_columns = [f"eval_{name}" for name in self.metrics] if eval_data is not None else []
-        columns = ("kind", "step", "epoch", "loss", *(["grad_norm"] if track_norm else []),
-                   *self.hparams, *eval_columns)
+        if ema is not None:
+            eval_columns += [f"ema_{name}" for name in eval_columns]
+        columns = ("kind", "step", "epoch", *self.step_columns, *eval_columns)
+        if keep_best is not None and (not isinstance(keep_best, (tuple, list)) or
+                                      keep_best[0] not in eval_columns):
+            raise ValueError(f"keep_best must name an evaluation column {eval_columns} and "
+                             f"'min' or 'max', got {keep_best!r}")
+        for name, value in (("memory_limit", memory_limit), ("cache_limit", cache_limit)):
+            if value is not None:
+                check_int(name, value, minimum=0)
+        self.memory_limits = {"memory": memory_limit, "cache": cache_limit}
         settings = TrainerSettings(
             max_steps=max_steps, epochs=epochs, seed=seed, grad_accum=grad_accum,
             clip_norm=clip_norm, grad_norm=grad_norm, compile=compile,
             world_size=self.world_size, columns=columns, log_every=log_every,
             report_every=report_every, eval_every=eval_every,
             checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, log=log,
-            optimizer=type(optimizer).__name__,
+            precision=precision, ema=ema,
+            keep_best=None if keep_best is None else tuple(keep_best),
+            restore_best=restore_best, grad_checkpoint=grad_checkpoint,
+            optimizer=describe_optimizer(optimizer),
             hyperparameters=describe_hyperparameters(optimizer),
             schedules=describe_schedules(optimizer), user=dict(config or {}),
         )
@@ -274,12 +335,7 @@ class Trainer:
         allowed = _check_allowed(allow_changes)
         run = self._open(resume, overwrite, allowed)
         try:
-            train_step = make_train_step(
-                self.model, self.loss_fn, self.optimizer, grad_accum=self.settings.grad_accum,
-                clip_norm=self.settings.clip_norm, grad_norm=self.settings.track_norm,
-                group=self.group if self.world_size > 1 else None,
-                compile=self.settings.compile,
-            )
+            train_step = self._build_step()
             self._dispatch({"event": "start", "step": run.step, "resumed": run.resumed,
                             "run_dir": self.run_dir})
             while not self._done(run):
@@ -299,6 +355,8 @@ class Trainer:
                 if run.stop:
                     break
             self._finish(run)
+            if self.settings.restore_best:
+                self._restore_best(run)
         except NonFiniteError:
             raise
         except BaseException:
@@ -322,6 +380,7 @@ class Trainer:
 
         def own() -> None:  # rank 0 owns and changes the directory; the others read it
             if directory is not None and self.rank == 0:
+                directory.refuse_if_occupied(resume, overwrite)  # before writing anything
                 directory.acquire()
                 directory.claim(resume, overwrite)
 
@@ -330,7 +389,7 @@ class Trainer:
             return self._on_all_ranks(lambda: self._restore_run(directory, resume, allowed))
         except BaseException:
             if directory is not None:
-                directory.release()
+                directory.release(refused=True)
             raise
 
     def _restore_run(self, directory: RunDirectory | None, resume: bool | str,
@@ -341,23 +400,26 @@ class Trainer:
         elif resume and directory is not None:
             checkpoint = directory.checkpoint_to_resume(owner=self.rank == 0)
         self.optimizer.init(self.model.trainable_parameters())
-        for name in self.hparams:
-            if self.optimizer.state[name].size != 1:
-                raise ValueError(f"hyperparameter {name!r} is not a scalar; cannot log it")
+        for column, state, key in self.hparam_sources:
+            if state[key].size != 1:
+                raise ValueError(f"hyperparameter {column!r} is not a scalar; cannot log it")
+        self.train_state = init_train_state(self.model, precision=self.settings.precision,
+                                            ema=self.settings.ema)
         meta = self._load(checkpoint, allowed) if checkpoint else {}
         position = meta.get("data_position", {"epoch": 0, "index": 0})
-        names = ["loss", *(["grad_norm"] if self.settings.track_norm else []), *self.hparams]
         run = _Run(step=meta.get("step", 0), resumed=bool(meta), directory=directory,
                    data=BatchStream(self.source, position["epoch"], position["index"]),
-                   pending=PendingValues(names))
+                   pending=PendingValues(self.step_columns))
         if meta:
             saved = meta.get("run", {})
             run.saved_at = run.step
             run.evaluated_at = saved.get("evaluated_at", -1)
             run.last_row, run.last_eval = saved.get("last_row", {}), saved.get("last_eval", {})
+            run.best = saved.get("best")
         if self.rank == 0 and self.settings.log:
             run.log = RunLog(self.run_dir, self.settings.columns)
             run.log.open(meta.get("log_position"))
+            run.system = SystemLog(self.run_dir, start_step=run.step)
         if self.rank == 0 and self.run_dir is not None and not meta:
             write_json_atomic(os.path.join(self.run_dir, "config.json"), self.settings.to_json())
         if self.rank == 0 and self.settings.report_every:
@@ -374,7 +436,8 @@ class Trainer:
                 f"checkpoint {path} was made with " + "; ".join(changed)
                 + ". Pass fit(..., allow_changes=(...)) naming what you changed on purpose."
             )
-        meta = load_checkpoint(path, self.model, self.optimizer, required=TRAINER_META_KEYS)
+        meta = load_checkpoint(path, self.model, self.optimizer, required=TRAINER_META_KEYS,
+                               train_state=self.train_state)
         if self.settings.log and meta.get("log_position") is None:
             raise CheckpointError(f"checkpoint {path} was saved without a log")
         for i, cb in enumerate(self.callbacks):
@@ -383,6 +446,22 @@ class Trainer:
         self.last_checkpoint = path
         self.step = meta["step"]
         return meta
+
+    def _build_step(self) -> Callable:
+        """Memory limits, gradient checkpointing, then the compiled step."""
+        if self.memory_limits["memory"] is not None:
+            mx.set_memory_limit(self.memory_limits["memory"])
+        if self.memory_limits["cache"] is not None:
+            mx.set_cache_limit(self.memory_limits["cache"])
+        if self.settings.grad_checkpoint:
+            checkpoint_blocks(self.model)
+        s = self.settings
+        return make_train_step(
+            self.model, self.loss_fn, self.optimizer, grad_accum=s.grad_accum,
+            clip_norm=s.clip_norm, grad_norm=s.track_norm,
+            group=self.group if self.world_size > 1 else None, compile=s.compile,
+            precision=s.precision, ema=s.ema, train_state=self.train_state,
+        )
 
     # ------------------------------------------------------------------ one update
     def _done(self, run: _Run) -> bool:
@@ -394,16 +473,21 @@ class Trainer:
 
     def _update(self, run: _Run, train_step: Callable) -> None:
         """One optimizer update; its values stay on the device (nothing here waits)."""
-        batches = [shard(to_device(run.data.next()), self.rank, self.world_size)
-                   for _ in range(self.settings.grad_accum)]
+        whole = [to_device(run.data.next()) for _ in range(self.settings.grad_accum)]
+        batches = [shard(b, self.rank, self.world_size) for b in whole]
         mx.random.seed(self.settings.seed + run.step)  # exact resume of dropout etc.
+        scale = self.train_state.get("loss_scale")  # the scale this update uses (float16)
         try:
             loss, grad_norm = train_step(*batches)
         except (ValueError, TypeError, RuntimeError) as e:
             raise _batch_error(run.step, batches, e) from e
         values = [loss, *([] if grad_norm is None else [grad_norm]),
-                  *(self.optimizer.state[name] for name in self.hparams)]
-        mx.async_eval(self.model.state, self.optimizer.state, values)
+                  *(state[key] for _, state, key in self.hparam_sources),
+                  *([] if scale is None else [scale, self.train_state["skipped"]]),
+                  *([] if self.count_tokens is None else  # the global batch's tokens
+                    [sum(self.count_tokens(b) for b in whole).astype(mx.float32)])]
+        run.shapes.add(_shapes(batches))
+        mx.async_eval(self.model.state, self.optimizer.state, self.train_state, values)
         run.pending.add(run.step, run.data.epoch, values)
         run.step += 1
         self.step = run.step
@@ -413,7 +497,10 @@ class Trainer:
         """Fetch the pending values, write them as rows, stop on the first non-finite one."""
         rows = run.pending.take_rows()  # host waits for the block
         for i, row in enumerate(rows):
-            if not (math.isfinite(row["loss"]) and math.isfinite(row.get("grad_norm", 0.0))):
+            if row.get("skipped") and row["loss_scale"] > LossScale.minimum:
+                continue  # a float16 overflow: the update was skipped and the scale lowered
+            if row.get("skipped") or not (math.isfinite(row["loss"])
+                                          and math.isfinite(row.get("grad_norm", 0.0))):
                 self._emit(run, rows[:i + 1])
                 if run.log is not None:
                     run.log.flush(sync=True)
@@ -421,7 +508,11 @@ class Trainer:
                                      self.last_checkpoint)
         if rows:
             run.last_row = rows[-1]
+            run.tokens += sum(row.get("tokens", 0.0) for row in rows)
             self._emit(run, rows)
+            if run.system is not None:
+                run.system.record(run.step, shapes=len(run.shapes),
+                                  tokens=run.tokens if self.count_tokens else None)
 
     def _salvage_rows(self, run: _Run) -> None:
         """After an error: keep every finished update's row (nothing done is lost)."""
@@ -449,12 +540,17 @@ class Trainer:
     def _report(self, run: _Run) -> None:
         run.report({
             "step": run.step, "loss": run.last_row.get("loss", math.nan),
-            "learning_rate": run.last_row.get("learning_rate", math.nan),
-            "peak_memory": mx.get_peak_memory(),
+            "learning_rate": run.last_row.get(self._rate_column, math.nan),
+            "peak_memory": mx.get_peak_memory(), "compiled_shapes": len(run.shapes),
+            "tokens": run.tokens if self.count_tokens else None,
         })
 
     def _evaluate_and_log(self, run: _Run) -> None:
         results = self.evaluate()
+        if self.settings.ema is not None:
+            results.update({f"ema_{k}": v for k, v in
+                            self._with_weights(ema_weights(self.train_state), self.evaluate)
+                            .items()})
         row = {"kind": "eval", "step": run.step, "epoch": run.data.epoch, **results}
         if run.log is not None:
             run.log.write([row])
@@ -463,6 +559,8 @@ class Trainer:
                                + ", ".join(f"{k} {v:.4f}" for k, v in results.items()))
         run.last_eval = _event(row)
         run.evaluated_at = run.step
+        if self.settings.keep_best is not None:
+            self._keep_if_best(run, results)
         run.stop = self._dispatch(run.last_eval) or run.stop
 
     def _save(self, run: _Run) -> None:
@@ -489,14 +587,59 @@ class Trainer:
             "callbacks": {str(i): cb.state_dict() for i, cb in enumerate(self.callbacks)
                           if hasattr(cb, "state_dict")},
             "run": {"evaluated_at": run.evaluated_at, "last_row": run.last_row,
-                    "last_eval": run.last_eval},
+                    "last_eval": run.last_eval, "best": run.best},
             "config": self.settings.to_json(),
             "mlx_version": mx.__version__,
         }
         root = run.directory.checkpoints
-        self.last_checkpoint = save_checkpoint(root, run.step, self.model, self.optimizer, meta)
+        self.last_checkpoint = save_checkpoint(root, run.step, self.model, self.optimizer, meta,
+                                               train_state=self.train_state)
         prune_checkpoints(root, self.settings.keep_checkpoints, intact=self.last_checkpoint)
         self._dispatch({"event": "checkpoint", "step": run.step, "path": self.last_checkpoint})
+
+    def _with_weights(self, weights: Any, fn: Callable[[], Any]) -> Any:
+        """Call ``fn`` with the model's trainable weights replaced by ``weights``."""
+        own = self.model.trainable_parameters()
+        self.model.update(weights)
+        try:
+            return fn()
+        finally:
+            self.model.update(own)
+
+    def _keep_if_best(self, run: _Run, results: dict[str, float]) -> None:
+        """Save this step's checkpoint under ``best/`` when its metric beats the best so far."""
+        metric, mode = self.settings.keep_best
+        value = results[metric]
+        best = run.best["value"] if run.best else None
+        if not math.isfinite(value) or (
+                best is not None and not (value < best if mode == "min" else value > best)):
+            return
+        run.best = {"value": value, "step": run.step}
+        if self.rank != 0 or run.directory is None:
+            return
+        root = os.path.join(self.run_dir, "best")
+        meta = {"best": {"metric": metric, "mode": mode, **run.best},
+                "config": self.settings.to_json()}
+        save_checkpoint(root, run.step, self.model, self.optimizer, meta,
+                        train_state=self.train_state)
+        prune_checkpoints(root, 1)
+
+    def _restore_best(self, run: _Run) -> None:
+        """Load the best evaluation's weights into the model (the EMA ones for an ``ema_``
+        metric), after the last checkpoint was saved."""
+        if run.best is None:
+            return
+        if run.directory is None:
+            raise ValueError("restore_best needs a run_dir (the best weights are kept on disk)")
+        path = os.path.join(self.run_dir, "best", f"step_{run.best['step']:08d}")
+        verify_checkpoint(path)
+        if self.settings.keep_best[0].startswith("ema_"):
+            arrays = mx.load(os.path.join(path, "train_state.safetensors"))
+            weights = [(k[len("ema."):], v) for k, v in arrays.items() if k.startswith("ema.")]
+        else:
+            weights = list(mx.load(os.path.join(path, "model.safetensors")).items())
+        self.model.load_weights(weights, strict=False)
+        mx.eval(self.model.parameters())  # host waits: read the files now
 
     def _finish(self, run: _Run) -> None:
         """The end: remaining rows, final evaluation and checkpoint, the ``end`` event.
@@ -516,10 +659,16 @@ class Trainer:
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, eval_data: Iterable | None = None) -> dict[str, float]:
-        """Evaluate every metric over ``eval_data`` (default: the trainer's); batch-size weighted.
+        """Evaluate every metric over ``eval_data`` (default: the trainer's).
 
-        Returns ``{"eval_loss": ..., "eval_<metric>": ...}``. Runs on every rank over the whole
-        set (no collectives), so all ranks agree.
+        Each batch's metrics (batch means) are weighted by its size: its rows, or its real
+        tokens when the trainer was given ``tokens=`` (so padding and filler rows count for
+        nothing, and every token weighs the same).
+
+        Returns ``{"eval_loss": ..., "eval_<metric>": ...}``. In data parallel each rank
+        evaluates every ``world_size``-th batch (rank ``r`` takes batches ``r, r+w, ...``) and
+        the batch-weighted sums are combined with one ``all_sum``: every rank gets the same
+        result, equal to one process evaluating the whole set.
         """
         data = self.eval_data if eval_data is None else eval_data
         if data is None:
@@ -530,22 +679,29 @@ class Trainer:
         was_training = self.model.training
         self.model.train(False)
         totals = {name: mx.array(0.0) for name in self.metrics}
-        count = 0
+        count = mx.array(0.0)
         try:
             for i, batch in enumerate(source.epoch(0)):
+                if i % self.world_size != self.rank:
+                    continue  # another rank's share
                 batch = to_device(batch)
                 try:
                     values = self._eval_step(batch)
                 except (ValueError, TypeError, RuntimeError) as e:
                     raise _batch_error(f"eval batch {i}", [batch], e) from e
-                n = batch_size_of(batch)
+                n = batch_size_of(batch) if self.count_tokens is None else \
+                    self.count_tokens(batch).astype(mx.float32)
                 totals = {k: totals[k] + values[k] * n for k in totals}
-                count += n
+                count = count + n
         finally:
             self.model.train(was_training)
-        if count == 0:
+        sums = mx.stack([*totals.values(), count])
+        if self.world_size > 1:
+            sums = mx.distributed.all_sum(sums, group=self.group)
+        sums = np.array(sums, dtype=np.float64)  # host waits for the evaluation
+        if sums[-1] == 0:
             raise ValueError("eval_data gave no batch")
-        means = np.array(mx.stack(list(totals.values()))) / count  # host waits for the eval
+        means = sums[:-1] / sums[-1]
         return {f"eval_{k}": float(v) for k, v in zip(totals, means.tolist(), strict=True)}
 
     def _on_all_ranks(self, fn: Callable[[], Any]) -> Any:
@@ -594,6 +750,12 @@ def _read_meta(path: str) -> dict:
     if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
         raise CheckpointError(f"checkpoint file {meta_path} lacks its run settings ('config')")
     return meta
+
+
+def _shapes(batches: list) -> tuple:
+    """The shapes of an update's micro-batches: each new one compiles the step again."""
+    return tuple(tuple(a.shape for a in (b.values() if isinstance(b, dict) else b))
+                 for b in batches)
 
 
 def _default_group() -> Any:

@@ -10,13 +10,37 @@ import argparse
 import json
 from typing import Any
 
-from .config import DEFAULT_CONFIG, ConfigError, load_config_file, merge_config, validate
+from mlx_schedules._checks import check_int
+
+from .config import (
+    DEFAULT_CONFIG,
+    ConfigError,
+    check_field,
+    load_config_file,
+    merge_config,
+    validate,
+)
 from .families import FAMILIES, family_configs
 
-__all__ = ["add_config_flags", "build_config", "read_suggested_lr"]
+__all__ = ["add_config_flags", "build_config", "parse_assignment", "read_suggested_lr",
+           "script_parser"]
 
 _PEAK_KEYS = ("max_lr", "peak", "init", "value")
 DEFAULT_FAMILY, DEFAULT_PEAK = "one_cycle", 0.3
+
+
+def script_parser(doc: str) -> argparse.ArgumentParser:
+    r"""A script's argument parser: its docstring's first paragraph is the description, the
+    rest (usage examples, notes) the epilog, printed as written.
+
+    Example:
+        >>> script_parser("Do a thing.\n\n    python x.py --fast\n").format_help().split()[-3:]
+        ['python', 'x.py', '--fast']
+    """
+    first, _, rest = doc.strip("\n").partition("\n\n")
+    return argparse.ArgumentParser(description=first,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter,
+                                   epilog=rest or None)
 
 
 def read_suggested_lr(path: str) -> float:
@@ -105,9 +129,8 @@ def build_config(args: argparse.Namespace) -> dict[str, Any]:
         if family not in FAMILIES:
             raise ConfigError(f"--schedule: unknown family {family!r}; valid families are "
                               f"{list(FAMILIES)} (any mlx_schedules schedule works in a config)")
-        if not isinstance(config["training"]["steps"], int) or config["training"]["steps"] < 8:
-            raise ConfigError(f"training.steps: expected an integer >= 8, got "
-                              f"{config['training']['steps']!r}")
+        check_field("training.steps", lambda name, value: check_int(name, value, minimum=8),
+                    config["training"]["steps"])
         chosen = family_configs(family, peak or DEFAULT_PEAK, config["training"]["steps"])
         if config["optimizer"]["name"] != "SGD":
             chosen.pop("momentum")  # the families' momentum is SGD's
@@ -125,7 +148,8 @@ def add_config_flags(p: argparse.ArgumentParser, *, schedule: bool = True) -> No
                    help="override any config field (VALUE is JSON)")
     p.add_argument("--dataset", help="digits (default), mnist, fashion_mnist, cifar10, npz")
     p.add_argument("--data-path", help="a .npz with x_train, y_train, x_test, y_test")
-    p.add_argument("--cache-dir", help="mlx.data cache root (default ~/.cache/mlx.data)")
+    p.add_argument("--cache-dir", help="cache root of the MNIST/Fashion-MNIST/CIFAR-10 archives "
+                   "(default ~/.cache/mlx_schedules; fill it with download_data.py)")
     p.add_argument("--model", help="mlp (default) or cnn")
     p.add_argument("--optimizer", help="any mlx.optimizers class name (default SGD)")
     p.add_argument("--steps", type=int, help="optimizer updates")

@@ -19,19 +19,24 @@ files exist) before anything is trained, and raises :class:`ConfigError` naming 
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import json
+import math
 import os
+from collections.abc import Callable
 from typing import Any
 
 import mlx.optimizers as optim
 
 import mlx_schedules as ms
+from mlx_schedules._checks import check_bool, check_choice, check_float32, check_int, check_real
 
-from .datasets import DATASETS, DatasetUnavailable, check_available
-from .models import MODELS
+from .datasets import DATASETS, DataError, DatasetUnavailable, check_available
+from .models import MODELS, NORMS
 
-__all__ = ["DEFAULT_CONFIG", "ConfigError", "build_optimizer", "load_config_file",
+__all__ = ["DEFAULT_CONFIG", "FIELD_CHECKS", "ConfigError", "build_optimizer", "check_field",
+           "check_float32_numbers", "load_config_file",
            "merge_config", "optimizer_names", "validate"]
 
 DEFAULT_CONFIG: dict[str, Any] = {
@@ -62,20 +67,30 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ConfigError(f"config file not found: {path}")
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read the config: {e}") from None
     if path.endswith((".yaml", ".yml")):
         try:
             import yaml
         except ImportError:
             raise ConfigError(f"{path}: YAML configs need pyyaml (pip install pyyaml); "
                               "or write the config as JSON") from None
-        data = yaml.safe_load(text)
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        except RecursionError:
+            raise ConfigError(f"{path}: nested too deeply") from None
     else:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
             raise ConfigError(f"{path}: not valid JSON: {e}") from None
+        except RecursionError:
+            raise ConfigError(f"{path}: nested too deeply") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config must be a mapping, got {type(data).__name__}")
     return data
@@ -112,41 +127,93 @@ def merge_config(base: dict[str, Any], override: dict[str, Any], path: str = "")
 
 
 # ---------------------------------------------------------------- field checks
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+# JSON numbers are float64 and Python ints are unbounded; MLX computes in float32 and counts
+# steps in 64-bit integers, so a config may hold only what those can represent.
+def _optional(check: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
+    return lambda name, value: None if value is None else check(name, value)
 
 
-def _is_real(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def _int_list(name: str, value: Any) -> None:
+    if not isinstance(value, list) or not value:
+        raise TypeError(f"{name} must be a non-empty list of positive integers, got {value!r}")
+    for i, v in enumerate(value):
+        check_int(f"{name}[{i}]", v)
 
 
-def _int(config: dict, section: str, key: str, minimum: int, *, optional: bool = False) -> None:
-    value = config[section][key]
-    if value is None and optional:
-        return
-    if not _is_int(value) or value < minimum:
-        raise ConfigError(f"{section}.{key}: expected an integer >= {minimum}"
-                          f"{' or null' if optional else ''}, got {value!r}")
+def _path(name: str, value: Any) -> None:
+    if not isinstance(value, str) or not value:
+        raise TypeError(f"{name} must be a path string, got {value!r}")
 
 
-def _real(config: dict, section: str, key: str, low: float, high: float | None = None, *,
-          optional: bool = False, open_low: bool = False) -> None:
-    value = config[section][key]
-    if value is None and optional:
-        return
-    ok = _is_real(value) and (value > low if open_low else value >= low)
-    ok = ok and (high is None or value <= high)
-    if not ok:
-        bound = f"{'>' if open_low else '>='} {low}" + (f" and <= {high}" if high else "")
-        raise ConfigError(f"{section}.{key}: expected a number {bound}"
-                          f"{' or null' if optional else ''}, got {value!r}")
+def _compile(name: str, value: Any) -> None:
+    if not (value == "auto" and isinstance(value, str)) and not isinstance(value, bool):
+        raise ValueError(f"{name} must be 'auto', true or false, got {value!r}")
 
 
-def _int_list(config: dict, section: str, key: str) -> None:
-    value = config[section][key]
-    if not (isinstance(value, list) and value and all(_is_int(v) and v > 0 for v in value)):
-        raise ConfigError(f"{section}.{key}: expected a non-empty list of positive integers, "
-                          f"got {value!r}")
+# Every field outside the free-form optimizer section, with its one check.
+FIELD_CHECKS: dict[str, Callable[[str, Any], Any]] = {
+    "dataset.name": lambda n, v: check_choice(n, v, DATASETS),
+    "dataset.path": _optional(_path),
+    "dataset.cache_dir": _optional(_path),
+    "dataset.test_fraction": lambda n, v: check_real(n, v, low=0.0, high=0.9,
+                                                        low_open=True),
+    "dataset.split_seed": lambda n, v: check_int(n, v, minimum=0),
+    "dataset.limit_train": _optional(check_int),
+    "model.kind": lambda n, v: check_choice(n, v, MODELS),
+    "model.hidden": _int_list,
+    "model.channels": _int_list,
+    "model.dropout": lambda n, v: check_real(n, v, low=0.0, high=0.99),
+    "model.norm": _optional(lambda n, v: check_choice(n, v, [k for k in NORMS if k])),
+    "training.steps": check_int,
+    "training.batch_size": check_int,
+    "training.seed": lambda n, v: check_int(n, v, minimum=0),
+    "training.eval_every": lambda n, v: check_int(n, v, minimum=0),
+    "training.checkpoint_every": _optional(lambda n, v: check_int(n, v, minimum=0)),
+    "training.keep_checkpoints": check_int,
+    "training.log_every": check_int,
+    "training.clip_norm": _optional(lambda n, v: check_real(n, v, low=0.0, low_open=True)),
+    "training.grad_accum": check_int,
+    "training.target_accuracy": _optional(lambda n, v: check_real(n, v, low=0.0, high=1.0)),
+    "training.compile": _compile,
+    "output.run_dir": _path,
+    "output.plots": check_bool,
+}
+
+
+def check_field(name: str, check: Callable[[str, Any], Any], value: Any) -> None:
+    """Run one check; its ``TypeError``/``ValueError`` becomes a :class:`ConfigError`.
+
+    Example:
+        >>> check_field("model.dropout", FIELD_CHECKS["model.dropout"], "0.1")
+        Traceback (most recent call last):
+        ...
+        experiments.config.ConfigError: model.dropout must be a real number, got '0.1' (str)
+    """
+    try:
+        check(name, value)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(str(e)) from None
+
+
+def check_float32_numbers(where: str, value: Any) -> None:
+    """Every number inside a schedule config within float32's range, named by its path.
+
+    Example:
+        >>> check_float32_numbers("lr", {"name": "warmup", "steps": 5,
+        ...                              "schedule": {"name": "constant", "value": 1e39}})
+        Traceback (most recent call last):
+        ...
+        experiments.config.ConfigError: lr.schedule.value must be representable in float32 \
+(|lr.schedule.value| <= 3.4028235e+38), got 1e+39
+    """
+    if isinstance(value, dict):
+        for key, item in value.items():
+            check_float32_numbers(f"{where}.{key}", item)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            check_float32_numbers(f"{where}[{i}]", item)
+    elif isinstance(value, float) and math.isfinite(value):
+        check_field(where, check_float32, value)
 
 
 def optimizer_names() -> list[str]:
@@ -160,14 +227,36 @@ def optimizer_names() -> list[str]:
 _BETAS = ("beta1", "beta2")
 
 
+def _float32_list(name: str, value: Any) -> None:
+    if not isinstance(value, list):
+        raise TypeError(f"{name} must be a list of numbers, got {value!r}")
+    for i, item in enumerate(value):
+        check_real(f"{name}[{i}]", item)
+
+
+def _check_optimizer_value(where: str, key: str, value: Any, default: Any) -> None:
+    """A plain (unscheduled) optimizer setting, checked by its constructor default's kind."""
+    if key == "learning_rate":
+        check = functools.partial(check_real, low=0.0)
+    elif isinstance(default, bool):
+        check = check_bool
+    elif key in _BETAS or isinstance(default, (int, float)):
+        check = check_real
+    elif isinstance(default, (list, tuple)):
+        check = _float32_list
+    else:
+        return  # a setting of a kind the config does not describe (left to the optimizer)
+    try:
+        check(where, value)
+    except (TypeError, ValueError) as e:
+        schedulable = isinstance(e, TypeError) and (key == "learning_rate" or key in _BETAS)
+        raise ConfigError(f"{e}{' (or a schedule config)' if schedulable else ''}") from None
+
+
 def _check_optimizer(section: dict) -> None:
-    if not isinstance(section.get("name"), str):
-        raise ConfigError(f"optimizer.name: expected one of {optimizer_names()}, "
-                          f"got {section.get('name')!r}")
+    check_field("optimizer.name", lambda n, v: check_choice(n, v, optimizer_names()),
+                section.get("name"))
     name = section["name"]
-    if name not in optimizer_names():
-        raise ConfigError(f"optimizer.name: unknown optimizer {name!r}; valid names are "
-                          f"{optimizer_names()}")
     cls = getattr(optim, name)
     parameters = {k: p for k, p in inspect.signature(cls.__init__).parameters.items()
                   if k != "self"}
@@ -179,36 +268,20 @@ def _check_optimizer(section: dict) -> None:
         if key not in parameters and key not in _BETAS:
             raise ConfigError(f"{where}: {name} has no such setting; valid settings are "
                               f"{sorted([*parameters, *(b for b in _BETAS if b in schedulable)])}")
+        if key in _BETAS and key not in schedulable:
+            raise ConfigError(f"{where}: {name} has no {key}")
         if isinstance(value, dict):
             if key != "learning_rate" and key not in schedulable:
                 raise ConfigError(f"{where}: {name} cannot put {key!r} on a schedule; "
                                   f"schedulable: {['learning_rate', *schedulable]}")
+            check_float32_numbers(where, value)
             try:
                 ms.from_config(value)
-            except (ValueError, TypeError) as e:
+            except (ValueError, TypeError, RecursionError) as e:
                 raise ConfigError(f"{where}: bad schedule config: {e}") from None
             continue
-        if key in _BETAS:
-            if key not in schedulable:
-                raise ConfigError(f"{where}: {name} has no {key}")
-            if not _is_real(value):
-                raise ConfigError(f"{where}: expected a number or a schedule config, "
-                                  f"got {value!r}")
-            continue
-        default = parameters[key].default
-        if key == "learning_rate":
-            if not (_is_real(value) and value >= 0):
-                raise ConfigError(f"{where}: expected a number >= 0 or a schedule config, "
-                                  f"got {value!r}")
-        elif isinstance(default, bool):
-            if not isinstance(value, bool):
-                raise ConfigError(f"{where}: expected true or false, got {value!r}")
-        elif _is_real(default):
-            if not _is_real(value):
-                raise ConfigError(f"{where}: expected a number, got {value!r}")
-        elif isinstance(default, (list, tuple)):
-            if not (isinstance(value, list) and all(_is_real(v) for v in value)):
-                raise ConfigError(f"{where}: expected a list of numbers, got {value!r}")
+        default = parameters[key].default if key in parameters else None
+        _check_optimizer_value(where, key, value, default)
     if "learning_rate" not in section and parameters["learning_rate"].default is \
             inspect.Parameter.empty:
         raise ConfigError("optimizer.learning_rate: missing (a number or a schedule config)")
@@ -223,9 +296,14 @@ def validate(config: dict[str, Any]) -> dict[str, Any]:
         >>> validate(merge_config(DEFAULT_CONFIG, {"optimizer": {"name": "Adamm"}}))
         Traceback (most recent call last):
         ...
-        experiments.config.ConfigError: optimizer.name: unknown optimizer 'Adamm'; valid names \
-are ['AdaDelta', 'Adafactor', 'Adagrad', 'Adam', 'AdamW', 'Adamax', 'Lion', 'Muon', 'RMSprop', \
-'SGD']
+        experiments.config.ConfigError: optimizer.name must be one of ['AdaDelta', \
+'Adafactor', 'Adagrad', 'Adam', 'AdamW', 'Adamax', 'Lion', 'Muon', 'RMSprop', 'SGD'], \
+got 'Adamm'
+        >>> validate(merge_config(DEFAULT_CONFIG, {"training": {"clip_norm": 1e39}}))
+        Traceback (most recent call last):
+        ...
+        experiments.config.ConfigError: training.clip_norm must be representable in float32 \
+(|training.clip_norm| <= 3.4028235e+38), got 1e+39
     """
     for section, fields in DEFAULT_CONFIG.items():
         if not isinstance(config.get(section), dict):
@@ -235,50 +313,14 @@ are ['AdaDelta', 'Adafactor', 'Adagrad', 'Adam', 'AdamW', 'Adamax', 'Lion', 'Muo
             if unknown:
                 raise ConfigError(f"{section}.{unknown[0]}: unknown field; valid fields are "
                                   f"{sorted(fields)}")
-    dataset = config["dataset"]
-    if dataset["name"] not in DATASETS:
-        raise ConfigError(f"dataset.name: unknown dataset {dataset['name']!r}; valid names are "
-                          f"{list(DATASETS)}")
-    for key in ("path", "cache_dir"):
-        if dataset[key] is not None and not isinstance(dataset[key], str):
-            raise ConfigError(f"dataset.{key}: expected a path string or null, "
-                              f"got {dataset[key]!r}")
-    _real(config, "dataset", "test_fraction", 0.0, 0.9, open_low=True)
-    _int(config, "dataset", "split_seed", 0)
-    _int(config, "dataset", "limit_train", 1, optional=True)
-
-    model = config["model"]
-    if model["kind"] not in MODELS:
-        raise ConfigError(f"model.kind: unknown model {model['kind']!r}; valid kinds are "
-                          f"{list(MODELS)}")
-    _int_list(config, "model", "hidden")
-    _int_list(config, "model", "channels")
-    _real(config, "model", "dropout", 0.0, 0.99)
-    if model["norm"] not in (None, "batch", "layer"):
-        raise ConfigError(f"model.norm: expected null, 'batch' or 'layer', got {model['norm']!r}")
-
+    for name, check in FIELD_CHECKS.items():
+        section, key = name.split(".")
+        check_field(name, check, config[section][key])
     _check_optimizer(config["optimizer"])
-
-    for key in ("steps", "batch_size", "log_every", "grad_accum", "keep_checkpoints"):
-        _int(config, "training", key, 1)
-    for key in ("seed", "eval_every"):
-        _int(config, "training", key, 0)
-    _int(config, "training", "checkpoint_every", 0, optional=True)
-    _real(config, "training", "clip_norm", 0.0, optional=True, open_low=True)
-    _real(config, "training", "target_accuracy", 0.0, 1.0, optional=True)
-    if config["training"]["compile"] not in ("auto", True, False):
-        raise ConfigError(f"training.compile: expected 'auto', true or false, "
-                          f"got {config['training']['compile']!r}")
-
-    output = config["output"]
-    if not isinstance(output["run_dir"], str) or not output["run_dir"]:
-        raise ConfigError(f"output.run_dir: expected a directory path, got {output['run_dir']!r}")
-    if not isinstance(output["plots"], bool):
-        raise ConfigError(f"output.plots: expected true or false, got {output['plots']!r}")
-
+    dataset = config["dataset"]
     try:  # last: the only check that touches the file system
         check_available(dataset["name"], path=dataset["path"], cache_dir=dataset["cache_dir"])
-    except (DatasetUnavailable, ValueError) as e:
+    except (DatasetUnavailable, DataError) as e:
         raise ConfigError(str(e)) from None
     return config
 

@@ -5,12 +5,15 @@ Both take images ``N x H x W x C`` (the MLP flattens them) and return class logi
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Sequence
 
 import mlx.core as mx
 import mlx.nn as nn
 
-__all__ = ["CNN", "MLP", "MODELS", "NORMS", "build_model", "cross_entropy"]
+__all__ = ["CNN", "MLP", "MODELS", "NORMS", "ModelTooLarge", "build_model", "check_model_fits",
+           "cross_entropy", "memory_estimate"]
 
 MODELS = ("mlp", "cnn")
 NORMS = (None, "batch", "layer")
@@ -111,3 +114,102 @@ def build_model(kind: str, input_shape: Sequence[int], num_classes: int, *,
 def cross_entropy(model: nn.Module, x: mx.array, y: mx.array) -> mx.array:
     """Mean softmax cross-entropy of the model's logits against integer labels (the loss)."""
     return nn.losses.cross_entropy(model(x), y, reduction="mean")
+
+
+# ---------------------------------------------------------------- memory, before allocation
+# float32 weights, their gradients and up to two optimizer moments (Adam's); activations are
+# kept for the backward pass and matched by gradients of the same size.
+BYTES_PER_PARAMETER = 4 * 4
+BYTES_PER_ACTIVATION = 4 * 2
+
+
+class ModelTooLarge(ValueError):
+    """A model config needs more memory than the machine has; names the field that sizes it."""
+
+
+def memory_estimate(kind: str, input_shape: Sequence[int], num_classes: int, *,
+                    hidden: Sequence[int] = (128,), channels: Sequence[int] = (16, 32),
+                    norm: str | None = None, batch_size: int = 1) -> dict[str, int]:
+    """Bytes a training step needs, per config field that sizes them, without building the
+    model: parameters (with gradients and optimizer moments) and activations of one batch.
+
+    The parameter counts are the models' own (a test compares them with built models).
+
+    Example:
+        >>> for part, size in memory_estimate("mlp", (8, 8, 1), 10, hidden=[32],
+        ...                                   batch_size=4).items():
+        ...     print(part, size)
+        the input x model.hidden[0] (64 x 32) 34304
+        model.hidden[0] x classes (32 x 10) 5600
+    """
+    norm_size = {"batch": 4, "layer": 2}.get(norm or "", 0)  # batch norm adds running stats
+    fields: dict[str, int] = {}
+
+    def add(field: str, parameters: int, activations: int) -> None:
+        fields[field] = fields.get(field, 0) + parameters * BYTES_PER_PARAMETER \
+            + activations * batch_size * BYTES_PER_ACTIVATION
+
+    if kind == "mlp":
+        width, name = math.prod(input_shape), "the input"
+        for i, h in enumerate(hidden):
+            add(f"{name} x model.hidden[{i}] ({width} x {h})", width * h + h + norm_size * h, h)
+            width, name = h, f"model.hidden[{i}]"
+        add(f"{name} x classes ({width} x {num_classes})", width * num_classes + num_classes,
+            num_classes)
+    elif kind == "cnn":
+        height, width, depth = input_shape
+        name = "the input"
+        for i, c in enumerate(channels):
+            add(f"{name} x model.channels[{i}] ({depth} x {c} x 3 x 3)",
+                9 * depth * c + c + norm_size * c, height * width * c)
+            if min(height, width) >= 2:
+                height, width = height // 2, width // 2
+            depth, name = c, f"model.channels[{i}]"
+        add(f"{name} x classes ({depth} x {num_classes})", depth * num_classes + num_classes,
+            num_classes)
+    else:
+        raise ValueError(f"model.kind: unknown model {kind!r}; valid kinds are {list(MODELS)}")
+    return fields
+
+
+def physical_memory() -> int | None:
+    """This machine's memory in bytes (``None`` where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "kB", "MB", "GB", "TB", "PB"):
+        if n < 1000 or unit == "PB":
+            return f"{n:.3g} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
+
+
+def check_model_fits(estimate: dict[str, int], *, field: str,
+                     available: int | None = None) -> int:
+    """Raise :class:`ModelTooLarge`, naming ``field`` and the largest layer, when
+    ``estimate``'s total exceeds ``available`` bytes (default: the machine's memory); return
+    the total.
+
+    Example:
+        >>> check_model_fits({"model.hidden[0] x model.hidden[1] (10 x 10)": 2000,
+        ...                   "the input x model.hidden[0] (4 x 10)": 500},
+        ...                  field="model.hidden", available=1000)
+        Traceback (most recent call last):
+        ...
+        experiments.models.ModelTooLarge: model.hidden: the model needs about 2.5 kB to train \
+(weights, gradients, optimizer state, activations), more than this machine's 1 kB of memory; \
+the largest part is model.hidden[0] x model.hidden[1] (10 x 10)
+    """
+    total = sum(estimate.values())
+    available = physical_memory() if available is None else available
+    if available is not None and total > available:
+        largest = max(estimate, key=estimate.get)
+        raise ModelTooLarge(f"{field}: the model needs about {_size(total)} to train (weights, "
+                            "gradients, optimizer state, activations), more than this "
+                            f"machine's {_size(available)} of memory; the largest part is "
+                            f"{largest}")
+    return total

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from .files import atomic_path
+
 __all__ = ["pyplot", "plot_comparison", "plot_range_test", "plot_run", "plot_schedules",
            "smooth"]
 
@@ -42,6 +44,17 @@ def smooth(values: Sequence[float], window: int) -> np.ndarray:
         lo = max(0, i + 1 - window)
         out[i] = (cumsum[i + 1] - cumsum[lo]) / (i + 1 - lo)
     return out
+
+
+def _save(fig: Any, path: str, *, dpi: int) -> None:
+    """Write the figure whole or not at all (a temporary file renamed over ``path``)."""
+    import matplotlib.pyplot as plt
+
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi)
+    finally:
+        plt.close(fig)
 
 
 def _log_scale_if_wide(ax, values: np.ndarray) -> None:
@@ -81,8 +94,7 @@ def plot_schedules(entries: Sequence[Mapping[str, Any]], path: str, *, title: st
     if title:
         fig.suptitle(title)
     fig.tight_layout(rect=(0, 0, 1, 0.97) if title else None)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path, dpi=110)
 
 
 def plot_run(train_rows: Sequence[Mapping[str, Any]], eval_rows: Sequence[Mapping[str, Any]],
@@ -130,8 +142,7 @@ def plot_run(train_rows: Sequence[Mapping[str, Any]], eval_rows: Sequence[Mappin
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path, dpi=110)
 
 
 def plot_range_test(rates: Sequence[float], losses: Sequence[float],
@@ -155,8 +166,7 @@ def plot_range_test(rates: Sequence[float], losses: Sequence[float],
     ax.grid(alpha=0.3, which="both")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path, dpi=110)
 
 
 def plot_comparison(curves: Mapping[str, Mapping[str, Any]],
@@ -222,5 +232,4 @@ def plot_comparison(curves: Mapping[str, Mapping[str, Any]],
                    ncol=min(len(handles), 4), fontsize=10, frameon=False)
     if title:
         fig.suptitle(title)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path, dpi=100)

@@ -6,13 +6,12 @@ The per-step rates and momenta come from the trainer's log, which reads them fro
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
 import platform
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import mlx.core as mx
@@ -23,11 +22,11 @@ from trainers import STOP, ArrayBatches, Trainer, accuracy
 from trainers import lr_range_test as trainer_range_test
 
 from .config import build_optimizer
-from .datasets import load_dataset
-from .models import build_model, cross_entropy
+from .datasets import check_data, load_dataset
+from .models import build_model, check_model_fits, cross_entropy, memory_estimate
 
-__all__ = ["MemoryLog", "compile_wanted", "load_data", "range_test", "read_log", "run_training",
-           "steps_to_target", "summarise"]
+__all__ = ["MemoryLog", "OnStart", "compile_wanted", "load_data", "prepare_data", "range_test",
+           "read_log", "run_training", "steps_to_target", "summarise"]
 
 
 def compile_wanted(setting: Any) -> bool:
@@ -39,20 +38,6 @@ def compile_wanted(setting: Any) -> bool:
     if setting != "auto":
         return bool(setting)
     return not (platform.system() == "Linux" and mx.default_device().type == mx.cpu)
-
-
-@contextlib.contextmanager
-def _compile_context(setting: Any) -> Iterator[bool]:
-    """Run the block with ``mx.compile`` on or off (restored afterwards): for
-    ``trainers.lr_range_test``, which builds its own step and takes no ``compile=``."""
-    wanted = compile_wanted(setting)
-    if not wanted:
-        mx.disable_compile()
-    try:
-        yield wanted
-    finally:
-        if not wanted:
-            mx.enable_compile()
 
 
 class MemoryLog:
@@ -68,6 +53,22 @@ class MemoryLog:
             self.train.append({k: v for k, v in event.items() if k != "event"})
         elif kind == "eval":
             self.eval.append({k: v for k, v in event.items() if k != "event"})
+
+
+class OnStart:
+    """A trainer callback calling ``action(event)`` at the ``start`` event: once the trainer
+    owns the run directory (locked, an overwritten run removed, the checkpoint loaded) and
+    before the first update. Files of the script's own belong there, not earlier: a run
+    directory the trainer refuses is left exactly as it was."""
+
+    def __init__(self, action: Callable[[dict], Any]):
+        self.action = action
+        self.started = False
+
+    def __call__(self, event: dict) -> None:
+        if event.get("event") == "start":
+            self.started = True
+            self.action(event)
 
 
 class _StopAfter:
@@ -99,6 +100,28 @@ def load_data(dataset: dict[str, Any]) -> dict[str, np.ndarray]:
     return load_dataset(dataset["name"], path=dataset["path"], cache_dir=dataset["cache_dir"],
                         test_fraction=dataset["test_fraction"],
                         split_seed=dataset["split_seed"], limit_train=dataset["limit_train"])
+
+
+def prepare_data(config: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Load a validated config's data and check it once, before anything is built or written:
+    the arrays (:func:`experiments.datasets.check_data`) and that the model they call for fits
+    in memory (estimated from the config, not allocated).
+
+    Raises:
+        experiments.datasets.DatasetUnavailable: the files are missing.
+        experiments.datasets.DataError: the files or arrays are unusable (names the problem).
+        experiments.models.ModelTooLarge: the model would not fit (names the field).
+    """
+    data = load_data(config["dataset"])
+    batch_size = config["training"]["batch_size"]
+    num_classes = check_data(data, batch_size=batch_size)
+    m = config["model"]
+    # Evaluation takes the whole test set as one batch.
+    estimate = memory_estimate(
+        m["kind"], data["x_train"].shape[1:], num_classes, hidden=m["hidden"],
+        channels=m["channels"], norm=m["norm"], batch_size=max(batch_size, len(data["x_test"])))
+    check_model_fits(estimate, field="model.hidden" if m["kind"] == "mlp" else "model.channels")
+    return data
 
 
 def steps_to_target(evals: list[dict], target: float | None) -> int | None:
@@ -143,7 +166,8 @@ def run_training(config: dict[str, Any], *, data: dict[str, np.ndarray] | None =
 
     Args:
         config: a config that passed :func:`experiments.config.validate`.
-        data: the arrays, when the caller already loaded them (comparisons reuse them).
+        data: the arrays from :func:`prepare_data`, when the caller already loaded them
+            (comparisons reuse them); by default loaded and checked here.
         run_dir: where the trainer writes (default ``config["output"]["run_dir"]``).
         log_files: write ``log.jsonl``/``log.csv`` and checkpoints into ``run_dir``; with
             ``False`` nothing is written anywhere (``run_dir`` is ignored) and the rows stay
@@ -153,7 +177,7 @@ def run_training(config: dict[str, Any], *, data: dict[str, np.ndarray] | None =
             also when resuming); the trainer then evaluates and checkpoints at that step.
     """
     training = config["training"]
-    data = data if data is not None else load_data(config["dataset"])
+    data = data if data is not None else prepare_data(config)
     run_dir = (run_dir or config["output"]["run_dir"]) if log_files else None
     seed = training["seed"]
     mx.random.seed(seed)  # the model's initial weights
@@ -215,10 +239,10 @@ def range_test(config: dict[str, Any], *, min_lr: float, max_lr: float, steps: i
     optimizer = build_optimizer(section)
     batches = ArrayBatches((data["x_train"], data["y_train"]), training["batch_size"],
                            seed=training["seed"])
-    with _compile_context(training["compile"]):
-        result = trainer_range_test(model, cross_entropy, optimizer, batches, min_lr=min_lr,
-                                    max_lr=max_lr, steps=steps, smoothing=smoothing,
-                                    seed=training["seed"])
+    result = trainer_range_test(model, cross_entropy, optimizer, batches, min_lr=min_lr,
+                                max_lr=max_lr, steps=steps, smoothing=smoothing,
+                                seed=training["seed"],
+                                compile=compile_wanted(training["compile"]))
     return {
         "suggested_lr": result.suggested_lr,
         "min_loss_lr": result.min_loss_lr,

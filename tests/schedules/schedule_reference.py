@@ -231,7 +231,7 @@ def warmup_stable_decay(t, peak, total_steps, warmup_steps, decay_steps, init=0.
     return end + (peak - end) * shape
 
 
-def lr_range_test(t, min_lr, max_lr, steps, mode="exponential"):
+def range_sweep(t, min_lr, max_lr, steps, mode="exponential"):
     x = min(t, steps - 1) / (steps - 1)
     if mode == "exponential":
         return min_lr * (max_lr / min_lr) ** x

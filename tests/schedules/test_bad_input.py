@@ -1,10 +1,18 @@
-"""Every parameter of every schedule rejects bad values at build time, naming itself."""
+"""Every parameter of every schedule rejects bad values at build time, naming itself.
+
+The table is checked against the factories' signatures: a new factory, or a new
+parameter, fails ``test_table_covers_every_parameter_of_every_schedule`` until it has rows,
+and every parameter needs a row of each kind its type calls for (NaN, infinity, bool,
+str, None, out of range, beyond float32 or beyond the int64 headroom of ``2**62``).
+"""
 
 from __future__ import annotations
 
 import math
 import re
 
+import mlx.core as mx
+import numpy as np
 import pytest
 
 import mlx_schedules as ms
@@ -13,14 +21,19 @@ NAN, INF = math.nan, math.inf
 
 # Bad values by kind of parameter: (label, value, error).
 REAL = [("nan", NAN, ValueError), ("inf", INF, ValueError), ("-inf", -INF, ValueError),
-        ("str", "0.1", TypeError), ("bool", True, TypeError), ("none", None, TypeError)]
+        ("str", "0.1", TypeError), ("bool", True, TypeError), ("none", None, TypeError),
+        ("huge", 1e39, ValueError), ("huge-negative", -3.5e38, ValueError),
+        ("huge-int", 10**400, ValueError)]
 POSITIVE = REAL + [("zero", 0.0, ValueError), ("negative", -1.0, ValueError)]
 NONNEGATIVE = REAL + [("negative", -0.1, ValueError)]
+# Integers beyond the headroom 2**62: just past it, past int64, and uint64's largest.
+HUGE_INT = [("huge", 2**62 + 1, ValueError), ("huge-int64", 2**63, ValueError),
+            ("huge-uint64", 2**64 - 1, ValueError)]
 LENGTH = [("zero", 0, ValueError), ("negative", -3, ValueError), ("float", 10.0, TypeError),
           ("fractional", 2.5, TypeError), ("str", "10", TypeError), ("bool", True, TypeError),
-          ("nan", NAN, TypeError), ("none", None, TypeError)]
+          ("nan", NAN, TypeError), ("none", None, TypeError)] + HUGE_INT
 COUNT = [("negative", -1, ValueError), ("float", 1.0, TypeError), ("str", "1", TypeError),
-         ("bool", False, TypeError)]
+         ("bool", False, TypeError), ("none", None, TypeError)] + HUGE_INT
 BOOL = [("int", 1, TypeError), ("str", "yes", TypeError), ("none", None, TypeError)]
 FRACTION = REAL + [("zero", 0.0, ValueError), ("one", 1.0, ValueError),
                    ("negative", -0.2, ValueError), ("above-one", 1.5, ValueError)]
@@ -34,20 +47,25 @@ def choice(*extra):
 INCREASING = [("decreasing", [5, 3], ValueError), ("repeated", [3, 3], ValueError),
               ("negative", [-1, 4], ValueError), ("float", [1.5, 4], TypeError),
               ("str", "12", TypeError), ("bool", [True, 4], TypeError),
-              ("none", None, TypeError)]
+              ("none", None, TypeError), ("huge", [5, 2**62 + 1], ValueError),
+              ("huge-int64", [5, 2**63], ValueError)]
 
 # factory: (valid keyword arguments, {parameter: bad values})
 TABLE = {
     "constant": ({"value": 0.1}, {"value": REAL}),
     "exponential_decay": (
         {"init": 0.1, "decay_rate": 0.9},
-        {"init": REAL, "decay_rate": POSITIVE, "decay_steps": LENGTH, "staircase": BOOL,
-         "begin": COUNT, "end": REAL[:-1]}),
+        {"init": REAL, "decay_rate": POSITIVE + [
+            # growing without a ceiling overflows float32 long before step 2**62
+            ("overflow-no-end", 1.01, ValueError)],
+         "decay_steps": LENGTH, "staircase": BOOL, "begin": COUNT,
+         "end": [r for r in REAL if r[0] != "none"]}),
     "step_decay": ({"init": 0.1, "decay_rate": 0.5, "step_size": 10},
-                   {"init": REAL, "decay_rate": POSITIVE, "step_size": LENGTH}),
+                   {"init": REAL, "decay_rate": POSITIVE + [("overflow", 1.5, ValueError)],
+                    "step_size": LENGTH}),
     "multistep_decay": ({"init": 0.1, "milestones": [3, 6]},
                         {"init": REAL, "milestones": INCREASING + [("empty", [], ValueError)],
-                         "gamma": POSITIVE}),
+                         "gamma": POSITIVE + [("overflow", 1e30, ValueError)]}),
     "cosine_decay": ({"init": 0.1, "decay_steps": 100},
                      {"init": REAL, "decay_steps": LENGTH, "end": REAL, "exponent": POSITIVE}),
     "linear_schedule": ({"init": 0.0, "end": 0.1, "steps": 10},
@@ -62,14 +80,15 @@ TABLE = {
                            {"boundaries": INCREASING, "values": [
                                ("nan", [1.0, NAN, 0.1], ValueError),
                                ("inf", [1.0, 0.5, INF], ValueError),
+                               ("huge", [1.0, 1e39, 0.1], ValueError),
                                ("str-item", [1.0, "a", 0.1], TypeError),
                                ("str", "abc", TypeError),
                                ("too-few", [1.0, 0.5], ValueError),
                                ("too-many", [1.0, 0.5, 0.1, 0.0], ValueError)]}),
     "cyclic_exponential_decay": (
         {"init": 0.1, "decay_rate": 0.99, "cycle_length": 10},
-        {"init": REAL, "decay_rate": POSITIVE, "cycle_length": LENGTH, "end": REAL,
-         "decay_steps": LENGTH}),
+        {"init": REAL, "decay_rate": POSITIVE + [("overflow", 1.001, ValueError)],
+         "cycle_length": LENGTH, "end": REAL, "decay_steps": LENGTH}),
     "one_cycle": (
         {"max_lr": 0.1, "total_steps": 100},
         {"max_lr": POSITIVE, "total_steps": LENGTH, "pct_start": FRACTION,
@@ -84,25 +103,30 @@ TABLE = {
         {"base_lr": 0.01, "max_lr": 0.1},
         {"base_lr": REAL + [("above-max", 0.2, ValueError)],
          "max_lr": REAL + [("below-base", 0.001, ValueError)],
-         "step_size_up": LENGTH, "step_size_down": LENGTH[:-1],
+         "step_size_up": LENGTH + [("period-overflow", 2**62, ValueError)],
+         "step_size_down": [r for r in LENGTH if r[0] != "none"],
          "mode": choice("triangular"),
          "gamma": POSITIVE + [("above-one", 1.01, ValueError)]}),
     "cyclic_momentum": (
         {"base_momentum": 0.8, "max_momentum": 0.9},
         {"base_momentum": NONNEGATIVE + [("above-max", 0.95, ValueError)],
          "max_momentum": NONNEGATIVE + [("below-base", 0.7, ValueError)],
-         "step_size_up": LENGTH, "step_size_down": LENGTH[:-1],
+         "step_size_up": LENGTH, "step_size_down": [r for r in LENGTH if r[0] != "none"],
          "mode": choice("exp_range"),
          "gamma": POSITIVE + [("above-one", 2.0, ValueError)]}),
     "cosine_restarts": (
         {"init": 0.1, "first_decay_steps": 10},
         {"init": REAL, "first_decay_steps": LENGTH,
-         "t_mul": REAL + [("below-one", 0.5, ValueError), ("zero", 0.0, ValueError)],
-         "m_mul": NONNEGATIVE, "end": REAL}),
+         "t_mul": REAL + [("below-one", 0.5, ValueError), ("zero", 0.0, ValueError),
+                          # too close to 1: more cycles before 2**62 than a table holds
+                          ("near-one", 1.000001, ValueError)],
+         "m_mul": NONNEGATIVE + [("overflow", 1e10, ValueError)], "end": REAL}),
     "warmup": (
         {"schedule": ms.constant(0.1), "steps": 10},
         {"schedule": [("number", 0.1, TypeError), ("str", "cosine", TypeError),
-                      ("none", None, TypeError)],
+                      ("none", None, TypeError),
+                      ("peak-nan", lambda step: mx.full(step.shape, NAN), ValueError),
+                      ("peak-array", lambda step: mx.zeros((2,)), ValueError)],
          "steps": LENGTH, "init": REAL}),
     "warmup_stable_decay": (
         {"peak": 0.1, "total_steps": 100, "warmup_steps": 10, "decay_steps": 20},
@@ -117,7 +141,7 @@ TABLE = {
                        ("none", None, TypeError)],
          "boundaries": INCREASING[2:] + [("too-many", [5, 6], ValueError),
                                          ("too-few", [], ValueError)]}),
-    "lr_range_test": (
+    "range_sweep": (
         {"min_lr": 1e-5, "max_lr": 1.0, "steps": 100},
         {"min_lr": POSITIVE + [("above-max", 2.0, ValueError)],
          "max_lr": POSITIVE + [("below-min", 1e-6, ValueError)],
@@ -145,13 +169,37 @@ def test_bad_value_is_rejected_naming_the_parameter(factory_name, valid, paramet
         factory(**{**valid, parameter: value})
 
 
+# The kinds of bad value each type of parameter must be tried with (by row label).
+REQUIRED = {
+    "float": {"nan", "inf", "str", "bool", "none", "huge"},
+    "float | None": {"nan", "inf", "str", "bool", "huge"},
+    "int": {"str", "bool", "none", "float", "negative", "huge", "huge-uint64"},
+    "int | None": {"str", "bool", "float", "negative", "huge", "huge-uint64"},
+    "bool": {"int", "str", "none"},
+    "str": {"unknown", "int", "none"},
+    "Sequence[int]": {"str", "none", "float", "negative", "huge"},
+    "Sequence[float]": {"nan", "inf", "str", "huge"},
+    "Callable": {"str", "none"},
+    "Sequence[Callable]": {"str", "none"},
+}
+
+
 def test_table_covers_every_parameter_of_every_schedule():
     import inspect
 
+    public = {name for name in ms.__all__
+              if isinstance(getattr(ms, name), type(ms.constant))
+              and inspect.signature(getattr(ms, name)).return_annotation == "Schedule"}
+    public -= {"from_config", "lr_range_test"}   # a rebuilder, and range_sweep's alias
+    assert set(ms.schedule_names()) == public
+    assert set(TABLE) == public
     for name in ms.schedule_names():
-        assert name in TABLE, name
-        parameters = set(inspect.signature(getattr(ms, name)).parameters)
-        assert parameters == set(TABLE[name][1]), name
+        parameters = inspect.signature(getattr(ms, name)).parameters
+        assert set(parameters) == set(TABLE[name][1]), name
+        for parameter, spec in parameters.items():
+            required = REQUIRED[spec.annotation]
+            labels = {label for label, _, _ in TABLE[name][1][parameter]}
+            assert required <= labels, f"{name}.{parameter} lacks {sorted(required - labels)}"
 
 
 @pytest.mark.parametrize("kwargs", [
@@ -174,3 +222,45 @@ def test_message_names_the_value_received():
     with pytest.raises(ValueError, match=r"mode must be one of \['triangular', 'triangular2', "
                                          r"'exp_range'\], got 'tri'"):
         ms.cyclic_lr(0.01, 0.1, mode="tri")
+
+
+@pytest.mark.parametrize("build, match", [
+    # the difference init - end scales every value: it must fit in float32 too
+    (lambda: ms.cosine_decay(3e38, 10, -3e38), r"init - end must be representable"),
+    (lambda: ms.linear_schedule(-2e38, 2e38, 10), r"init - end"),
+    (lambda: ms.polynomial_decay(3e38, 10, -1e38), r"init - end"),
+    (lambda: ms.cyclic_exponential_decay(3e38, 0.9, 10, end=-1e38), r"init - end"),
+    (lambda: ms.cosine_restarts(3e38, 10, end=-1e38), r"init - end"),
+    (lambda: ms.cyclic_lr(-2e38, 2e38), r"max_lr - base_lr"),
+    (lambda: ms.warmup_stable_decay(3e38, 10, warmup_steps=2, decay_steps=2, init=-1e38),
+     r"peak - init"),
+    (lambda: ms.warmup_stable_decay(3e38, 10, warmup_steps=2, decay_steps=2, end=-1e38),
+     r"peak - end"),
+    (lambda: ms.warmup(ms.constant(3e38), 10, init=-1e38), r"schedule\(0\) - init"),
+    # growth: the largest value reached before step 2**62 is computed when building
+    (lambda: ms.exponential_decay(1.0, 1.5), r"decay_rate: with decay_rate=1.5 > 1"),
+    (lambda: ms.exponential_decay(-1.0, 1.5, end=2.0), r"decay_rate: .*init >= 0"),
+    (lambda: ms.step_decay(1.0, 2.0, 1000), r"decay_rate: with decay_rate=2.0 > 1"),
+    (lambda: ms.multistep_decay(1e30, [1, 2], gamma=1e5), r"gamma: with gamma=100000.0"),
+    (lambda: ms.cyclic_exponential_decay(1.0, 1.0001, 10), r"decay_rate: .*envelope"),
+    (lambda: ms.cosine_restarts(1.0, 10, t_mul=1.0, m_mul=1.01), r"m_mul: .*peak of cycle"),
+    (lambda: ms.cosine_restarts(1.0, 10, m_mul=10.0), r"m_mul: .*peak of cycle"),
+])
+def test_results_beyond_float32_are_rejected(build, match):
+    with pytest.raises(ValueError, match=match):
+        build()
+
+
+@pytest.mark.parametrize("build", [
+    # bounded growth builds: a ceiling, a horizon too short to overflow, or few milestones
+    lambda: ms.exponential_decay(0.01, 2.0, end=1.0),
+    lambda: ms.exponential_decay(1.0, 2.0, decay_steps=2**60),
+    lambda: ms.exponential_decay(0.0, 2.0),
+    lambda: ms.step_decay(1.0, 2.0, 2**57),
+    lambda: ms.multistep_decay(1.0, [1, 2], gamma=1e10),
+    lambda: ms.cosine_restarts(1.0, 10, t_mul=2.0, m_mul=2.0),
+    lambda: ms.cosine_decay(3e38, 10, 0.0),
+])
+def test_bounded_growth_is_accepted_and_finite(build):
+    values = build().values([0, 1, 10, 1000, 2**40, 2**62])
+    assert np.all(np.isfinite(values))

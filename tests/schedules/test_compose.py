@@ -105,16 +105,16 @@ def test_warmup_stable_decay_whole_run_is_warmup_and_decay():
 
 
 @pytest.mark.parametrize("mode", ["exponential", "linear"])
-def test_lr_range_test_matches_reference(mode):
-    lr = ms.lr_range_test(1e-6, 1.0, 101, mode=mode)
+def test_range_sweep_matches_reference(mode):
+    lr = ms.range_sweep(1e-6, 1.0, 101, mode=mode)
     steps = around(50, 100) + [1000]
-    want = [ref.lr_range_test(t, 1e-6, 1.0, 101, mode) for t in steps]
+    want = [ref.range_sweep(t, 1e-6, 1.0, 101, mode) for t in steps]
     assert_close(lr.values(steps), want, 1e-6 if mode == "exponential" else 1.0, steps,
                  rtol=2e-6)
     assert lr(0).item() == pytest.approx(1e-6, rel=1e-6)
     assert lr(100).item() == pytest.approx(1.0, rel=1e-6)
 
 
-def test_lr_range_test_exponential_is_geometric():
-    values = ms.lr_range_test(1e-4, 1.0, 5).values(5).astype(np.float64)
+def test_range_sweep_exponential_is_geometric():
+    values = ms.range_sweep(1e-4, 1.0, 5).values(5).astype(np.float64)
     assert_close(values[1:] / values[:-1], [10.0] * 4, 10.0, rtol=2e-6)

@@ -39,7 +39,7 @@ EXAMPLES = {
         [ms.warmup(ms.constant(0.1), 10), ms.cosine_restarts(0.1, 20),
          ms.join_schedules([ms.constant(0.01), ms.linear_schedule(0.01, 0.0, 100)], [50])],
         [30, 300]),
-    "lr_range_test": ms.lr_range_test(1e-6, 1.0, 100, mode="linear"),
+    "range_sweep": ms.range_sweep(1e-6, 1.0, 100, mode="linear"),
 }
 
 
@@ -103,3 +103,57 @@ def test_foreign_callables_cannot_be_described():
         ms.warmup(lambda step: step, 3).to_config()
     with pytest.raises(TypeError, match="expects a Schedule"):
         ms.to_config(optim.cosine_decay(0.1, 10))
+
+
+def test_former_name_lr_range_test_still_builds_the_sweep():
+    assert ms.lr_range_test is ms.range_sweep
+    config = {"name": "lr_range_test", "min_lr": 1e-4, "max_lr": 1.0, "steps": 5}
+    rebuilt = ms.from_config(config)
+    assert rebuilt.name == "range_sweep"
+    assert rebuilt.to_config() == {**config, "name": "range_sweep", "mode": "exponential"}
+    np.testing.assert_allclose(rebuilt.values(6), [1e-4, 1e-3, 1e-2, 1e-1, 1.0, 1.0],
+                               rtol=2e-6)
+
+
+def test_name_that_is_not_a_string_is_named():
+    with pytest.raises(TypeError, match=r"config.name must be a string, one of \[.*'constant'"
+                                        r".*got \['constant'\] \(list\)"):
+        ms.from_config({"name": ["constant"], "value": 0.1})
+    with pytest.raises(TypeError, match=r"config.schedule.name must be a string.*got None"):
+        ms.from_config({"name": "warmup", "steps": 2, "schedule": {"name": None}})
+
+
+def _nested(depth):
+    config = {"name": "constant", "value": 0.5}
+    for _ in range(depth - 1):
+        config = {"name": "warmup", "steps": 1, "schedule": config}
+    return config
+
+
+def test_nesting_depth_is_limited_with_a_clear_error():
+    limit = ms.config.MAX_CONFIG_DEPTH
+    # limit - 1 one-step warmups around the constant: 0 until they have all passed
+    assert ms.from_config(_nested(limit)).values(limit + 1).tolist() == [0.0] * (limit - 1) + [
+        0.5, 0.5]
+    with pytest.raises(ValueError, match=rf"nest at most {limit} levels deep; "
+                                         r"config(\.schedule){64} is level 65"):
+        ms.from_config(_nested(limit + 1))
+    # far deeper than Python's recursion limit: still the same clear error
+    with pytest.raises(ValueError, match=rf"nest at most {limit} levels"):
+        ms.from_config(_nested(1200))
+    join = {"name": "join_schedules", "boundaries": [3], "schedules": [
+        {"name": "constant", "value": 1.0}, _nested(limit)]}
+    with pytest.raises(ValueError, match=r"config\.schedules\[1\](\.schedule){63} is level 65"):
+        ms.from_config(join)
+
+
+def test_too_deep_a_composition_cannot_be_saved():
+    schedule = ms.constant(0.5)
+    for _ in range(ms.config.MAX_CONFIG_DEPTH - 1):
+        schedule = ms.warmup(schedule, 1)
+    assert ms.from_config(schedule.to_config()).depth == ms.config.MAX_CONFIG_DEPTH
+    deeper = ms.warmup(schedule, 1)
+    with pytest.raises(ValueError, match=r"'warmup' nests 65 schedules deep; a config holds "
+                                         r"at most 64 levels"):
+        deeper.to_config()
+    assert deeper.values([63, 64, 65]).tolist() == [0.0, 0.5, 0.5]   # still evaluates

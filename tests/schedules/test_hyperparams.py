@@ -4,8 +4,6 @@ compiled step, are used by the update (checked against float64 NumPy), and are s
 
 from __future__ import annotations
 
-from functools import partial
-
 import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
@@ -14,6 +12,7 @@ import pytest
 from mlx.utils import tree_flatten, tree_unflatten
 
 import mlx_schedules as ms
+from trainers.step import make_train_step
 
 UPDATES = 3
 LR = ms.cosine_decay(0.1, 5, 0.01)
@@ -36,17 +35,11 @@ def _loss(model):
 def _train(model, optimizer, updates=UPDATES, watch=()):
     """Run compiled updates; return each watched state entry after each update."""
     optimizer.init(model.trainable_parameters())
-    state = [model.state, optimizer.state]
-
-    @partial(mx.compile, inputs=state, outputs=state)
-    def train_step():
-        loss, grads = nn.value_and_grad(model, _loss)(model)
-        optimizer.update(model, grads)
-        return loss
-
+    train_step = make_train_step(model, _loss, optimizer, grad_norm=False)
     seen = {name: [] for name in watch}
     for _ in range(updates):
-        mx.eval(train_step(), state)
+        loss, _ = train_step(())   # _loss takes no batch: an empty tuple
+        mx.eval(loss, model.state, optimizer.state)
         for name in watch:
             seen[name].append(optimizer.state[name].item())
     return seen

@@ -96,10 +96,10 @@ CASES = [
      lambda t: ref.cosine_restarts(t, 1.0, 999, 1.0)),
     ("polynomial-cycle-short", ms.polynomial_decay(1.0, 13, cycle=True),
      lambda t: ref.polynomial_decay(t, 1.0, 13, 0.0, 1.0, True)),
-    ("lr_range_test", ms.lr_range_test(1e-7, 1.0, 2 * 10**9),
-     lambda t: ref.lr_range_test(t, 1e-7, 1.0, 2 * 10**9)),
-    ("lr_range_test-linear", ms.lr_range_test(1e-7, 1.0, 2 * 10**9, mode="linear"),
-     lambda t: ref.lr_range_test(t, 1e-7, 1.0, 2 * 10**9, "linear")),
+    ("range_sweep", ms.range_sweep(1e-7, 1.0, 2 * 10**9),
+     lambda t: ref.range_sweep(t, 1e-7, 1.0, 2 * 10**9)),
+    ("range_sweep-linear", ms.range_sweep(1e-7, 1.0, 2 * 10**9, mode="linear"),
+     lambda t: ref.range_sweep(t, 1e-7, 1.0, 2 * 10**9, "linear")),
 ]
 
 

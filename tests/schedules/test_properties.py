@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import given, reject, settings
 from hypothesis import strategies as st
 
 import mlx_schedules as ms
@@ -114,8 +114,14 @@ def _any_schedule(draw):
     if name == "cyclic_momentum":
         return ms.cyclic_momentum(0.8, 0.95, draw(length), step_size_down=draw(length))
     if name == "cosine_restarts":
-        return ms.cosine_restarts(draw(rate), draw(length), t_mul=draw(st.floats(1.0, 4.0)),
-                                  m_mul=draw(st.floats(0.0, 1.0)))
+        try:
+            return ms.cosine_restarts(draw(rate), draw(length),
+                                      t_mul=draw(st.floats(1.0, 4.0)),
+                                      m_mul=draw(st.floats(0.0, 1.0)))
+        except ValueError as error:
+            # a t_mul just above 1 needs more restart cycles than a table holds: refused
+            assert "cycles before step 2**62" in str(error)
+            reject()
     if name == "warmup":
         return ms.warmup(ms.cosine_decay(draw(rate), draw(length)), draw(length))
     if name == "warmup_stable_decay":
@@ -128,8 +134,8 @@ def _any_schedule(draw):
     if name == "join_schedules":
         return ms.join_schedules([ms.constant(draw(rate)), ms.step_decay(1.0, 0.5, 3)],
                                  [draw(length)])
-    assert name == "lr_range_test"
-    return ms.lr_range_test(1e-7, draw(rate) + 1e-7, draw(st.integers(2, 10**9)),
+    assert name == "range_sweep"
+    return ms.range_sweep(1e-7, draw(rate) + 1e-7, draw(st.integers(2, 10**9)),
                             mode=draw(st.sampled_from(["exponential", "linear"])))
 
 

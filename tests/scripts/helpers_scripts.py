@@ -5,18 +5,15 @@ from __future__ import annotations
 import importlib.util
 import os
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.image  # noqa: E402
+import matplotlib.image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPTS = os.path.join(ROOT, "scripts")
 
 
 def load_script(name: str):
-    """Import scripts/<name>.py as a module (it puts scripts/ on sys.path for its helpers)."""
+    """Import scripts/<name>.py as a module (conftest.py put scripts/ on sys.path, as running
+    the script does, so its ``experiments`` imports resolve)."""
     spec = importlib.util.spec_from_file_location(f"script_{name}",
                                                   os.path.join(SCRIPTS, f"{name}.py"))
     module = importlib.util.module_from_spec(spec)

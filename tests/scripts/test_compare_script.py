@@ -5,16 +5,13 @@ from __future__ import annotations
 import csv
 import json
 
-import matplotlib
+import matplotlib.image
+import numpy as np
+import pytest
+from experiments.families import family_configs
+from helpers_scripts import load_script
 
-matplotlib.use("Agg")
-
-import matplotlib.image  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from helpers_scripts import load_script  # noqa: E402
-
-import mlx_schedules as ms  # noqa: E402
+import mlx_schedules as ms
 
 compare = load_script("compare_schedules")
 FAMILIES = ["constant", "cyclic_exponential", "one_cycle", "triangular"]
@@ -66,7 +63,7 @@ def test_logged_rates_are_the_schedules(tiny_comparison):
         with open(out / "runs" / f"{family}_24_seed1" / "log.csv", newline="") as f:
             rows = [r for r in csv.DictReader(f) if r["kind"] == "train"]
         assert [int(r["step"]) for r in rows] == list(range(24))
-        configs = compare.family_configs(family, peak, 24)
+        configs = family_configs(family, peak, 24)
         expected = ms.from_config(configs["learning_rate"]).values(24)
         np.testing.assert_allclose([float(r["learning_rate"]) for r in rows], expected,
                                    rtol=1e-6)

@@ -5,17 +5,14 @@ from __future__ import annotations
 import csv
 import json
 import os
+import subprocess
+import sys
 
-import matplotlib
+import numpy as np
+import pytest
+from helpers_scripts import SCRIPTS, assert_png, load_script
 
-matplotlib.use("Agg")
-
-import matplotlib.image  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from helpers_scripts import SCRIPTS, assert_png, load_script  # noqa: E402
-
-import mlx_schedules as ms  # noqa: E402
+import mlx_schedules as ms
 
 
 def train_rows(run_dir) -> list[dict]:
@@ -168,19 +165,38 @@ def _bad(tmp_path, capsys, config: dict, *extra: str) -> str:
     ({"optimizer": {"name": "SGD", "learning_rate": {"name": "one_cycle", "max_lr": 0.1}}},
      "optimizer.learning_rate", "total_steps"),
     ({"optimizer": {"name": "Adamm", "learning_rate": 0.1}}, "optimizer.name",
-     "unknown optimizer 'Adamm'"),
+     "must be one of ['AdaDelta', "),
     ({"optimizer": {"name": "Adam", "learning_rate": 0.1,
                     "momentum": {"name": "constant", "value": 0.9}}},
      "optimizer.momentum", "Adam has no such setting"),
     ({"optimizer": {"name": "SGD", "learning_rate": "fast"}}, "optimizer.learning_rate",
-     "expected a number"),
-    ({"training": {"steps": "100"}}, "training.steps", "expected an integer"),
-    ({"training": {"batch_size": 0}}, "training.batch_size", "expected an integer >= 1"),
-    ({"model": {"kind": "transformer"}}, "model.kind", "unknown model"),
-    ({"model": {"dropout": "0.1"}}, "model.dropout", "expected a number"),
+     "must be a real number, got 'fast' (str) (or a schedule config)"),
+    ({"training": {"steps": "100"}}, "training.steps", "must be an integer, got '100'"),
+    ({"training": {"batch_size": 0}}, "training.batch_size", "must be a positive integer, got 0"),
+    ({"model": {"kind": "transformer"}}, "model.kind",
+     "must be one of ['mlp', 'cnn'], got 'transformer'"),
+    ({"model": {"dropout": "0.1"}}, "model.dropout", "must be a real number, got '0.1'"),
     ({"dataset": {"name": "npz", "path": "/nonexistent/data.npz"}}, "dataset.path",
      "file not found"),
     ({"trainig": {"steps": 10}}, "trainig", "unknown field"),
+    ({"training": {"compile": "yes"}}, "training.compile", "must be 'auto', true or false"),
+    ({"model": {"hidden": [16, 0]}}, "model.hidden[1]", "must be a positive integer, got 0"),
+    ({"model": {"norm": "group"}}, "model.norm", "must be one of ['batch', 'layer']"),
+    # Beyond what float32 and int64 hold (issue 7, finding 12).
+    ({"training": {"clip_norm": 1e39}}, "training.clip_norm", "representable in float32"),
+    ({"optimizer": {"name": "SGD", "learning_rate": 1e39}}, "optimizer.learning_rate",
+     "representable in float32"),
+    ({"optimizer": {"name": "SGD", "learning_rate": 0.1, "momentum": -1e300}},
+     "optimizer.momentum", "representable in float32"),
+    ({"optimizer": {"name": "Adam", "learning_rate": 0.1, "betas": [0.9, 1e40]}},
+     "optimizer.betas[1]", "representable in float32"),
+    ({"optimizer": {"name": "SGD", "learning_rate": {"name": "constant", "value": 1e39}}},
+     "optimizer.learning_rate.value", "representable in float32"),
+    ({"optimizer": {"name": "SGD", "learning_rate": {
+        "name": "warmup", "steps": 5, "schedule": {"name": "constant", "value": 3.5e38}}}},
+     "optimizer.learning_rate.schedule.value", "representable in float32"),
+    ({"training": {"steps": 2**63}}, "training.steps", "must be <= 2**62"),
+    ({"training": {"seed": 2**64 - 1}}, "training.seed", "must be <= 2**62"),
 ])
 def test_bad_config_names_the_field_before_training(tmp_path, capsys, no_training, config,
                                                     field, words):
@@ -188,12 +204,19 @@ def test_bad_config_names_the_field_before_training(tmp_path, capsys, no_trainin
     assert f"config error: {field}" in err and words in err
 
 
-def test_uncached_mlx_data_dataset_is_a_clear_message(tmp_path, capsys, no_training):
-    err = _bad(tmp_path, capsys, {"dataset": {"name": "mnist", "cache_dir": str(tmp_path)}})
-    assert "dataset.name: 'mnist' is not in the mlx.data cache" in err
-    assert str(tmp_path / "mnist") in err and "never download" in err
-    err = _bad(tmp_path, capsys, {}, "--dataset", "cifar10", "--cache-dir", str(tmp_path))
-    assert "'cifar10' is not in the mlx.data cache" in err and "cifar10_train.pkl" in err
+@pytest.mark.parametrize("dataset, flag_name, archive", [
+    ("mnist", "dataset", "train-images-idx3-ubyte.gz"),
+    ("cifar10", "flags", "cifar-10-binary.tar.gz"),
+])
+def test_uncached_dataset_is_a_clear_message(tmp_path, capsys, no_training, dataset,
+                                             flag_name, archive):
+    if flag_name == "dataset":
+        err = _bad(tmp_path, capsys, {"dataset": {"name": dataset, "cache_dir": str(tmp_path)}})
+    else:
+        err = _bad(tmp_path, capsys, {}, "--dataset", dataset, "--cache-dir", str(tmp_path))
+    assert f"dataset.name: '{dataset}' is not in the cache" in err
+    assert str(tmp_path / dataset) in err and "never download" in err and archive in err
+    assert f"python scripts/download_data.py {dataset} --cache-dir {tmp_path}" in err
 
 
 def test_yaml_without_pyyaml_or_bad_json_is_reported(tmp_path, capsys, no_training):
@@ -210,12 +233,163 @@ def test_yaml_without_pyyaml_or_bad_json_is_reported(tmp_path, capsys, no_traini
         assert "pyyaml" in capsys.readouterr().err
 
 
-def test_occupied_run_dir_needs_overwrite_or_resume(tmp_path, capsys, no_training):
+def test_yaml_syntax_error_is_a_config_error(tmp_path, capsys, no_training):
+    pytest.importorskip("yaml", reason="YAML configs need pyyaml (the 'yaml' extra)")
+    path = tmp_path / "c.yaml"
+    path.write_text("training: {steps: 10\nmodel: [\n")
+    run = tmp_path / "run"
+    assert train.main(["--config", str(path), "--run-dir", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert f"config error: {path}: not valid YAML" in err and "line" in err
+    assert not run.exists()
+
+
+def test_occupied_run_dir_needs_overwrite_or_resume(tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()
     (run / "log.jsonl").write_text("")
     assert train.main(["--run-dir", str(run), "--steps", "10"]) == 2
     assert "--overwrite" in capsys.readouterr().err
+    assert sorted(os.listdir(run)) == ["log.jsonl"]  # nothing written beside it
+
+
+def _tree(root) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file()}
+
+
+@pytest.mark.parametrize("refusal", ["occupied", "checkpoints without a log", "locked"])
+def test_a_refused_run_dir_is_left_as_it_was_and_resumable(tmp_path, capsys, monkeypatch,
+                                                           refusal):
+    """Issue 7, finding 2: train.py rewrote experiment.json before the trainer refused the run
+    directory (its own check looked for log.jsonl only, and a lock is the trainer's to take);
+    the first run could then no longer be resumed as it was configured."""
+    run = tmp_path / "run"
+    args = ["--no-plots", *TINY, "--run-dir", str(run)]
+    assert train.main(["--steps", "20", "--stop-after", "10", *args]) == 0
+    second = ["--steps", "30", "--schedule", "cosine", *args]
+    if refusal == "checkpoints without a log":
+        (run / "log.jsonl").unlink()
+        (run / "log.csv").unlink()
+        words = "already holds a run"
+    elif refusal == "locked":
+        import trainers
+
+        def locked(self, *args, **kwargs):  # what the trainer's run-directory lock raises
+            raise RuntimeError(f"run directory {run} is in use by process 4242")
+
+        monkeypatch.setattr(trainers.Trainer, "fit", locked)
+        second.append("--overwrite")  # even overwriting waits for the owner
+        words = "in use by process 4242"
+    else:
+        words = "already holds a run"
+    before = _tree(run)
+    capsys.readouterr()
+    assert train.main(second) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err
+    assert _tree(run) == before  # not one byte changed
+    if refusal != "checkpoints without a log":
+        monkeypatch.undo()
+        assert train.main(["--resume", str(run)]) == 0
+        assert json.loads((run / "experiment.json").read_text())["training"]["steps"] == 20
+        assert [int(r["step"]) for r in train_rows(run)] == list(range(20))
+
+
+def test_a_fresh_run_dir_refused_before_training_is_removed_again(tmp_path, capsys,
+                                                                 monkeypatch):
+    import trainers
+
+    run = tmp_path / "new" / "run"
+
+    def refuse(self, *args, **kwargs):  # the trainer made its folders, then refused
+        os.makedirs(run / "checkpoints")
+        raise ValueError(f"run directory {run!r} is not writable: disk full")
+
+    monkeypatch.setattr(trainers.Trainer, "fit", refuse)
+    assert train.main(["--steps", "10", "--run-dir", str(run)]) == 2
+    assert "is not writable: disk full" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()  # every folder the run made is gone again
+
+
+def test_experiment_json_replaces_a_symlink_instead_of_writing_through_it(tmp_path):
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep me")
+    run = tmp_path / "run"
+    run.mkdir()
+    os.symlink(outside, run / "experiment.json")
+    assert train.main(["--steps", "10", "--no-plots", *TINY, "--run-dir", str(run)]) == 0
+    assert outside.read_text() == "keep me"
+    assert not (run / "experiment.json").is_symlink()
+    assert json.loads((run / "experiment.json").read_text())["training"]["steps"] == 10
+    # no temporary files left (the trainer's .lock stays, empty, by design)
+    assert [n for n in os.listdir(run) if n.startswith(".")] == [".lock"]
+    assert (run / ".lock").read_bytes() == b""
+
+
+# ---------------------------------------------------------------- bad data, after validation
+def _npz(path, **changes):
+    """A small valid dataset (3 classes of 4-feature rows), with some arrays replaced."""
+    rng = np.random.default_rng(0)
+    arrays = {"x_train": rng.normal(size=(24, 4)), "y_train": np.arange(24) % 3,
+              "x_test": rng.normal(size=(9, 4)), "y_test": np.arange(9) % 3}
+    arrays.update(changes)
+    np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
+    return path
+
+
+@pytest.mark.parametrize("changes, extra, words", [
+    ({"x_test": None}, [], "dataset.path: "),  # missing: named with the arrays it has
+    ({"x_train": np.arange(24.0)}, [], "x_train has shape (24,)"),
+    ({"y_train": np.array(list("abc") * 8)}, [], "y_train must be integer class indices"),
+    ({"y_train": (np.arange(24) % 3) + 0.5}, [], "y_train must be integer class indices, "
+     "got dtype float64"),
+    ({"y_test": np.array([0, 1, -1, 2, 0, 1, 2, 0, 1])}, [], "y_test[2] is -1"),
+    ({"x_test": np.zeros((0, 4)), "y_test": np.zeros(0, np.int64)}, [], "x_test is empty"),
+    ({"x_train": np.full((24, 4), np.nan)}, [], "x_train[0] holds a NaN"),
+    ({"y_train": np.arange(23) % 3}, [], "x_train has 24 samples, y_train 23"),
+    ({"x_train": np.array([object()] * 24)}, [], "cannot read"),  # refused, not unpickled
+    ({}, ["--batch-size", "25"], "training.batch_size: 25 is more than the 24 training"),
+    ({}, ["--set", "dataset.limit_train=8", "--batch-size", "9"], "more than the 8 training"),
+])
+def test_bad_data_exits_2_naming_the_problem_and_leaves_nothing(tmp_path, capsys, no_training,
+                                                                changes, extra, words):
+    """Issue 7, findings 9 and 12: data problems found after the config passed exited 1 with a
+    traceback (or trained on truncated float labels, or on negative ones) and left a
+    half-made run directory."""
+    if "x_train" in changes and changes["x_train"] is not None \
+            and changes["x_train"].dtype == object:
+        path = tmp_path / "data.npz"
+        np.savez(path, x_train=changes["x_train"], y_train=np.arange(24) % 3,
+                 x_test=np.zeros((9, 4)), y_test=np.arange(9) % 3, allow_pickle=True)
+    else:
+        path = _npz(tmp_path / "data.npz", **changes)
+    run = tmp_path / "run"
+    assert train.main(["--data-path", str(path), "--run-dir", str(run), *extra]) == 2
+    err = capsys.readouterr().err
+    assert "data error: " in err and words in err and "Traceback" not in err
+    assert not run.exists()
+
+
+def test_float_labels_holding_whole_numbers_are_refused_too(tmp_path, capsys, no_training):
+    path = _npz(tmp_path / "data.npz", y_train=(np.arange(24) % 3).astype(np.float32))
+    assert train.main(["--data-path", str(path), "--run-dir", str(tmp_path / "run")]) == 2
+    assert "refusing to truncate" in capsys.readouterr().err
+
+
+def test_a_model_too_large_for_memory_is_refused_before_allocation(tmp_path):
+    """Issue 7, finding 12: a config with huge hidden sizes segfaulted while allocating.
+    Run as a user would (a separate process), since the old behaviour kills the process."""
+    run = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, os.path.join(SCRIPTS, "train.py"), "--run-dir", str(run),
+         "--set", "model.hidden=[100000000, 100000000]"],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert "data error: model.hidden: the model needs about 160 PB to train" in result.stderr
+    assert "the largest part is model.hidden[0] x model.hidden[1] (100000000 x 100000000)" \
+        in result.stderr
+    assert not run.exists()
 
 
 def test_example_configs_are_valid():
@@ -234,11 +408,11 @@ def test_example_configs_are_valid():
         config = merge_config(DEFAULT_CONFIG, load_config_file(os.path.join(root, name)))
         if config["dataset"]["name"] in ("digits", "npz"):
             validate(config)
-        else:  # MNIST etc. validate only where mlx.data's cache holds them
+        else:  # MNIST etc. validate only where their archives are in the cache
             try:
                 validate(config)
             except ConfigError as e:
-                assert "not in the mlx.data cache" in str(e)
+                assert "not in the cache" in str(e)
 
 
 def test_yaml_config_reads_the_same_as_json(tmp_path):

@@ -26,8 +26,11 @@ def build(run_dir, group=None):
     model = MLP(hidden=16)
     x, y = classification_data(64)
     opt = optim.SGD(learning_rate=optim.cosine_decay(0.2, 8), momentum=0.9)
+    # five evaluation batches of unequal sizes: rank 0 takes three, rank 1 two
+    cuts = [0, 16, 24, 40, 60, 64]
+    eval_data = [(x[a:b], y[a:b]) for a, b in zip(cuts, cuts[1:], strict=False)]
     trainer = Trainer(model, xent, opt, ArrayBatches((x, y), 16, seed=2), run_dir=run_dir,
-                      max_steps=8, clip_norm=1.0, eval_data=[(x, y)], eval_every=4,
+                      max_steps=8, clip_norm=1.0, eval_data=eval_data, eval_every=4,
                       checkpoint_every=4, log_every=3, report_every=0, group=group)
     return trainer, model
 

@@ -2,7 +2,7 @@
 
     python tests/trainers/_trainer_resume_script.py RUN_DIR [RUN_DIR...]
         [--kill-at-batch N] [--kill-at-checkpoint S] [--resume]
-        [--count-ops S] [--kill-at-op K --ops-of S]
+        [--count-ops S] [--kill-at-op K --ops-of S] [--overwrite]
 
 ``--kill-at-batch N`` kills the process when it fetches its N-th training batch (counted in
 this process, from 1), i.e. in the middle of an update; ``--kill-at-checkpoint S`` kills it
@@ -17,8 +17,12 @@ and the operations' names as one JSON line at the end; ``--kill-at-op K --ops-of
 the process inside the K-th of them (from 1): a write is cut in the middle (half its bytes
 written), any other operation is killed just before it runs.
 
-With several run directories (only with ``--resume`` and no kill option) each is resumed in
-turn in this one process, which saves the interpreter's start-up per directory.
+``--ops-of -1`` (``--count-ops -1``) counts instead the operations of ``fit(overwrite=True)``
+replacing an old run in RUN_DIR, up to the new run's ``start`` event.
+
+With several run directories (only with ``--resume`` or ``--overwrite`` and no kill option)
+each is run in turn in this one process, which saves the interpreter's start-up per
+directory.
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ import os
 import signal
 import sys
 
+# --ops-of -1 / --count-ops -1: the operations of fit(overwrite=True) replacing an old run
+# (and starting the new one), up to the trainer's start event.
+OVERWRITE = -1
 _OPS = ("open", "write", "fsync", "close", "replace", "rename", "mkdir", "rmdir", "unlink",
         "remove", "ftruncate", "truncate")
 
@@ -90,6 +97,10 @@ def train(run_dir, args, ops):
     def watch_ops(info):
         if ops is None:
             return
+        if args.ops_of == OVERWRITE:  # counted from fit's start until the run is under way
+            if info["event"] == "start":
+                ops.active = False
+            return
         if info["event"] == "train" and info["step"] == args.ops_of - 1:
             ops.active = True
         elif info["event"] == "checkpoint" and info["step"] == args.ops_of:
@@ -111,7 +122,9 @@ def train(run_dir, args, ops):
         eval_every=4, checkpoint_every=5, keep_checkpoints=2, log_every=3, report_every=0,
         seed=11, callbacks=[plateau, kill_on_checkpoint, watch_ops],
     )
-    trainer.fit(resume=args.resume)
+    if ops is not None and args.ops_of == OVERWRITE:
+        ops.active = True
+    trainer.fit(resume=args.resume, overwrite=args.overwrite)
 
 
 def main() -> None:
@@ -120,17 +133,21 @@ def main() -> None:
     parser.add_argument("--kill-at-batch", type=int, default=0)
     parser.add_argument("--kill-at-checkpoint", type=int, default=-1)
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--overwrite", action="store_true")
     parser.add_argument("--count-ops", type=int, default=0, metavar="S")
     parser.add_argument("--kill-at-op", type=int, default=0, metavar="K")
     parser.add_argument("--ops-of", type=int, default=0, metavar="S")
     args = parser.parse_args()
     if args.count_ops:
         args.ops_of = args.count_ops
+    if args.ops_of == OVERWRITE:
+        args.overwrite = True
     if args.kill_at_op and not args.ops_of:
         parser.error("--kill-at-op needs --ops-of S")
     kills = args.kill_at_batch or args.kill_at_checkpoint >= 0 or args.kill_at_op
-    if len(args.run_dir) > 1 and (kills or not args.resume or args.ops_of):
-        parser.error("several run directories only with --resume and no kill or count option")
+    if len(args.run_dir) > 1 and (kills or not (args.resume or args.overwrite) or args.ops_of):
+        parser.error("several run directories only with --resume or --overwrite and no kill "
+                     "or count option")
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     ops = FileOps(args.kill_at_op) if args.ops_of else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -114,3 +115,62 @@ def flat_weights(model: nn.Module) -> dict[str, np.ndarray]:
     from mlx.utils import tree_flatten
 
     return {k: np.array(v) for k, v in tree_flatten(model.parameters())}
+
+
+def run_files(run_dir, *, hidden: bool = True) -> dict[str, bytes]:
+    """Every file a run directory holds, by relative path, for byte-for-byte comparisons.
+
+    ``system.jsonl`` (wall times and memory, different on every run by nature) is left out;
+    ``hidden=False`` also leaves out names starting with '.' (the lock file).
+    """
+    out = {}
+    for root, dirs, names in os.walk(run_dir):
+        if not hidden:
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in names:
+            if name == "system.jsonl" or (not hidden and name.startswith(".")):
+                continue
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                out[os.path.relpath(path, run_dir)] = f.read()
+    return out
+
+
+class TinyLM(nn.Module):
+    """A small causal transformer (pre-norm blocks in a ``layers`` list, tied embeddings)."""
+
+    def __init__(self, vocab: int = 32, dim: int = 16, blocks: int = 2, heads: int = 2):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim)
+        self.layers = [TinyBlock(dim, heads) for _ in range(blocks)]
+        self.norm = nn.RMSNorm(dim)
+
+    def __call__(self, tokens):
+        h = self.embed(tokens)
+        mask = nn.MultiHeadAttention.create_additive_causal_mask(tokens.shape[1]).astype(h.dtype)
+        for block in self.layers:
+            h = block(h, mask)
+        return self.embed.as_linear(self.norm(h))
+
+
+class TinyBlock(nn.Module):
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.norm1, self.norm2 = nn.RMSNorm(dim), nn.RMSNorm(dim)
+        self.attention = nn.MultiHeadAttention(dim, heads)
+        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+
+    def __call__(self, h, mask):
+        x = self.norm1(h)
+        h = h + self.attention(x, x, x, mask)
+        return h + self.mlp(self.norm2(h))
+
+
+def token_sequences(n: int = 48, vocab: int = 32, seed: int = 0) -> list:
+    """Sequences of varying length (3-40 tokens) with a learnable pattern (t+1 follows t)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        start, length = int(rng.integers(vocab)), int(rng.integers(3, 41))
+        out.append((start + np.arange(length)) % vocab)
+    return out

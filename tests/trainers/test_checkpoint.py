@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
 import subprocess
 import sys
@@ -12,16 +14,25 @@ import mlx.nn as nn
 import mlx.optimizers as optim
 import numpy as np
 import pytest
-from helpers_trainer import MLP, classification_data, flat_weights, train_rows, xent
+from helpers_trainer import MLP, classification_data, flat_weights, run_files, train_rows, xent
 
 from trainers import (
     ArrayBatches,
     CheckpointError,
     EarlyStopping,
+    NonFiniteError,
     ReduceLROnPlateau,
     Trainer,
     list_checkpoints,
     load_checkpoint,
+)
+from trainers.checkpoint import (
+    TRAINER_META_KEYS,
+    find_resumable,
+    prune_checkpoints,
+    quarantine,
+    save_checkpoint,
+    verify_checkpoint,
 )
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "_trainer_resume_script.py")
@@ -91,7 +102,14 @@ def test_checkpoint_contents_and_keep_last(tmp_path, reference):
     assert steps == [8, 12]  # every 4 updates and at the end, keeping 2
     assert not [n for n in os.listdir(ref_dir / "checkpoints") if n.endswith(".tmp")]
     path = ref_dir / "checkpoints" / "step_00000008"
-    assert sorted(os.listdir(path)) == ["meta.json", "model.safetensors", "optimizer.safetensors"]
+    assert sorted(os.listdir(path)) == [
+        "manifest.json", "meta.json", "model.safetensors", "optimizer.safetensors"]
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["format_version"] == 2
+    for name in ("meta.json", "model.safetensors", "optimizer.safetensors"):
+        data = (path / name).read_bytes()
+        assert manifest["files"][name] == {"bytes": len(data),
+                                           "sha256": hashlib.sha256(data).hexdigest()}
     meta = json.loads((path / "meta.json").read_text())
     assert meta["step"] == 8 and meta["seed"] == 3
     assert meta["data_position"] == {"epoch": 1, "index": 4}  # 4 batches per epoch, all taken
@@ -134,31 +152,32 @@ def test_leftover_temp_checkpoint_is_ignored(tmp_path, reference):
 
 
 def _snapshot(run_dir):
-    out = {}
-    for root, _, names in os.walk(run_dir):
-        for name in names:
-            path = os.path.join(root, name)
-            out[os.path.relpath(path, run_dir)] = open(path, "rb").read()
-    return out
+    return run_files(run_dir)
 
 
 def test_corrupt_checkpoint_is_reported_and_nothing_is_lost(tmp_path):
     trainer, _, _ = make_trainer(tmp_path, crash_at=11)
     with pytest.raises(RuntimeError):
         trainer.fit()
-    latest = tmp_path / "checkpoints" / "step_00000008" / "model.safetensors"
-    latest.write_bytes(latest.read_bytes()[:-7])
+    newest = tmp_path / "checkpoints" / "step_00000008"
+    latest = newest / "model.safetensors"
+    intact = latest.read_bytes()
+    latest.write_bytes(intact[:-7])
     before = _snapshot(tmp_path)
-    trainer, _, _ = make_trainer(tmp_path)
+    _, model, opt = make_trainer(tmp_path)
+    opt.init(model.trainable_parameters())
     with pytest.raises(CheckpointError, match="corrupt checkpoint file .*step_00000008"):
-        trainer.fit(resume=True)
+        load_checkpoint(newest, model, opt)
+    assert find_resumable(tmp_path / "checkpoints")[0] == str(
+        tmp_path / "checkpoints" / "step_00000004")
     assert _snapshot(tmp_path) == before
-    (tmp_path / "checkpoints" / "step_00000008" / "meta.json").write_text("{not json")
+    latest.write_bytes(intact)
+    (newest / "meta.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="meta.json"):
-        make_trainer(tmp_path)[0].fit(resume=True)
-    os.remove(tmp_path / "checkpoints" / "step_00000008" / "meta.json")
+        load_checkpoint(newest, model, opt)
+    os.remove(newest / "meta.json")
     with pytest.raises(FileNotFoundError, match="meta.json"):
-        make_trainer(tmp_path)[0].fit(resume=True)
+        load_checkpoint(newest, model, opt)
 
 
 def test_mismatched_checkpoint_is_rejected_without_changes(tmp_path):
@@ -251,3 +270,231 @@ def test_unrelated_model_class_cannot_load(tmp_path):
     adam.init(linear.trainable_parameters())
     with pytest.raises(CheckpointError, match="missing"):
         load_checkpoint(path, linear, adam)
+
+
+# ------------------------------------------------------------------ verified checkpoints
+def _crashed_run(run_dir):
+    """A run crashed at step 10: checkpoints of steps 4 and 8 on disk."""
+    trainer, _, _ = make_trainer(run_dir, crash_at=11)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        trainer.fit()
+    root = run_dir / "checkpoints"
+    assert [s for s, _ in list_checkpoints(root)] == [4, 8]
+    return root
+
+
+def _fresh(hidden=16):
+    """A model and optimizer with the structure of ``make_trainer``'s, other values."""
+    mx.random.seed(1)
+    model = MLP(hidden=hidden, dropout=0.25)
+    opt = optim.Adam(learning_rate=0.1)
+    opt.state["lr_factor"] = mx.array(1.0)
+    opt.init(model.trainable_parameters())
+    return model, opt
+
+
+def _rewrite_manifest_entry(path, name):
+    """Record ``name``'s current size and SHA-256 in the manifest (a deliberate edit)."""
+    manifest = json.loads((path / "manifest.json").read_text())
+    data = (path / name).read_bytes()
+    manifest["files"][name] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    (path / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_weights_altered_in_place_are_detected_by_the_checksum(tmp_path):
+    root = _crashed_run(tmp_path)
+    target = root / "step_00000008" / "model.safetensors"
+    data = bytearray(target.read_bytes())
+    data[-1] ^= 0x01  # the lowest byte of the last weight: still a finite float, same size
+    target.write_bytes(bytes(data))
+    model, opt = _fresh()
+    weights = flat_weights(model)
+    with pytest.raises(CheckpointError, match=r"step_00000008/model\.safetensors.*SHA-256"):
+        load_checkpoint(root / "step_00000008", model, opt)
+    assert all(np.array_equal(flat_weights(model)[k], v) for k, v in weights.items())
+    with pytest.raises(CheckpointError, match="SHA-256"):
+        verify_checkpoint(root / "step_00000008")
+    path, bad = find_resumable(root)
+    assert path == str(root / "step_00000004")
+    assert [p for p, _ in bad] == [str(root / "step_00000008")]
+    assert "model.safetensors" in bad[0][1] and "SHA-256" in bad[0][1]
+
+
+def test_empty_newest_checkpoint_falls_back_to_the_older_one(tmp_path, reference):
+    ref_dir, ref_weights = reference
+    root = _crashed_run(tmp_path)
+    (root / "step_00000012").mkdir()  # e.g. a copy interrupted before any file
+    path, bad = find_resumable(root)
+    assert path == str(root / "step_00000008")
+    assert [(p, r.split(":")[0]) for p, r in bad] == [
+        (str(root / "step_00000012"), "checkpoint file missing")]
+    assert [s for s, _ in list_checkpoints(root)] == [4, 8]  # not listed: incomplete
+    trainer, model, _ = make_trainer(tmp_path)
+    trainer.fit(resume=True)
+    assert files(tmp_path) == files(ref_dir)
+    for key, value in ref_weights.items():
+        np.testing.assert_array_equal(flat_weights(model)[key], value, err_msg=key)
+    # kept for inspection under another name, never deleted
+    assert (root / "step_00000012.corrupt").is_dir()
+    assert [s for s, _ in list_checkpoints(root)] == [8, 12]
+
+
+def test_corrupt_newest_checkpoint_falls_back_and_is_kept(tmp_path, reference):
+    ref_dir, _ = reference
+    root = _crashed_run(tmp_path)
+    target = root / "step_00000008" / "model.safetensors"
+    damaged = target.read_bytes()[:-7]
+    target.write_bytes(damaged)
+    trainer, _, _ = make_trainer(tmp_path)
+    trainer.fit(resume=True)
+    assert files(tmp_path) == files(ref_dir)
+    kept = [d for d in os.listdir(root) if d.startswith("step_00000008.corrupt")]
+    assert kept and (root / kept[0] / "model.safetensors").read_bytes() == damaged
+
+
+@pytest.mark.parametrize(("edit", "field"), [
+    ({"data_position": None}, "data_position"),
+    ({"data_position": 5}, "data_position"),
+    ({"data_position": {"epoch": 1}}, "data_position"),
+    ({"data_position": {"epoch": 1, "index": -2}}, "data_position"),
+    ({"log_position": [1, 2]}, "log_position"),
+    ({"log_position": {"jsonl": "10", "csv": 5}}, "log_position"),
+    ({"config": []}, "config"),
+    ({"callbacks": None}, "callbacks"),
+    ({"step": "8"}, "step"),
+    ({"step": -1}, "step"),
+    ({"seed": 1.5}, "seed"),
+    ({"format_version": 7}, "format_version"),
+    ("remove data_position", "data_position"),
+    ("remove step", "step"),
+    ("remove config", "config"),
+])
+def test_hand_edited_meta_names_the_field(tmp_path, edit, field):
+    root = _crashed_run(tmp_path)
+    path = root / "step_00000008"
+    meta = json.loads((path / "meta.json").read_text())
+    if isinstance(edit, str):
+        del meta[edit.split()[1]]
+    else:
+        meta.update(edit)
+    (path / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=r"corrupt checkpoint file .*meta\.json"):
+        verify_checkpoint(path)
+    _rewrite_manifest_entry(path, "meta.json")  # a deliberate edit: the manifest agrees
+    model, opt = _fresh()
+    weights = flat_weights(model)
+    with pytest.raises(CheckpointError, match=f"'{field}'"):
+        load_checkpoint(path, model, opt, required=TRAINER_META_KEYS)
+    assert all(np.array_equal(flat_weights(model)[k], v) for k, v in weights.items())
+    with pytest.raises(CheckpointError, match=f"'{field}'"):
+        make_trainer(tmp_path)[0].fit(resume=path)
+
+
+def test_non_finite_weights_are_never_resumed_from(tmp_path):
+    root = tmp_path / "checkpoints"
+    model, opt = _fresh()
+    save_checkpoint(str(root), 2, model, opt, {})
+    good = flat_weights(model)
+    weight = np.array(model.l2.weight)
+    weight[1, 3] = np.nan
+    model.l2.weight = mx.array(weight)
+    save_checkpoint(str(root), 3, model, opt, {})
+    other, other_opt = _fresh(hidden=16)
+    before = flat_weights(other)
+    with pytest.raises(CheckpointError, match=r"non-finite weights .*l2\.weight"):
+        load_checkpoint(root / "step_00000003", other, other_opt)
+    assert all(np.array_equal(flat_weights(other)[k], v) for k, v in before.items())
+    path, bad = find_resumable(str(root))
+    assert path == str(root / "step_00000002")
+    assert "non-finite" in bad[0][1]
+    load_checkpoint(path, other, other_opt)
+    assert all(np.array_equal(flat_weights(other)[k], v) for k, v in good.items())
+
+
+def test_non_finite_error_names_only_a_checkpoint_known_to_be_good():
+    good = NonFiniteError(5, math.nan, 1.0, "ck/step_00000004")
+    assert "last good checkpoint: ck/step_00000004" in str(good)
+    assert good.checkpoint == "ck/step_00000004"
+    unchecked = NonFiniteError(5, math.nan, 1.0, "ck/step_00000004", checkpoint_finite=False)
+    assert "last good" not in str(unchecked) and unchecked.checkpoint is None
+    assert "without checking" in str(unchecked)
+    assert "no checkpoint saved" in str(NonFiniteError(5, math.nan, 1.0, None))
+
+
+def test_prune_keeps_the_newest_intact_and_never_touches_quarantined(tmp_path):
+    root = tmp_path / "checkpoints"
+    model, opt = _fresh()
+    for step in (1, 2, 3, 4):
+        save_checkpoint(str(root), step, model, opt, {})
+    for step in (3, 4):  # altered in place: listed (manifest present), but not intact
+        target = root / f"step_{step:08d}" / "model.safetensors"
+        data = bytearray(target.read_bytes())
+        data[-1] ^= 0x01
+        target.write_bytes(bytes(data))
+    quarantined = quarantine(str(root / "step_00000001"))
+    assert quarantined == str(root / "step_00000001.corrupt")
+    (root / "step_00000009.tmp").mkdir()  # a killed save
+    prune_checkpoints(str(root), 2)
+    assert sorted(os.listdir(root)) == [
+        "step_00000001.corrupt", "step_00000002", "step_00000003", "step_00000004"]
+    prune_checkpoints(str(root), 1, intact=str(root / "step_00000002"))
+    assert sorted(os.listdir(root)) == ["step_00000001.corrupt", "step_00000002",
+                                        "step_00000004"]
+
+
+def test_same_step_saved_again_replaces_an_intact_one_and_quarantines_a_bad_one(tmp_path):
+    root = tmp_path / "checkpoints"
+    model, opt = _fresh()
+    first = save_checkpoint(str(root), 5, model, opt, {"run": 1})
+    save_checkpoint(str(root), 5, model, opt, {"run": 2})
+    assert sorted(os.listdir(root)) == ["step_00000005"]
+    assert json.loads((root / "step_00000005" / "meta.json").read_text())["run"] == 2
+    (root / "step_00000005" / "optimizer.safetensors").write_bytes(b"garbage")
+    save_checkpoint(str(root), 5, model, opt, {"run": 3})
+    (root / "step_00000005" / "model.safetensors").unlink()
+    save_checkpoint(str(root), 5, model, opt, {"run": 4})
+    assert sorted(os.listdir(root)) == [
+        "step_00000005", "step_00000005.corrupt", "step_00000005.corrupt-2"]
+    assert (root / "step_00000005.corrupt" / "optimizer.safetensors").read_bytes() == b"garbage"
+    assert json.loads((root / "step_00000005.corrupt-2" / "meta.json").read_text())["run"] == 3
+    verify_checkpoint(first)
+    assert [s for s, _ in list_checkpoints(str(root))] == [5]
+
+
+def test_find_resumable_can_quarantine_what_it_rejects(tmp_path):
+    root = tmp_path / "checkpoints"
+    model, opt = _fresh()
+    for step in (1, 2):
+        save_checkpoint(str(root), step, model, opt, {})
+    (root / "step_00000002" / "manifest.json").write_text("{")
+    (root / "step_00000003").mkdir()
+    path, bad = find_resumable(str(root), quarantine_bad=True)
+    assert path == str(root / "step_00000001")
+    assert [p for p, _ in bad] == [str(root / "step_00000003.corrupt"),
+                                   str(root / "step_00000002.corrupt")]
+    assert "manifest.json" in bad[1][1] and "not valid JSON" in bad[1][1]
+    assert sorted(os.listdir(root)) == [
+        "step_00000001", "step_00000002.corrupt", "step_00000003.corrupt"]
+    assert find_resumable(str(tmp_path / "nothing")) == (None, [])
+
+
+def test_format_1_checkpoint_loads_unverified_with_a_warning(tmp_path):
+    """A checkpoint as the previous version wrote it: no manifest, format_version 1."""
+    from mlx.utils import tree_flatten
+
+    model, opt = _fresh()
+    path = tmp_path / "checkpoints" / "step_00000007"
+    path.mkdir(parents=True)
+    mx.save_safetensors(str(path / "model.safetensors"), dict(tree_flatten(model.parameters())))
+    mx.save_safetensors(str(path / "optimizer.safetensors"), dict(tree_flatten(opt.state)))
+    (path / "meta.json").write_text(json.dumps({"format_version": 1, "step": 7, "x": 1}))
+    assert list_checkpoints(str(tmp_path / "checkpoints")) == [(7, str(path))]
+    other, other_opt = _fresh(hidden=16)
+    other.l1.weight = mx.zeros_like(other.l1.weight)
+    with pytest.warns(UserWarning, match="format 1.*not verified"):
+        meta = load_checkpoint(path, other, other_opt)
+    assert meta == {"format_version": 1, "step": 7, "x": 1}
+    np.testing.assert_array_equal(np.array(other.l1.weight), np.array(model.l1.weight))
+    (path / "meta.json").write_text(json.dumps({"format_version": 2, "step": 7}))
+    with pytest.raises(FileNotFoundError, match="manifest.json"):  # format 2 needs a manifest
+        load_checkpoint(path, other, other_opt)

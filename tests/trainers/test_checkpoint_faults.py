@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from helpers_trainer import run_files
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "_trainer_resume_script.py")
 SAVE_STEPS = (5, 15)  # the first save creates checkpoints/; the save of 15 prunes step 5
@@ -29,15 +31,7 @@ def _run(*args, timeout=120):
 
 def _tree(run_dir):
     """Every file under ``run_dir`` (names starting with '.' excluded, e.g. a lock file)."""
-    out = {}
-    for root, dirs, names in os.walk(run_dir):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        for name in names:
-            if not name.startswith("."):
-                path = os.path.join(root, name)
-                with open(path, "rb") as f:
-                    out[os.path.relpath(path, run_dir)] = f.read()
-    return out
+    return run_files(run_dir, hidden=False)
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +78,7 @@ def _kill_resume_compare(tmp_path, expected, plans):
     assert not different, different
 
 
+@pytest.mark.slow
 def test_reference_run_files(reference):
     expected, ops = reference
     assert sorted(n for n in expected if not n.startswith("checkpoints/")) == [
@@ -111,9 +106,52 @@ def test_kill_inside_every_file_operation_of_a_save_then_resume_is_byte_identica
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 7 finding 3: resuming a finished run appends a "
-                   "second final eval row (and steps ReduceLROnPlateau again); remove this "
-                   "marker once resume is idempotent")
 def test_kill_after_the_final_save_then_resume_is_byte_identical(tmp_path, reference):
     expected, _ = reference
     _kill_resume_compare(tmp_path, expected, {"after_final_save": ["--kill-at-checkpoint", 16]})
+
+
+@pytest.mark.slow
+def test_kill_inside_every_file_operation_of_an_overwrite_then_rerun_is_byte_identical(
+        tmp_path, reference):
+    """An overwrite killed anywhere, then run again, ends as a fresh run would: never a
+    mixture of the old run and the new one."""
+    expected, _ = reference
+    old = tmp_path / "old"
+    # the old run: killed at its checkpoint of step 10, plus files the new run never writes
+    assert _run(old, "--kill-at-checkpoint", 10).returncode == -9
+    shutil.copytree(old / "checkpoints" / "step_00000010", old / "checkpoints" / "step_00000099")
+    (old / "summary.json").write_text("{}")
+    counted_dir = tmp_path / "counted"
+    shutil.copytree(old, counted_dir)
+    counted = _run(counted_dir, "--count-ops", -1)
+    assert counted.returncode == 0, counted.stderr[-3000:]
+    assert _tree(counted_dir) == expected
+    ops = json.loads(counted.stdout.strip().splitlines()[-1])["ops"]
+    assert "unlink" in ops and "rmdir" in ops  # the old run's files were removed
+    names = [f"op{k:03d}" for k in range(1, len(ops) + 1)]
+    for name in names:
+        shutil.copytree(old, tmp_path / name)
+
+    def kill(name):
+        return name, _run(tmp_path / name, "--kill-at-op", int(name[2:]), "--ops-of", -1)
+
+    with ThreadPoolExecutor(2) as pool:
+        for name, proc in pool.map(kill, names):
+            assert proc.returncode == -9, (name, proc.stderr[-3000:])
+    # Once the names to remove are recorded, even resume=True finishes the replacement
+    # (and starts the new run); before that the old run is intact. The user's usual retry
+    # is the overwrite itself.
+    recorded = [n for n in names if (tmp_path / n / ".replacing.json").exists()]
+    assert recorded, "no kill landed after the list of names to remove was written"
+    retry = [n for n in names if n not in recorded[::2]]
+    for group, flag in ((retry, "--overwrite"), (recorded[::2], "--resume")):
+        proc = _run(*[tmp_path / n for n in group], flag, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    different = {}
+    for name in names:
+        got = _tree(tmp_path / name)
+        wrong = sorted(k for k in set(got) | set(expected) if got.get(k) != expected.get(k))
+        if wrong:
+            different[name] = wrong
+    assert not different, different

@@ -76,6 +76,8 @@ def test_two_ranks_match_each_other_and_a_single_process(tmp_path):
     assert [(r["kind"], r["step"]) for r in dist_rows] == [
         (r["kind"], r["step"]) for r in single_rows
     ]
+    # the sharded evaluation (each rank its share of the batches, sums combined) equals the
+    # single process's evaluation of every batch
     for a, b in zip(dist_rows, single_rows, strict=True):
         for key in ("loss", "grad_norm", "learning_rate", "eval_loss"):
             if key in b:

@@ -14,7 +14,7 @@ import mlx.core as mx
 import mlx.optimizers as optim
 import numpy as np
 import pytest
-from helpers_trainer import MLP, classification_data, flat_weights, read_jsonl, xent
+from helpers_trainer import MLP, classification_data, flat_weights, read_jsonl, run_files, xent
 
 from trainers import ArrayBatches, CheckpointError, Trainer, list_checkpoints
 from trainers.run_dir import RunDirectory, RunDirectoryBusy
@@ -36,12 +36,7 @@ def make(run_dir, *, steps=8, every=4, optimizer=None, seed=0, hidden=8, keep=3,
 
 def tree(run_dir) -> dict[str, bytes]:
     """Every file under the run directory (the lock's bytes included), by relative path."""
-    out = {}
-    for root, _, names in os.walk(run_dir):
-        for name in names:
-            path = os.path.join(root, name)
-            out[os.path.relpath(path, run_dir)] = open(path, "rb").read()
-    return out
+    return run_files(run_dir)
 
 
 # ---------------------------------------------------------------- finding 1: overwrite

@@ -1,4 +1,9 @@
-"""The rate sweep of a learning-rate range test (Smith 2017)."""
+"""The rate sweep of a learning-rate range test (Smith 2017).
+
+The schedule is :func:`range_sweep`; ``lr_range_test`` is its former name, kept as an
+alias (in code and in configs). The range-test *procedure*, which trains with this sweep
+and reads the losses, is ``trainers.lr_range_test``.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +13,16 @@ import mlx.core as mx
 
 from ._checks import check_choice, check_int, check_ordered, check_positive
 from ._math import to_float
-from .base import Schedule
-from .config import register
+from .base import StepFunction
+from .config import register, register_alias
 
 SWEEP_MODES = ("exponential", "linear")
 
 
 @register
-def lr_range_test(min_lr: float, max_lr: float, steps: int, *,
-                  mode: str = "exponential") -> Schedule:
-    r"""The sweep for a learning-rate range test: ``min_lr`` at step 0 to ``max_lr`` at
+def range_sweep(min_lr: float, max_lr: float, steps: int, *,
+                mode: str = "exponential") -> StepFunction:
+    r"""The rate sweep of a learning-rate range test: ``min_lr`` at step 0 to ``max_lr`` at
     step ``steps - 1``, then ``max_lr``.
 
     .. math::
@@ -25,8 +30,10 @@ def lr_range_test(min_lr: float, max_lr: float, steps: int, *,
         \quad\text{or}\quad \eta_{min} + (\eta_{max} - \eta_{min})\, x,
         \qquad x = \min(t, n-1)/(n-1)
 
+    Also available as ``lr_range_test`` (its former name, rebuilt from configs too).
+
     Example:
-        >>> [round(v, 6) for v in lr_range_test(1e-4, 1.0, 5).values(5).tolist()]
+        >>> [round(v, 6) for v in range_sweep(1e-4, 1.0, 5).values(5).tolist()]
         [0.0001, 0.001, 0.01, 0.1, 1.0]
     """
     min_lr = check_positive("min_lr", min_lr)
@@ -43,4 +50,8 @@ def lr_range_test(min_lr: float, max_lr: float, steps: int, *,
     def linear(t):
         return min_lr + (max_lr - min_lr) * (to_float(mx.minimum(t, last)) / last)
 
-    return Schedule(exponential if mode == "exponential" else linear, "lr_range_test")
+    return exponential if mode == "exponential" else linear
+
+
+lr_range_test = range_sweep
+register_alias("lr_range_test", range_sweep)

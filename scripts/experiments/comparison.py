@@ -1,0 +1,269 @@
+"""The comparison protocol of ``scripts/compare_schedules.py`` (the super-convergence budget
+sweep), as plain functions of a validated base config and the loaded data.
+
+1. A learning-rate range test on the training data (reported; optionally every peak).
+2. Tuning: at every budget (run length), each schedule's peak rate is chosen from a grid by the
+   final accuracy on a validation split held out of the training set (seed 0).
+3. Measurement: each schedule at its tuned peak, at every budget, over several seeds, trained
+   on the whole training set and evaluated on the test set.
+
+:func:`compare` runs it and returns every number; :func:`markdown_report` writes the tables.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trainers import NonFiniteError
+
+from .families import FAMILY_LABELS, family_configs
+from .run import range_test, run_training
+
+__all__ = ["VALIDATION_FRACTION", "aggregate", "compare", "markdown_report", "run_config",
+           "seed_table_markdown", "train_one"]
+
+VALIDATION_FRACTION = 0.2
+SEED_TABLE = Path(__file__).with_name("seed_table.md")
+
+
+def seed_table_markdown() -> str:
+    """The seed article's comparison table, restated in our words (``seed_table.md``).
+
+    Example:
+        >>> seed_table_markdown().splitlines()[0]
+        '| method (seed) | purpose | strengths | when to use, per the seed |'
+    """
+    lines = SEED_TABLE.read_text(encoding="utf-8").splitlines()
+    return "\n".join(line for line in lines if line.startswith("|"))
+
+
+def _split_validation(data: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
+    """Training data split into fit/validation; the test set is left untouched."""
+    n = len(data["x_train"])
+    order = np.random.default_rng((seed, 1)).permutation(n)
+    n_val = int(round(VALIDATION_FRACTION * n))
+    val, fit = order[:n_val], order[n_val:]
+    return {"x_train": data["x_train"][fit], "y_train": data["y_train"][fit],
+            "x_test": data["x_train"][val], "y_test": data["y_train"][val]}
+
+
+def run_config(base: dict[str, Any], family: str, peak: float, steps: int,
+               seed: int) -> dict[str, Any]:
+    """The full run config of one schedule family at one peak, run length and seed."""
+    config = copy.deepcopy(base)
+    config["optimizer"] = {"name": "SGD", **family_configs(family, peak, steps)}
+    config["training"].update(steps=steps, seed=seed, eval_every=max(5, steps // 20),
+                              checkpoint_every=0, log_every=steps)
+    return config
+
+
+def train_one(config: dict[str, Any], data: dict[str, np.ndarray],
+              log_dir: str | None = None) -> dict[str, Any]:
+    """One run: its summary plus its curves (rates from the optimizer state via the log)."""
+    try:  # without log_dir nothing touches the disk: rows stay in memory (run_dir=None)
+        summary, rows = run_training(config, data=data, run_dir=log_dir,
+                                     log_files=log_dir is not None, overwrite=True)
+    except NonFiniteError as e:
+        return {"diverged": True, "error": str(e), "final_accuracy": None,
+                "best_accuracy": None, "steps_to_target": None, "wall_time_s": None,
+                "final_eval_loss": None}
+    summary["diverged"] = False
+    summary["curves"] = {
+        "steps": [r["step"] for r in rows.train],
+        "learning_rate": [r["learning_rate"] for r in rows.train],
+        "momentum": [r.get("momentum") for r in rows.train],
+        "loss": [r["loss"] for r in rows.train],
+        "eval_steps": [r["step"] for r in rows.eval],
+        "eval_accuracy": [r["eval_accuracy"] for r in rows.eval],
+    }
+    return summary
+
+
+def _score(run: dict[str, Any]) -> tuple[float, float]:
+    if run["diverged"] or run["final_accuracy"] is None:
+        return (-1.0, 0.0)
+    return (run["final_accuracy"], -run["final_eval_loss"])
+
+
+def _mean_std(values: list[float | None]) -> tuple[float | None, float | None]:
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    if not finite:
+        return None, None
+    return float(np.mean(finite)), float(np.std(finite))
+
+
+def _pct(mean: float | None, std: float | None = None) -> str:
+    if mean is None:
+        return "diverged"
+    return f"{100 * mean:.1f}" + (f" ± {100 * std:.1f}" if std is not None else "")
+
+
+def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean ± std over seeds of one schedule at one budget."""
+    final = _mean_std([r["final_accuracy"] for r in runs])
+    best = _mean_std([r["best_accuracy"] for r in runs])
+    reached = [r["steps_to_target"] for r in runs if r["steps_to_target"] is not None]
+    return {
+        "final_accuracy": final[0], "final_accuracy_std": final[1],
+        "best_accuracy": best[0], "best_accuracy_std": best[1],
+        "steps_to_target": float(np.mean(reached)) if reached else None,
+        "reached_target": len(reached), "seeds": len(runs),
+        "diverged": sum(r["diverged"] for r in runs),
+        "wall_time_s": _mean_std([r["wall_time_s"] for r in runs])[0],
+    }
+
+
+def markdown_report(results: dict[str, Any]) -> str:
+    """comparison.md: the measured tables, the seed's table, the protocol and the command."""
+    budgets = results["budgets"]
+    main = results["main_budget"]
+    target = results["target"]
+    families = results["families"]
+    lines = [f"# Schedule comparison on {results['dataset']} ({results['model']}, SGD)", ""]
+    lines += [f"Command: `{results['command']}`", "",
+              f"Machine: {results['machine']}; total wall time {results['wall_time_s']:.0f} s "
+              f"({results['runs']} training runs).", ""]
+    lines += [f"## Measured at {main} steps (tuned peak, {results['seeds']} seeds, test set)", ""]
+    lines += [f"| schedule | tuned peak | final test acc. % | best test acc. % | "
+              f"steps to {100 * target:.0f}% | wall time / run |",
+              "|---|---|---|---|---|---|"]
+    for family in families:
+        a = results["measured"][family][str(main)]
+        peak = results["tuned_peaks"][family][str(main)]
+        steps = (f"{a['steps_to_target']:.0f} ({a['reached_target']}/{a['seeds']} seeds)"
+                 if a["steps_to_target"] is not None else f"not reached (0/{a['seeds']})")
+        wall = f"{a['wall_time_s']:.2f} s" if a["wall_time_s"] is not None else "-"
+        lines.append(f"| {FAMILY_LABELS[family]} | {peak:g} | "
+                     f"{_pct(a['final_accuracy'], a['final_accuracy_std'])} | "
+                     f"{_pct(a['best_accuracy'], a['best_accuracy_std'])} | {steps} | {wall} |")
+    lines += ["", "## Budget sweep: final test accuracy % (mean ± std) at each run length", "",
+              "| schedule | " + " | ".join(f"{b} steps" for b in budgets)
+              + f" | smallest budget reaching {100 * target:.0f}% |",
+              "|---|" + "---|" * (len(budgets) + 1)]
+    for family in families:
+        cells = []
+        for b in budgets:
+            a = results["measured"][family][str(b)]
+            peak = results["tuned_peaks"][family][str(b)]
+            cells.append(f"{_pct(a['final_accuracy'], a['final_accuracy_std'])} "
+                         f"(peak {peak:g})")
+        smallest = results["smallest_budget"][family]
+        lines.append(f"| {FAMILY_LABELS[family]} | " + " | ".join(cells) + " | "
+                     + (f"{smallest}" if smallest else "none") + " |")
+    rt = results["range_test"]
+    lines += ["", "## Range test", "",
+              f"Smoothed loss lowest at rate {rt['min_loss_lr']:.3g}; suggested max_lr "
+              f"(minimum / 10) {rt['suggested_lr']:.3g}; steepest descent at "
+              f"{rt['steepest_lr']:.3g}. Peak grid: {results['peaks']}"
+              + (" (taken from the range test)" if results["peak_from_range_test"] else "")
+              + ".", ""]
+    lines += ["## The seed article's table (restated)", "", seed_table_markdown(), ""]
+    lines += ["## Protocol", "",
+              "Each schedule's peak rate is tuned at every budget over the grid by the final "
+              "accuracy on a validation split (20% of the training set, seed 0); then it is run "
+              f"with {results['seeds']} seeds (weights, data order) on the whole training set "
+              "and evaluated on the test set. Steps to target: the first evaluation (every "
+              "budget/20 steps) at or above the target, averaged over the seeds that reach it. "
+              "A budget 'reaches' the target when the mean final accuracy does. Shapes: "
+              "exponential decays to peak/100; CED has the same envelope and 3.5 cosine cycles; "
+              "1-cycle is PyTorch's OneCycleLR (30% warm-up, momentum 0.95-0.85-0.95); "
+              "triangular CLR runs two cycles between peak/25 and peak with momentum cycled "
+              "inversely; others use momentum 0.9.", ""]
+    return "\n".join(lines)
+
+
+def compare(base: dict[str, Any], data: dict[str, np.ndarray], *, families: Sequence[str],
+            budgets: Sequence[int], peaks: Sequence[float], seeds: int, target: float,
+            range_test_steps: int, peak_from_range_test: bool = False,
+            log_root: str | None = None,
+            report: Callable[[str], Any] = print) -> dict[str, Any]:
+    """Run the whole protocol; return every number (``results.json`` less the command,
+    machine and timing, which the caller adds).
+
+    Args:
+        base: a validated run config (model, dataset, training settings).
+        data: its arrays, from :func:`experiments.run.prepare_data`.
+        families, budgets, peaks, seeds, target: what to compare, at which run lengths, over
+            which peak grid, how many seeds per measurement, the target test accuracy.
+        range_test_steps: the length of the range test's sweep.
+        peak_from_range_test: use the range test's suggested rate as every peak (no grid).
+        log_root: write each measured run's trainer log under ``log_root/<family>_<steps>_
+            seed<seed>/`` (by default measured runs write nothing).
+        report: called with a line of progress.
+    """
+    budgets = sorted(set(budgets))
+    families = list(families)
+    tuning_data = _split_validation(data, base["dataset"]["split_seed"])
+    runs = 0
+
+    report(f"range test ({range_test_steps} updates) ...")
+    rt_config = run_config(base, "constant", 0.1, max(budgets), 0)
+    rt = range_test(rt_config, min_lr=1e-4, max_lr=10.0, steps=range_test_steps,
+                    data=data)
+    peaks = [rt["suggested_lr"]] if peak_from_range_test else list(peaks)
+    report(f"  suggested max_lr {rt['suggested_lr']:.3g} (loss minimum at "
+           f"{rt['min_loss_lr']:.3g})")
+
+    tuned: dict[str, dict[str, float]] = {f: {} for f in families}
+    tuning: dict[str, dict[str, dict[str, Any]]] = {f: {} for f in families}
+    for steps in budgets:
+        for family in families:
+            if len(peaks) == 1:
+                tuned[family][str(steps)] = peaks[0]
+                continue
+            trials = {}
+            for peak in peaks:
+                run = train_one(run_config(base, family, peak, steps, 0), tuning_data)
+                runs += 1
+                trials[peak] = run
+            best = max(peaks, key=lambda p: _score(trials[p]))
+            tuned[family][str(steps)] = best
+            tuning[family][str(steps)] = {
+                str(p): None if trials[p]["diverged"] else trials[p]["final_accuracy"]
+                for p in peaks}
+        report(f"  tuned peaks at {steps} steps: "
+               + ", ".join(f"{f} {tuned[f][str(steps)]:g}" for f in families))
+
+    measured: dict[str, dict[str, Any]] = {f: {} for f in families}
+    curves: dict[str, dict[str, Any]] = {}
+    main_budget = max(budgets)
+    for steps in budgets:
+        for family in families:
+            seed_runs = []
+            for seed in range(seeds):
+                log_dir = (os.path.join(log_root, f"{family}_{steps}_seed{seed}")
+                           if log_root is not None else None)
+                config = run_config(base, family, tuned[family][str(steps)], steps, seed)
+                run = train_one(config, data, log_dir)
+                runs += 1
+                if steps == main_budget and seed == 0 and not run["diverged"]:
+                    curves[family] = run["curves"]
+                run.pop("curves", None)
+                seed_runs.append(run)
+            measured[family][str(steps)] = {**aggregate(seed_runs), "runs": seed_runs}
+        report(f"  measured {steps} steps: "
+               + ", ".join(f"{f} {_pct(measured[f][str(steps)]['final_accuracy'])}"
+                           for f in families))
+
+    smallest = {}
+    for family in families:
+        ok = [b for b in budgets
+              if (measured[family][str(b)]["final_accuracy"] or 0) >= target]
+        smallest[family] = min(ok) if ok else None
+    return {
+        "dataset": base["dataset"]["name"], "model": base["model"]["kind"],
+        "budgets": budgets, "main_budget": main_budget, "peaks": peaks,
+        "peak_from_range_test": peak_from_range_test, "seeds": seeds,
+        "target": target, "families": families, "runs": runs,
+        "range_test": {k: rt[k] for k in ("suggested_lr", "min_loss_lr", "steepest_lr",
+                                          "diverged_at")},
+        "tuned_peaks": tuned, "tuning_validation_accuracy": tuning, "measured": measured,
+        "smallest_budget": smallest, "curves": curves, "config": base,
+    }
