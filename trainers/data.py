@@ -263,8 +263,10 @@ def as_source(data: Any, *, name: str = "training data") -> _Source:
             f"{name}: got whole arrays, not batches; wrap them as ArrayBatches(data, batch_size)"
         )
     if hasattr(data, "epoch") and callable(data.epoch):
+        # ``can_start = True`` declares ``epoch(e, start=i)``: resume at batch i, no replay
+        can_start = isinstance(data, ArrayBatches) or getattr(data, "can_start", False) is True
         return _Source(data.epoch, len(data) if hasattr(data, "__len__") else None,
-                       can_start=isinstance(data, ArrayBatches))
+                       can_start=can_start)
     mlx_types = _mlx_data_types()
     if mlx_types and isinstance(data, mlx_types[0]):
         buffer = data

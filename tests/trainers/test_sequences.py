@@ -514,3 +514,17 @@ def test_trainer_resumes_sequence_batches_exactly(tmp_path):
         np.testing.assert_array_equal(resumed[key], value, err_msg=key)
     logs = [(tmp_path / d / "log.jsonl").read_bytes() for d in ("a", "b")]
     assert os.path.getsize(tmp_path / "a" / "log.jsonl") > 0 and logs[0] == logs[1]
+
+
+def test_the_trainer_resumes_sequence_batches_without_replay():
+    from trainers.data import BatchStream, as_source
+
+    data = SequenceBatches(random_sequences(n=40), 4, buckets=8, backend="numpy", seed=3)
+    source = as_source(data)
+    assert source.can_start  # SequenceBatches declares epoch(e, start=i)
+    calls = []
+    original = data.epoch
+    data.epoch = lambda e, start=0: calls.append((e, start)) or original(e, start)
+    stream = BatchStream(as_source(data), epoch=1, index=3)
+    assert calls == [(1, 3)]  # opened at the saved batch, nothing replayed
+    assert batches_equal([stream.next()], [list(original(1))[3]])

@@ -178,17 +178,6 @@ def test_epochs_with_dict_batches_mlx_data_buffer_and_stream(tmp_path):
         np.testing.assert_array_equal(weights[name], weights["dict"], err_msg=name)
 
 
-def test_shuffled_epochs_are_reproducible_permutations():
-    x = np.arange(20, dtype=np.float32)
-    data = ArrayBatches((x,), 5, seed=7)
-    e0 = np.concatenate([b[0] for b in data.epoch(0)])
-    e1 = np.concatenate([b[0] for b in data.epoch(1)])
-    np.testing.assert_array_equal(np.sort(e0), x)
-    np.testing.assert_array_equal(e0, np.random.default_rng((7, 0)).permutation(20))
-    assert not np.array_equal(e0, e1)
-    np.testing.assert_array_equal(e0, np.concatenate([b[0] for b in data.epoch(0)]))
-
-
 def test_console_report_shows_loss_rate_speed_and_memory(tmp_path):
     import io
 
@@ -224,11 +213,6 @@ def test_inconsistent_batch_rows_are_rejected(tmp_path):
     x, y = regression_data(16, 4, 2)
     with pytest.raises(ValueError, match="leading"):
         _trainer(tmp_path, [(x[:4], y[:3])]).fit()
-
-
-def test_missing_dataset_file():
-    with pytest.raises(FileNotFoundError, match="nope.npz"):
-        ArrayBatches("/nonexistent/nope.npz", 4)
 
 
 def test_bad_data_arguments(tmp_path):
@@ -304,17 +288,3 @@ def test_one_epoch_of_a_generator_and_epochs_of_a_callable(tmp_path):
     assert calls[:3] == [0, 1, 2]
 
 
-def test_array_batches_resume_mid_epoch_without_replaying():
-    from trainers.data import BatchStream, as_source
-
-    x = np.arange(40, dtype=np.float32).reshape(20, 2)
-    data = ArrayBatches((x,), 4, seed=5)
-    full = [b[0] for b in data.epoch(1)]
-    stream = BatchStream(as_source(data), epoch=1, index=3)
-    rest = [stream.next()[0] for _ in range(2)]
-    np.testing.assert_array_equal(rest[0], full[3])
-    np.testing.assert_array_equal(rest[1], full[4])
-    assert (stream.epoch, stream.index) == (1, 5)
-    # and the next batch opens epoch 2 in its own shuffled order
-    np.testing.assert_array_equal(stream.next()[0], next(data.epoch(2))[0])
-    assert (stream.epoch, stream.index) == (2, 1)
