@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import mlx.core as mx
+import numpy as np
 
 
 def to_float(x: mx.array) -> mx.array:
@@ -69,3 +70,85 @@ def count_at_most(table: mx.array, steps: mx.array) -> mx.array:
         count = mx.where(ok, candidate, count)
         stride >>= 1
     return count
+
+
+def blend(start_value: float, end_value: float, weight: mx.array) -> mx.array:
+    """``start_value·w + end_value·(1 - w)``: exactly ``start_value`` where ``w`` is 1 and
+    exactly ``end_value`` where ``w`` is 0 (both as float32).
+
+    The usual ``end + (start - end)·w`` rounds ``start - end`` first, so at ``w = 1`` it
+    misses ``start`` by an ulp or more (``0.1 - 0.001`` then ``+ 0.001`` is not ``0.1``
+    in float32), and the stated start of a schedule would not be its value at step 0.
+    """
+    if end_value == 0.0:
+        return start_value * weight
+    return start_value * weight + end_value * (1.0 - weight)
+
+
+def warmup_fraction(t: mx.array, steps: int, shape: str) -> mx.array:
+    r"""How far a warmup of ``steps`` steps has come at step ``t < steps``, in ``[0, 1)``.
+
+    ``linear`` :math:`t/w`; ``cosine`` :math:`\tfrac12(1 - \cos(\pi t/w))`, written as
+    :math:`\sin^2(\tfrac\pi2 t/w)` so that it is exactly 0 at step 0; ``log``
+    :math:`\ln(t+1)/\ln(w+1)`.
+    """
+    if shape == "linear":
+        return to_float(t) / steps
+    if shape == "cosine":
+        return mx.square(mx.sin(to_float(t) * (0.5 * math.pi / steps)))
+    return mx.log1p(to_float(t)) * (1.0 / math.log1p(steps))
+
+
+def k_power(left: mx.array, k: float) -> mx.array:
+    r"""``1 - (1 - left)**k`` for a fraction ``left`` of a horizon still to go.
+
+    This is timm's k-decay: :math:`t/D` becomes :math:`(t/D)^k`, and the fraction to go
+    :math:`1 - (t/D)^k` is formed as ``-expm1(k·log1p(-left))``, which keeps full
+    precision at both ends: exactly 1 at ``left = 1`` (step 0) and 0 at ``left = 0``.
+    """
+    if k == 1.0:
+        return left
+    return -mx.expm1(k * mx.log1p(-left))
+
+
+# splitmix64 (Steele, Lea & Flood 2014): a counter-based generator. Its output for a
+# counter is a pure function of (key, counter), so noise drawn from it is the same on
+# every call, on resume and on every rank, and is vectorised and compiled like any op.
+_GOLDEN = 0x9E3779B97F4A7C15
+_MIX1 = 0xBF58476D1CE4E5B9
+_MIX2 = 0x94D049BB133111EB
+_MASK64 = (1 << 64) - 1
+
+
+def _u64(value: int) -> mx.array:
+    return mx.array(np.array(value & _MASK64, dtype=np.uint64))
+
+
+_ONE, _SHIFT16, _SHIFT27, _SHIFT30, _SHIFT31, _SHIFT40 = (
+    _u64(v) for v in (1, 16, 27, 30, 31, 40))
+_FIELD24 = _u64(0xFFFFFF)
+_GOLDEN_U64, _MIX1_U64, _MIX2_U64 = _u64(_GOLDEN), _u64(_MIX1), _u64(_MIX2)
+
+
+def splitmix64_host(value: int) -> int:
+    """The splitmix64 finaliser on a host integer (used to spread a seed over 64 bits)."""
+    z = value & _MASK64
+    z = ((z ^ (z >> 30)) * _MIX1) & _MASK64
+    z = ((z ^ (z >> 27)) * _MIX2) & _MASK64
+    return z ^ (z >> 31)
+
+
+def counter_normal(t: mx.array, key: int) -> mx.array:
+    r"""A standard normal number for each step ``t`` (float32), a pure function of
+    ``(key, t)``: 64 bits from splitmix64 of ``key + (t+1)·φ``, the top two 24-bit
+    fields as uniforms :math:`u_1 \in (0, 1]`, :math:`u_2 \in [0, 1)`, then Box-Muller
+    :math:`\sqrt{-2\ln u_1}\cos(2\pi u_2)`.
+    """
+    z = (t.astype(mx.uint64) + _ONE) * _GOLDEN_U64 + _u64(key)
+    z = (z ^ (z >> _SHIFT30)) * _MIX1_U64
+    z = (z ^ (z >> _SHIFT27)) * _MIX2_U64
+    z = z ^ (z >> _SHIFT31)
+    scale = 1.0 / (1 << 24)
+    u1 = to_float((z >> _SHIFT40) + _ONE) * scale
+    u2 = to_float((z >> _SHIFT16) & _FIELD24) * scale
+    return mx.sqrt(-2.0 * mx.log(u1)) * mx.cos((2.0 * math.pi) * u2)
