@@ -134,6 +134,23 @@ def _any_schedule(draw):
     if name == "join_schedules":
         return ms.join_schedules([ms.constant(draw(rate)), ms.step_decay(1.0, 0.5, 3)],
                                  [draw(length)])
+    if name == "inverse_sqrt":
+        return ms.inverse_sqrt(draw(rate), draw(st.integers(0, 10**9)),
+                               timescale=draw(st.one_of(st.none(), length)))
+    if name == "tanh_decay":
+        return ms.tanh_decay(draw(rate), draw(length), draw(rate) / 10,
+                             lower=draw(st.floats(-10.0, 0.0)), upper=draw(st.floats(0.0, 10.0)))
+    if name == "piecewise_interpolate":
+        marks = sorted(set(draw(st.lists(st.integers(1, 10**9), max_size=20))))
+        return ms.piecewise_interpolate(draw(rate), {m: draw(st.floats(0.0, 2.0)) for m in marks},
+                                        interpolate=draw(st.sampled_from(["linear", "cosine"])))
+    if name == "multiply":
+        return ms.multiply(draw(rate), ms.cosine_decay(1.0, draw(length),
+                                                       k_decay=draw(st.floats(0.2, 5.0))),
+                           ms.step_decay(1.0, 0.5, draw(length)))
+    if name == "with_noise":
+        return ms.with_noise(ms.inverse_sqrt(draw(rate), draw(length)), draw(st.floats(0, 10)),
+                             pct=draw(st.floats(0.01, 1.0)), seed=draw(st.integers(0, 2**62)))
     assert name == "range_sweep"
     return ms.range_sweep(1e-7, draw(rate) + 1e-7, draw(st.integers(2, 10**9)),
                             mode=draw(st.sampled_from(["exponential", "linear"])))
