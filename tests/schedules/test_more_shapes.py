@@ -218,9 +218,10 @@ def test_scale_fn_schedule_is_not_data():
 
 
 def test_scale_fn_inside_a_compiled_optimizer_step():
+    from functools import partial
+
     import mlx.nn as nn
     import mlx.optimizers as optim
-    from functools import partial
 
     lr = ms.cyclic_lr(0.01, 0.1, 2, scale_fn=lambda c: 1.0 / c)
     model = nn.Linear(2, 1)
