@@ -277,6 +277,12 @@ def cosine_restarts(init: float, first_decay_steps: int, *, t_mul: float = 2.0,
         lengths.append(length)
         starts.append(starts[-1] + length)
         length *= t_mul
+    # Cycle L starts at ceil(S_L); a limit beyond the tabulated cycles is never reached.
+    stop = (math.ceil(starts[cycle_limit]) if cycle_limit is not None
+            and cycle_limit < len(starts) else None)
+    if cycle_limit is not None and cycle_limit < len(lengths):
+        # Cycles from the limit on are never evaluated: a shorter table is a cheaper search.
+        lengths, starts = lengths[:cycle_limit], starts[:cycle_limit + 1]
     _check_peaks(m_mul, amplitude, len(lengths) - 1)
     # A step t is in cycle i when ceil(S_i) <= t < ceil(S_{i+1}).
     first_step = mx.array([math.ceil(s) for s in starts[1:-1]], dtype=mx.int64)
@@ -298,9 +304,6 @@ def cosine_restarts(init: float, first_decay_steps: int, *, t_mul: float = 2.0,
                      + mx.take(past_anchor, cycle))
         return end + mx.take(peak, cycle) * half_cosine(remaining)
 
-    # Cycle L starts at ceil(S_L); a limit beyond the tabulated cycles is never reached.
-    stop = (math.ceil(starts[cycle_limit]) if cycle_limit is not None
-            and cycle_limit < len(starts) else None)
     return _pin_ends(periodic, init, end, stop)
 
 

@@ -442,19 +442,39 @@ def piecewise_interpolate(init: float, boundaries_and_scales: Mapping[int, float
     if not pairs:
         return lambda t: mx.full(t.shape, init, dtype=mx.float32)
     bounds = [0] + [step for step, _ in pairs]
-    table = mx.array(bounds[1:], dtype=mx.int64)
-    first = mx.array(bounds, dtype=mx.int64)
     # past the last boundary: length 1 and a rise of 0, so the level holds exactly
-    length = mx.array([b - a for a, b in zip(bounds, bounds[1:])] + [1], dtype=mx.float32)
-    level = mx.array(levels, dtype=mx.float32)
-    rise = mx.array([b - a for a, b in zip(levels, levels[1:])] + [0.0], dtype=mx.float32)
+    columns = [(bounds, mx.int64),
+               ([b - a for a, b in zip(bounds, bounds[1:])] + [1], mx.float32),
+               (levels, mx.float32),
+               ([b - a for a, b in zip(levels, levels[1:])] + [0.0], mx.float32)]
+    if len(pairs) <= 8:
+        # Few pieces: each piece's constants are picked with a chain of elementwise
+        # selects, which a compiled step fuses into one kernel (gathers would not fuse).
+        columns = [[mx.array(v, dtype) for v in values] for values, dtype in columns]
+
+        def piece(t):
+            later = [t >= boundary for boundary in bounds[1:]]
+            picked = []
+            for values in columns:
+                value = values[0]
+                for is_later, next_value in zip(later, values[1:]):
+                    value = mx.where(is_later, next_value, value)
+                picked.append(value)
+            return picked
+    else:
+        table = mx.array(bounds[1:], dtype=mx.int64)
+        columns = [mx.array(values, dtype=dtype) for values, dtype in columns]
+
+        def piece(t):
+            i = count_at_most(table, t)
+            return [mx.take(values, i) for values in columns]
 
     def body(t):
-        i = count_at_most(table, t)
-        x = to_float(t - mx.take(first, i)) / mx.take(length, i)
+        start, length, level, rise = piece(t)
+        x = to_float(t - start) / length
         if interpolate == "cosine":
             x = mx.square(mx.sin(x * (0.5 * math.pi)))
-        return mx.take(level, i) + mx.take(rise, i) * x
+        return level + rise * x
 
     return body
 
