@@ -73,16 +73,25 @@ def count_at_most(table: mx.array, steps: mx.array) -> mx.array:
 
 
 def blend(start_value: float, end_value: float, weight: mx.array) -> mx.array:
-    """``start_value·w + end_value·(1 - w)``: exactly ``start_value`` where ``w`` is 1 and
-    exactly ``end_value`` where ``w`` is 0 (both as float32).
+    """``end + (start - end)·w`` for a weight ``w`` in [0, 1], exactly ``start_value`` where
+    ``w`` is 1 and exactly ``end_value`` where ``w`` is 0 (both as float32), and monotone
+    in ``w``.
 
-    The usual ``end + (start - end)·w`` rounds ``start - end`` first, so at ``w = 1`` it
-    misses ``start`` by an ulp or more (``0.1 - 0.001`` then ``+ 0.001`` is not ``0.1``
-    in float32), and the stated start of a schedule would not be its value at step 0.
+    ``end + (start - end)·w`` alone rounds ``start - end`` first, so at ``w = 1`` it can
+    miss ``start`` by an ulp (``0.1 - 0.001``, then ``+ 0.001``, is not ``0.1`` in
+    float32); the value there is pinned, and the values next to it are clamped so they do
+    not overshoot it. A weighted sum ``start·w + end·(1 - w)`` would hit both ends too, but
+    rounds its two terms apart and is not monotone.
     """
     if end_value == 0.0:
+        # start·w is exact at w = 1 and never overshoots start
         return start_value * weight
-    return start_value * weight + end_value * (1.0 - weight)
+    value = end_value + (start_value - end_value) * weight
+    if start_value >= end_value:
+        value = mx.minimum(value, start_value)
+    else:
+        value = mx.maximum(value, start_value)
+    return mx.where(weight == 1.0, start_value, value)
 
 
 def warmup_fraction(t: mx.array, steps: int, shape: str) -> mx.array:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import mlx.core as mx
@@ -290,21 +291,51 @@ def cosine_restarts(init: float, first_decay_steps: int, *, t_mul: float = 2.0,
     # (anchor_i - t)/L_i + (S_{i+1} - anchor_i)/L_i with an integer anchor_i <= S_{i+1}
     # that int64 holds (the last cycle may end far beyond it), so neither term cancels.
     anchors = [min(math.floor(s), MAX_STEP) for s in starts[1:]]
+    # Per cycle, one row of floats: 1/L_i, (S_{i+1} - anchor_i)/L_i and the peak
+    # amplitude (init - end)·m_mul**i (in float64 on the host), so that a step gathers
+    # one row rather than three values: every gather costs a compiled step a kernel.
+    per_cycle = mx.array([[1.0 / n, (s - a) / n, amplitude * m_mul**i if m_mul != 1.0
+                           else amplitude]
+                          for i, (s, a, n) in enumerate(zip(starts[1:], anchors, lengths))],
+                         dtype=mx.float32)
     anchor = mx.array(anchors, dtype=mx.int64)
-    past_anchor = mx.array([(s - a) / n for s, a, n in zip(starts[1:], anchors, lengths)],
-                           dtype=mx.float32)
-    inverse_length = mx.array([1.0 / n for n in lengths], dtype=mx.float32)
-    # Each cycle's peak amplitude, (init - end)·m_mul**i, in float64 on the host.
-    peak = mx.array([amplitude * m_mul**i if m_mul != 1.0 else amplitude
-                     for i in range(len(lengths))], dtype=mx.float32)
+    locate = (partial(count_at_most, first_step) if len(lengths) <= 16
+              else _cycle_locator(starts, lengths, first_decay_steps, t_mul))
 
     def periodic(t):
-        cycle = count_at_most(first_step, t)
-        remaining = (to_float(mx.take(anchor, cycle) - t) * mx.take(inverse_length, cycle)
-                     + mx.take(past_anchor, cycle))
-        return end + mx.take(peak, cycle) * half_cosine(remaining)
+        cycle = locate(t)
+        row = mx.take(per_cycle, cycle, axis=0)
+        remaining = to_float(mx.take(anchor, cycle) - t) * row[..., 0] + row[..., 1]
+        return end + row[..., 2] * half_cosine(remaining)
 
     return _pin_ends(periodic, init, end, stop)
+
+
+def _cycle_locator(starts: list[float], lengths: list[float], first_decay_steps: int,
+                   t_mul: float):
+    """Which cycle each step is in, for a long table of geometric cycles.
+
+    The closed form :math:`i = \\lfloor \\ln(1 + t (t_{mul} - 1)/T_0) / \\ln t_{mul} \\rfloor`,
+    in float32, is off by at most one cycle (rounding, and cycles that start at
+    :math:`\\lceil S_i \\rceil`); one exact integer comparison with each neighbouring start
+    corrects it. One gather replaces a binary search's one per level, which costs a
+    compiled step several times as much.
+    """
+    last = len(lengths) - 1
+    begin = [0] + [math.ceil(s) for s in starts[1:-1]]
+    # each cycle's first step and the next cycle's (the last runs past every step)
+    bounds = mx.array(list(zip(begin, begin[1:] + [MAX_STEP + 1])), dtype=mx.int64)
+    scale = (t_mul - 1.0) / first_decay_steps
+    inverse_log = 1.0 / math.log(t_mul)
+
+    def locate(t):
+        guess = mx.floor(mx.log1p(to_float(t) * scale) * inverse_log)
+        cycle = mx.clip(guess, 0, last).astype(mx.int64)
+        row = mx.take(bounds, cycle, axis=0)
+        cycle = cycle - (t < row[..., 0]).astype(mx.int64) + (t >= row[..., 1]).astype(mx.int64)
+        return mx.clip(cycle, 0, last)
+
+    return locate
 
 
 def _pin_ends(periodic, init: float, end: float, stop: int | None):

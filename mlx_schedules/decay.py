@@ -207,10 +207,9 @@ def linear_schedule(init: float, end: float, steps: int) -> StepFunction:
     check_span("init", init, "end", end)
 
     def body(t):
-        done = mx.minimum(t, steps)
-        # A weighted sum with weights exactly 1 and 0 at the ends (x/x is exactly 1 in
-        # IEEE arithmetic, x·(1/x) is not), so the ends are init and end to the bit.
-        return init * (to_float(steps - done) / steps) + end * (to_float(done) / steps)
+        # The fraction to go is exactly 1 at step 0 (x/x is 1 in IEEE arithmetic,
+        # x·(1/x) need not be) and 0 from `steps` on, so the ends are init and end.
+        return blend(init, end, to_float(steps - mx.minimum(t, steps)) / steps)
 
     return body
 

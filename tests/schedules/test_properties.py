@@ -163,3 +163,29 @@ def test_every_schedule_returns_finite_float32(data, ts):
     values = schedule.values(ts + [0, 2**24 + 1, 2**62])
     assert values.dtype == np.float32 and np.all(np.isfinite(values)), schedule
     assert all(math.isfinite(v) for v in values.tolist())
+
+
+@SETTINGS
+@given(init=rates, end_fraction=st.floats(0.0, 1.0), decay=st.integers(2, 10**9),
+       shape=st.sampled_from(["linear", "polynomial", "cosine-k", "tanh", "wsd-cosine",
+                              "wsd-sqrt"]),
+       k=st.floats(0.2, 5.0), near_end=st.booleans(), stride=st.integers(1, 10**5))
+def test_decays_are_monotone_next_to_their_exact_ends(init, end_fraction, decay, shape, k,
+                                                      near_end, stride):
+    # The ends are exact (pinned) and the values next to them must not overshoot them.
+    end = init * end_fraction
+    lr = {"linear": lambda: ms.linear_schedule(init, end, decay),
+          "polynomial": lambda: ms.polynomial_decay(init, decay, end, power=k, k_decay=k),
+          "cosine-k": lambda: ms.cosine_decay(init, decay, end, k_decay=k),
+          "tanh": lambda: ms.tanh_decay(init, decay, end),
+          "wsd-cosine": lambda: ms.warmup_stable_decay(init, decay, warmup_steps=0,
+                                                       decay_steps=decay, end=end,
+                                                       decay_shape="cosine"),
+          "wsd-sqrt": lambda: ms.warmup_stable_decay(init, decay, warmup_steps=0,
+                                                     decay_steps=decay, end=end,
+                                                     decay_shape="sqrt")}[shape]()
+    steps = np.arange(64) * stride
+    steps = np.clip(decay - steps[::-1] if near_end else steps, 0, None)
+    values = lr.values(steps)
+    assert np.all(np.diff(values) <= 0), (steps, values)
+    assert values.max() <= np.float32(init) and values.min() >= np.float32(end)
