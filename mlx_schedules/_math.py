@@ -55,6 +55,31 @@ def power(base: float, exponent: mx.array) -> mx.array:
     return mx.exp(exponent * math.log(base))
 
 
+# Up to this many pieces, a piece's constants are picked with chains of elementwise
+# selects, which a compiled step fuses into one kernel; gathers would not fuse.
+MAX_SELECT_CHAIN = 8
+
+
+def scalar_columns(columns: list[tuple[list, mx.Dtype]]) -> list[list[mx.array]]:
+    """Columns of host numbers as 0-d arrays, made once when a schedule is built."""
+    return [[mx.array(v, dtype) for v in values] for values, dtype in columns]
+
+
+def pick_by_step(t: mx.array, starts: list[int], columns: list[list[mx.array]]
+                 ) -> list[mx.array]:
+    """For each column (see :func:`scalar_columns`), its entry for the piece ``t`` lies
+    in: piece ``i`` runs from ``starts[i-1]`` (sorted host ints; piece 0 from step 0) to
+    the next start."""
+    later = [t >= start for start in starts]
+    picked = []
+    for values in columns:
+        value = values[0]
+        for is_later, next_value in zip(later, values[1:]):
+            value = mx.where(is_later, next_value, value)
+        picked.append(value)
+    return picked
+
+
 def count_at_most(table: mx.array, steps: mx.array) -> mx.array:
     """How many entries of the sorted int64 ``table`` are ``<= steps`` (elementwise)."""
     size = table.size

@@ -21,7 +21,17 @@ from ._checks import (
     check_real,
     check_span,
 )
-from ._math import blend, count_at_most, exact_ratio, half_cosine, power, to_float
+from ._math import (
+    MAX_SELECT_CHAIN,
+    blend,
+    count_at_most,
+    exact_ratio,
+    half_cosine,
+    pick_by_step,
+    power,
+    scalar_columns,
+    to_float,
+)
 from .base import StepFunction
 from .config import register
 
@@ -294,19 +304,34 @@ def cosine_restarts(init: float, first_decay_steps: int, *, t_mul: float = 2.0,
     # Per cycle, one row of floats: 1/L_i, (S_{i+1} - anchor_i)/L_i and the peak
     # amplitude (init - end)·m_mul**i (in float64 on the host), so that a step gathers
     # one row rather than three values: every gather costs a compiled step a kernel.
-    per_cycle = mx.array([[1.0 / n, (s - a) / n, amplitude * m_mul**i if m_mul != 1.0
-                           else amplitude]
-                          for i, (s, a, n) in enumerate(zip(starts[1:], anchors, lengths))],
-                         dtype=mx.float32)
-    anchor = mx.array(anchors, dtype=mx.int64)
-    locate = (partial(count_at_most, first_step) if len(lengths) <= 16
-              else _cycle_locator(starts, lengths, first_decay_steps, t_mul))
+    rows = [(1.0 / n, (s - a) / n, amplitude * m_mul**i if m_mul != 1.0 else amplitude)
+            for i, (s, a, n) in enumerate(zip(starts[1:], anchors, lengths))]
+    if len(lengths) <= MAX_SELECT_CHAIN:
+        # Few cycles (a cycle_limit, or a large t_mul): fused selects, no gathers.
+        columns = scalar_columns([(anchors, mx.int64)] + [([r[k] for r in rows], mx.float32)
+                                                          for k in range(3)])
+        starts_of_later = [math.ceil(s) for s in starts[1:-1]]
+
+        def per_step(t):
+            return pick_by_step(t, starts_of_later, columns)
+    else:
+        # Per cycle, one row of floats: 1/L_i, (S_{i+1} - anchor_i)/L_i and the peak
+        # amplitude (init - end)·m_mul**i (in float64 on the host), so that a step gathers
+        # one row rather than three values: every gather costs a compiled step a kernel.
+        per_cycle = mx.array(rows, dtype=mx.float32)
+        anchor = mx.array(anchors, dtype=mx.int64)
+        locate = (partial(count_at_most, first_step) if len(lengths) <= 16
+                  else _cycle_locator(starts, lengths, first_decay_steps, t_mul))
+
+        def per_step(t):
+            cycle = locate(t)
+            row = mx.take(per_cycle, cycle, axis=0)
+            return mx.take(anchor, cycle), row[..., 0], row[..., 1], row[..., 2]
 
     def periodic(t):
-        cycle = locate(t)
-        row = mx.take(per_cycle, cycle, axis=0)
-        remaining = to_float(mx.take(anchor, cycle) - t) * row[..., 0] + row[..., 1]
-        return end + row[..., 2] * half_cosine(remaining)
+        anchor_step, inverse_length, past_anchor, peak = per_step(t)
+        remaining = to_float(anchor_step - t) * inverse_length + past_anchor
+        return end + peak * half_cosine(remaining)
 
     return _pin_ends(periodic, init, end, stop)
 

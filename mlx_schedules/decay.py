@@ -21,7 +21,18 @@ from ._checks import (
     check_reals,
     check_span,
 )
-from ._math import blend, count_at_most, exact_ratio, half_cosine, k_power, power, to_float
+from ._math import (
+    MAX_SELECT_CHAIN,
+    blend,
+    count_at_most,
+    exact_ratio,
+    half_cosine,
+    k_power,
+    pick_by_step,
+    power,
+    scalar_columns,
+    to_float,
+)
 from .base import StepFunction
 from .config import register
 
@@ -446,27 +457,18 @@ def piecewise_interpolate(init: float, boundaries_and_scales: Mapping[int, float
                ([b - a for a, b in zip(bounds, bounds[1:])] + [1], mx.float32),
                (levels, mx.float32),
                ([b - a for a, b in zip(levels, levels[1:])] + [0.0], mx.float32)]
-    if len(pairs) <= 8:
-        # Few pieces: each piece's constants are picked with a chain of elementwise
-        # selects, which a compiled step fuses into one kernel (gathers would not fuse).
-        columns = [[mx.array(v, dtype) for v in values] for values, dtype in columns]
+    if len(pairs) <= MAX_SELECT_CHAIN:
+        scalars = scalar_columns(columns)
 
         def piece(t):
-            later = [t >= boundary for boundary in bounds[1:]]
-            picked = []
-            for values in columns:
-                value = values[0]
-                for is_later, next_value in zip(later, values[1:]):
-                    value = mx.where(is_later, next_value, value)
-                picked.append(value)
-            return picked
+            return pick_by_step(t, bounds[1:], scalars)
     else:
         table = mx.array(bounds[1:], dtype=mx.int64)
-        columns = [mx.array(values, dtype=dtype) for values, dtype in columns]
+        tables = [mx.array(values, dtype=dtype) for values, dtype in columns]
 
         def piece(t):
             i = count_at_most(table, t)
-            return [mx.take(values, i) for values in columns]
+            return [mx.take(values, i) for values in tables]
 
     def body(t):
         start, length, level, rise = piece(t)

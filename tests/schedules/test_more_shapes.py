@@ -268,3 +268,22 @@ def test_with_no_noise_window_the_schedule_is_unchanged(steps):
     lr = ms.with_noise(inner, 0.5, start=10**9)
     np.testing.assert_array_equal(lr.values(steps), inner.values(steps))
     np.testing.assert_array_equal(ms.with_noise(inner, 0.0).values(steps), inner.values(steps))
+
+
+# cosine_restarts finds a step's cycle three ways, by the number of cycles before 2**62:
+# fused selects (<= 8), a search of the table (<= 16), the closed form corrected (more).
+@pytest.mark.parametrize("first, t_mul, limit", [
+    (10, 1e10, None), (10, 2.0, 5), (10**12, 4.0, None), (10**12, 4.0, 12), (1000, 2.0, None),
+    (7, 1.001, None), (7, 1.3, 40)])
+def test_restart_cycle_located_on_every_path(first, t_mul, limit):
+    lr = ms.cosine_restarts(1.0, first, t_mul=t_mul, end=0.01, cycle_limit=limit)
+    steps, start, length = {0, 1, 2**62}, 0.0, float(first)
+    for _ in range(60):     # at, before and after the first 60 restarts
+        start += length
+        length *= t_mul
+        if start > 2**62:
+            break
+        steps.update(s for s in (math.ceil(start) - 1, math.ceil(start), math.ceil(start) + 1))
+    steps = sorted(s for s in steps if 0 <= s <= 2**62)
+    want = [ref.cosine_restarts(t, 1.0, first, t_mul, 1.0, 0.01, limit) for t in steps]
+    assert_close(lr.values(steps), want, 1.0, steps)
