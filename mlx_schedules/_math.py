@@ -145,44 +145,55 @@ def k_power(left: mx.array, k: float) -> mx.array:
     return -mx.expm1(k * mx.log1p(-left))
 
 
-# splitmix64 (Steele, Lea & Flood 2014): a counter-based generator. Its output for a
-# counter is a pure function of (key, counter), so noise drawn from it is the same on
-# every call, on resume and on every rank, and is vectorised and compiled like any op.
-_GOLDEN = 0x9E3779B97F4A7C15
-_MIX1 = 0xBF58476D1CE4E5B9
-_MIX2 = 0x94D049BB133111EB
+# Noise as a pure function of (key, step): a counter-based generator, so the same step
+# gets the same draw on every call, on resume and on every rank, vectorised and compiled
+# like any op. The seed is spread into a 64-bit key on the host with splitmix64 (Steele,
+# Lea & Flood 2014); the step is hashed in 32-bit words with Wellons' "lowbias32"
+# integer hash, which compiles to a few fused uint32 ops (64-bit integer ops cost a
+# compiled step several times as much).
 _MASK64 = (1 << 64) - 1
-
-
-def _u64(value: int) -> mx.array:
-    return mx.array(np.array(value & _MASK64, dtype=np.uint64))
-
-
-_ONE, _SHIFT16, _SHIFT27, _SHIFT30, _SHIFT31, _SHIFT40 = (
-    _u64(v) for v in (1, 16, 27, 30, 31, 40))
-_FIELD24 = _u64(0xFFFFFF)
-_GOLDEN_U64, _MIX1_U64, _MIX2_U64 = _u64(_GOLDEN), _u64(_MIX1), _u64(_MIX2)
+_MASK32 = (1 << 32) - 1
 
 
 def splitmix64_host(value: int) -> int:
-    """The splitmix64 finaliser on a host integer (used to spread a seed over 64 bits)."""
-    z = value & _MASK64
-    z = ((z ^ (z >> 30)) * _MIX1) & _MASK64
-    z = ((z ^ (z >> 27)) * _MIX2) & _MASK64
+    """The splitmix64 output function on a host integer (spreads a seed over 64 bits)."""
+    z = (value + 0x9E3779B97F4A7C15) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
     return z ^ (z >> 31)
 
 
+def _u32(value: int) -> mx.array:
+    return mx.array(np.uint32(value & _MASK32))
+
+
+_SHIFT8, _SHIFT15, _SHIFT16 = _u32(8), _u32(15), _u32(16)
+_LOWBIAS1, _LOWBIAS2 = _u32(0x7FEB352D), _u32(0x846CA68B)
+
+
+def _lowbias32(x: mx.array) -> mx.array:
+    x = x ^ (x >> _SHIFT16)
+    x = x * _LOWBIAS1
+    x = x ^ (x >> _SHIFT15)
+    x = x * _LOWBIAS2
+    return x ^ (x >> _SHIFT16)
+
+
 def counter_normal(t: mx.array, key: int) -> mx.array:
-    r"""A standard normal number for each step ``t`` (float32), a pure function of
-    ``(key, t)``: 64 bits from splitmix64 of ``key + (t+1)·φ``, the top two 24-bit
-    fields as uniforms :math:`u_1 \in (0, 1]`, :math:`u_2 \in [0, 1)`, then Box-Muller
-    :math:`\sqrt{-2\ln u_1}\cos(2\pi u_2)`.
+    r"""A standard normal number for each int64 step ``t`` (float32), a pure function of
+    the 64-bit ``key`` and ``t``.
+
+    With :math:`h` = lowbias32, the step's words :math:`t_{hi}, t_{lo}` and the key's
+    :math:`k_{hi}, k_{lo}`: :math:`a = h(t_{hi} \oplus k_{hi})`,
+    :math:`b = h(t_{lo} \oplus a \oplus k_{lo})`, :math:`c = h(b \oplus k_{hi})`; the top 24
+    bits of :math:`b` and :math:`c` give :math:`u_1 \in (0, 1]` and
+    :math:`u_2 \in [0, 1)`, and Box-Muller :math:`\sqrt{-2\ln u_1}\cos(2\pi u_2)`.
     """
-    z = (t.astype(mx.uint64) + _ONE) * _GOLDEN_U64 + _u64(key)
-    z = (z ^ (z >> _SHIFT30)) * _MIX1_U64
-    z = (z ^ (z >> _SHIFT27)) * _MIX2_U64
-    z = z ^ (z >> _SHIFT31)
+    key_hi, key_lo = _u32(key >> 32), _u32(key)
+    a = _lowbias32((t >> 32).astype(mx.uint32) ^ key_hi)
+    b = _lowbias32(t.astype(mx.uint32) ^ a ^ key_lo)
+    c = _lowbias32(b ^ key_hi)
     scale = 1.0 / (1 << 24)
-    u1 = to_float((z >> _SHIFT40) + _ONE) * scale
-    u2 = to_float((z >> _SHIFT16) & _FIELD24) * scale
+    u1 = (to_float(b >> _SHIFT8) + 1.0) * scale
+    u2 = to_float(c >> _SHIFT8) * scale
     return mx.sqrt(-2.0 * mx.log(u1)) * mx.cos((2.0 * math.pi) * u2)

@@ -23,8 +23,9 @@ def with_noise(schedule: Callable, std: float, *, pct: float = 0.67, start: int 
         \quad (t_{start} \le t < t_{end}), \qquad \eta_t = s(t) \text{ otherwise}
 
     with :math:`\sigma` = ``std``, :math:`p` = ``pct`` and :math:`\varepsilon_t` a
-    standard normal number that is a pure function of ``(seed, t)``: splitmix64 of the
-    step under a key derived from the seed, turned into a normal number by Box-Muller.
+    standard normal number that is a pure function of ``(seed, t)``: the step's 32-bit
+    words hashed (Wellons's lowbias32) under a 64-bit key that splitmix64 derives from the
+    seed, turned into a normal number by Box-Muller.
     The same step gives the same noise on every call, eagerly or compiled, after a
     resume and on every rank of a distributed run, and ``values()`` draws it for many
     steps at once. This is timm's rate noise (``noise_range_t=(start, end)``,

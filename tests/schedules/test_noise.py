@@ -1,7 +1,7 @@
 """with_noise: the noise is a pure function of (seed, step), standard normal, clipped,
 and the same eagerly, compiled, vectorised, rebuilt from its config and inside an
-optimizer's compiled step. The reference generator is written here in NumPy from the
-published splitmix64 and Box-Muller definitions."""
+optimizer's compiled step. The reference generator is written here in plain Python from
+the published splitmix64, lowbias32 and Box-Muller definitions."""
 
 from __future__ import annotations
 
@@ -17,23 +17,37 @@ import pytest
 
 import mlx_schedules as ms
 
-MASK = (1 << 64) - 1
+MASK64, MASK32 = (1 << 64) - 1, (1 << 32) - 1
 
 
-def splitmix64(z: int) -> int:
-    """The splitmix64 output function (Steele, Lea & Flood 2014) on one integer."""
-    z &= MASK
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK
+def splitmix64(state: int) -> int:
+    """splitmix64's output for a state (Steele, Lea & Flood 2014)."""
+    z = (state + 0x9E3779B97F4A7C15) & MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
     return z ^ (z >> 31)
 
 
+def lowbias32(x: int) -> int:
+    """Chris Wellons's 32-bit integer hash "lowbias32"."""
+    x &= MASK32
+    x ^= x >> 16
+    x = (x * 0x7FEB352D) & MASK32
+    x ^= x >> 15
+    x = (x * 0x846CA68B) & MASK32
+    return x ^ (x >> 16)
+
+
 def reference_normal(t: int, seed: int) -> float:
-    """The documented draw: splitmix64 of key + (t+1)·φ, two 24-bit uniforms, Box-Muller."""
+    """The documented draw: the step's 32-bit words hashed under the seed's key, the top
+    24 bits of two hashes as uniforms, then Box-Muller."""
     key = splitmix64(seed)
-    bits = splitmix64((t + 1) * 0x9E3779B97F4A7C15 + key)
-    u1 = ((bits >> 40) + 1) / 2**24
-    u2 = ((bits >> 16) & 0xFFFFFF) / 2**24
+    key_hi, key_lo = key >> 32, key & MASK32
+    a = lowbias32((t >> 32) ^ key_hi)
+    b = lowbias32((t & MASK32) ^ a ^ key_lo)
+    c = lowbias32(b ^ key_hi)
+    u1 = ((b >> 8) + 1) / 2**24
+    u2 = (c >> 8) / 2**24
     return math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
 
 
@@ -83,6 +97,10 @@ def test_draws_are_standard_normal():
                                [-1.96, -1.0, 0.0, 1.0, 1.96], atol=0.03)
     # neighbouring steps are uncorrelated, and so are neighbouring seeds
     assert abs(np.corrcoef(eps[:-1], eps[1:])[0, 1]) < 0.01
+    # steps 2**32 apart (the same low word) are unrelated too
+    far = (ms.with_noise(ms.constant(1.0), 1e-3, seed=3).values(np.arange(n) + 2**32)
+           .astype(np.float64) - 1) / 1e-3
+    assert abs(np.corrcoef(eps, far)[0, 1]) < 0.01
     other = (ms.with_noise(ms.constant(1.0), 1e-3, seed=4).values(n).astype(np.float64) - 1)
     assert abs(np.corrcoef(eps, other)[0, 1]) < 0.01
 
