@@ -18,21 +18,25 @@ holds its final value; given as a Python int or host array it raises ``ValueErro
 """
 
 from .base import Schedule, as_steps
-from .compose import join_schedules, warmup, warmup_stable_decay
+from .compose import join_schedules, multiply, warmup, warmup_stable_decay
 from .config import from_config, schedule_names, to_config
 from .cyclic import cosine_restarts, cyclic_exponential_decay, cyclic_lr, cyclic_momentum
 from .decay import (
     constant,
     cosine_decay,
     exponential_decay,
+    inverse_sqrt,
     inverse_time_decay,
     linear_schedule,
     multistep_decay,
     piecewise_constant,
+    piecewise_interpolate,
     polynomial_decay,
     step_decay,
+    tanh_decay,
 )
 from .hyperparams import schedule_hyperparameters, supported_hyperparameters
+from .noise import with_noise
 from .one_cycle import one_cycle, one_cycle_momentum
 from .sweep import lr_range_test, range_sweep
 
@@ -63,6 +67,12 @@ __all__ = [
     "piecewise_constant",
     "warmup",
     "warmup_stable_decay",
+    # more shapes
+    "inverse_sqrt",
+    "tanh_decay",
+    "piecewise_interpolate",
+    "multiply",
+    "with_noise",
     "range_sweep",
     "lr_range_test",
     # beyond the learning rate

@@ -216,6 +216,11 @@ class Schedule:
         if self.depth > MAX_CONFIG_DEPTH:
             raise ValueError(f"schedule {self.name!r} nests {self.depth} schedules deep; a "
                              f"config holds at most {MAX_CONFIG_DEPTH} levels")
+        for key, value in self._config.items():
+            if callable(value) and not isinstance(value, Schedule) and key not in (
+                    "schedule", "schedules"):
+                raise ValueError(f"{self.name}: {key}={value!r} is a function, not a schedule "
+                                 "of this package, and cannot be described as data")
         return _jsonable({"name": self.name, **self._config})
 
     def __repr__(self) -> str:

@@ -1,5 +1,5 @@
-"""Building schedules from schedules: joining in sequence, linear warmup, and
-warmup-stable-decay."""
+"""Building schedules from schedules: joining in sequence, warmup, warmup-stable-decay
+and products."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ from collections.abc import Callable, Sequence
 import mlx.core as mx
 
 from ._checks import check_choice, check_increasing_ints, check_int, check_real, check_span
-from ._math import half_cosine, to_float
+from ._math import blend, half_cosine, to_float, warmup_fraction
 from .base import StepFunction, body_of
 from .config import register
 
 DECAY_SHAPES = ("linear", "cosine", "sqrt")
+WARMUP_SHAPES = ("linear", "cosine", "log")
 
 
 @register
@@ -54,14 +55,20 @@ def join_schedules(schedules: Sequence[Callable], boundaries: Sequence[int]) -> 
 
 
 @register
-def warmup(schedule: Callable, steps: int, *, init: float = 0.0) -> StepFunction:
-    r"""Linear warmup from ``init`` to ``schedule(0)`` over ``steps``, then ``schedule``.
+def warmup(schedule: Callable, steps: int, *, init: float = 0.0,
+           shape: str = "linear") -> StepFunction:
+    r"""Warm up from ``init`` to ``schedule(0)`` over ``steps``, then run ``schedule``.
 
     .. math::
         \eta_t = \begin{cases}
-            \eta_{init} + (s(0) - \eta_{init})\, t / w & t < w \\
+            \eta_{init} + (s(0) - \eta_{init})\, f(t) & t < w \\
             s(t - w) & t \ge w
         \end{cases}
+
+    with the ramp :math:`f(t)` = :math:`t/w` (``shape="linear"``),
+    :math:`\tfrac12(1 - \cos(\pi t/w))` (``"cosine"``, Hugging Face's cosine warmup) or
+    :math:`\ln(t+1)/\ln(w+1)` (``"log"``, DeepSpeed's logarithmic warmup). Step 0 gives
+    exactly ``init``.
 
     The wrapped schedule starts at step ``w`` with its own step 0, so the peak is used
     exactly once. The peak :math:`s(0)` is evaluated once, when the warmup is built.
@@ -69,15 +76,18 @@ def warmup(schedule: Callable, steps: int, *, init: float = 0.0) -> StepFunction
     ``warmup(cosine_decay(p, d - w, e), w, init=i)``.
 
     Example:
-        >>> from mlx_schedules import cosine_decay
+        >>> from mlx_schedules import constant, cosine_decay
         >>> lr = warmup(cosine_decay(1.0, 2), steps=2)
         >>> [round(v, 4) for v in lr.values(5).tolist()]
         [0.0, 0.5, 1.0, 0.5, 0.0]
+        >>> [round(v, 4) for v in warmup(constant(1.0), 4, shape="log").values(5).tolist()]
+        [0.0, 0.4307, 0.6826, 0.8614, 1.0]
     """
     if not callable(schedule):
         raise TypeError(f"schedule must be a callable of the step, got {schedule!r}")
     steps = check_int("steps", steps)
     init = check_real("init", init)
+    shape = check_choice("shape", shape, WARMUP_SHAPES)
     inner = body_of(schedule)
     # The peak schedule(0) is one number: evaluated once here, so that a call evaluates
     # the wrapped schedule once, and nested warmups cost time linear in their depth.
@@ -88,7 +98,7 @@ def warmup(schedule: Callable, steps: int, *, init: float = 0.0) -> StepFunction
     check_span("schedule(0)", peak, "init", init)
 
     def body(t):
-        ramp = init + (peak - init) * (to_float(t) / steps)
+        ramp = init + (peak - init) * warmup_fraction(t, steps, shape)
         return mx.where(t < steps, ramp, inner(mx.maximum(t - steps, 0)))
 
     return body
@@ -97,19 +107,24 @@ def warmup(schedule: Callable, steps: int, *, init: float = 0.0) -> StepFunction
 @register
 def warmup_stable_decay(peak: float, total_steps: int, *, warmup_steps: int,
                         decay_steps: int, init: float = 0.0, end: float = 0.0,
-                        decay_shape: str = "linear") -> StepFunction:
+                        decay_shape: str = "linear",
+                        warmup_shape: str = "linear") -> StepFunction:
     r"""Warmup-stable-decay (WSD): warm up, hold the peak, decay at the end.
 
     .. math::
         \eta_t = \begin{cases}
-            \eta_{init} + (\eta_{peak} - \eta_{init})\, t / w & t < w \\
+            \eta_{init} + (\eta_{peak} - \eta_{init})\, g(t) & t < w \\
             \eta_{peak} & w \le t < N - D \\
             \eta_{end} + (\eta_{peak} - \eta_{end})\, f\bigl((N - t)/D\bigr) & t \ge N - D
         \end{cases}
 
     where :math:`f(r)` is :math:`r` (``"linear"``), :math:`\tfrac12(1 - \cos \pi r)`
     (``"cosine"``) or :math:`1 - \sqrt{1 - r}` (``"sqrt"``), and :math:`r` is clamped
-    to :math:`[0, 1]`, so the value reaches ``end`` at step :math:`N` and holds.
+    to :math:`[0, 1]`, so the value reaches ``end`` at step :math:`N` and holds. The
+    warmup :math:`g(t)` is :math:`t/w` (``warmup_shape="linear"``),
+    :math:`\tfrac12(1 - \cos(\pi t/w))` (``"cosine"``) or :math:`\ln(t+1)/\ln(w+1)`
+    (``"log"``), as in :func:`warmup`. Step 0 gives exactly ``init`` (``peak`` without
+    warmup) and every step from :math:`N` on exactly ``end``.
 
     Example:
         >>> lr = warmup_stable_decay(1.0, 8, warmup_steps=2, decay_steps=4)
@@ -123,6 +138,7 @@ def warmup_stable_decay(peak: float, total_steps: int, *, warmup_steps: int,
     init = check_real("init", init)
     end = check_real("end", end)
     decay_shape = check_choice("decay_shape", decay_shape, DECAY_SHAPES)
+    warmup_shape = check_choice("warmup_shape", warmup_shape, WARMUP_SHAPES)
     check_span("peak", peak, "init", init)
     check_span("peak", peak, "end", end)
     if warmup_steps + decay_steps > total_steps:
@@ -135,10 +151,52 @@ def warmup_stable_decay(peak: float, total_steps: int, *, warmup_steps: int,
             left = half_cosine(left)
         elif decay_shape == "sqrt":
             left = 1.0 - mx.sqrt(1.0 - left)
-        value = end + (peak - end) * left
+        # weights exactly 1 (stable phase) and 0 (the end): peak and end to the bit
+        value = blend(peak, end, left)
         if warmup_steps:
-            ramp = init + (peak - init) * (to_float(t) / warmup_steps)
+            ramp = init + (peak - init) * warmup_fraction(t, warmup_steps, warmup_shape)
             value = mx.where(t < warmup_steps, ramp, value)
+        return value
+
+    return body
+
+
+@register
+def multiply(*factors: Callable | float) -> StepFunction:
+    r"""The product of schedules and numbers, step by step.
+
+    .. math::
+        \eta_t = \prod_i f_i(t)
+
+    This is PyTorch's ``ChainedScheduler`` of multiplicative schedulers (``ConstantLR``,
+    ``LinearLR``, ``ExponentialLR``, ``StepLR``, ``MultiStepLR``, ``PolynomialLR``), each
+    of which scales the rate by its own factor: the base rate is a number, and each
+    scheduler the schedule of its factor. The numbers are multiplied together first (in
+    float64), then the schedules' float32 values in the order given.
+
+    Example:
+        >>> from mlx_schedules import exponential_decay, piecewise_constant
+        >>> # PyTorch: ConstantLR(factor=0.1, total_iters=2) chained with ExponentialLR(0.9)
+        >>> lr = multiply(1.0, piecewise_constant([1], [0.1, 1.0]), exponential_decay(1.0, 0.9))
+        >>> [round(v, 4) for v in lr.values(5).tolist()]
+        [0.1, 0.09, 0.81, 0.729, 0.6561]
+    """
+    if not factors:
+        raise ValueError("factors: multiply needs at least one schedule or number")
+    number, bodies = 1.0, []
+    for index, factor in enumerate(factors):
+        if callable(factor):
+            bodies.append(body_of(factor))
+        else:
+            number *= check_real(f"factors[{index}]", factor)
+    number = check_real("the product of the numbers in factors", number)
+
+    def body(t):
+        value = mx.full(t.shape, number, dtype=mx.float32) if not bodies else bodies[0](t)
+        if bodies and number != 1.0:
+            value = number * value
+        for later in bodies[1:]:
+            value = value * later(t)
         return value
 
     return body

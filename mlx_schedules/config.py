@@ -22,7 +22,7 @@ _ALIASES: dict[str, str] = {}
 
 # Arguments that hold schedules themselves, rebuilt recursively from their configs.
 _NESTED_ONE = {"schedule"}
-_NESTED_MANY = {"schedules"}
+_NESTED_MANY = {"schedules", "factors"}
 
 __all__ = ["MAX_CONFIG_DEPTH", "from_config", "register", "register_alias", "schedule_names",
            "to_config"]
@@ -76,8 +76,10 @@ def to_config(schedule: Schedule) -> dict[str, Any]:
 
     Example:
         >>> from mlx_schedules import cosine_decay, to_config
-        >>> to_config(cosine_decay(0.1, 1000))
-        {'name': 'cosine_decay', 'init': 0.1, 'decay_steps': 1000, 'end': 0.0, 'exponent': 1.0}
+        >>> to_config(cosine_decay(0.1, 1000, 0.001))
+        ... # doctest: +NORMALIZE_WHITESPACE
+        {'name': 'cosine_decay', 'init': 0.1, 'decay_steps': 1000, 'end': 0.001,
+         'exponent': 1.0, 'k_decay': 1.0}
     """
     if not isinstance(schedule, Schedule):
         raise TypeError(f"to_config expects a Schedule, got {schedule!r}")
@@ -87,9 +89,9 @@ def to_config(schedule: Schedule) -> dict[str, Any]:
 def from_config(config: dict[str, Any]) -> Schedule:
     """Rebuild a schedule from the dict :func:`to_config` made (or one written by hand).
 
-    Nested schedules (``schedule`` of :func:`warmup`, ``schedules`` of
-    :func:`join_schedules`) may be configs themselves, up to ``MAX_CONFIG_DEPTH`` (64)
-    levels deep.
+    Nested schedules (``schedule`` of :func:`warmup` and :func:`with_noise`, ``schedules``
+    of :func:`join_schedules`, ``factors`` of :func:`multiply`) may be configs themselves,
+    up to ``MAX_CONFIG_DEPTH`` (64) levels deep.
 
     Example:
         >>> from mlx_schedules import from_config
@@ -133,4 +135,11 @@ def _from_config(config: Any, where: str, depth: int) -> Schedule:
             arguments[key] = [
                 _from_config(c, f"{where}.{key}[{i}]", depth + 1) if isinstance(c, dict) else c
                 for i, c in enumerate(arguments[key])]
+    # A variadic parameter (multiply's *factors) is stored as a list: pass it by position.
+    variadic = [k for k, p in parameters.items() if p.kind is inspect.Parameter.VAR_POSITIONAL]
+    if variadic and variadic[0] in arguments:
+        items = arguments.pop(variadic[0])
+        if not isinstance(items, (list, tuple)):
+            raise TypeError(f"{where}.{variadic[0]} must be a list, got {items!r}")
+        return factory(*items, **arguments)
     return factory(**arguments)

@@ -4,6 +4,9 @@ momentum (Smith's triangular cycles), and cosine annealing with warm restarts.""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from functools import partial
+from typing import Any
 
 import mlx.core as mx
 
@@ -18,11 +21,23 @@ from ._checks import (
     check_real,
     check_span,
 )
-from ._math import count_at_most, exact_ratio, half_cosine, power, to_float
+from ._math import (
+    MAX_SELECT_CHAIN,
+    blend,
+    count_at_most,
+    exact_ratio,
+    half_cosine,
+    pick_by_step,
+    power,
+    scalar_columns,
+    to_float,
+)
 from .base import StepFunction
 from .config import register
 
 CYCLIC_MODES = ("triangular", "triangular2", "exp_range")
+# PyTorch's names for what a custom scale_fn receives: the cycle number or the step.
+SCALE_MODES = ("cycle", "iterations")
 
 
 @register
@@ -60,13 +75,14 @@ def cyclic_exponential_decay(init: float, decay_rate: float, cycle_length: int, 
         phase = t % cycle_length
         # ½(1 + cos(2πp/T)) = cos²(πp/T) = sin²(π/2·(T - 2p)/T), exact integer T - 2p.
         wave = half_cosine(to_float(cycle_length - 2 * phase), 1 / cycle_length)
-        return end + (init - end) * envelope * wave
+        return blend(init, end, envelope * wave)
 
     return body
 
 
 def _triangle(t: mx.array, step_size_up: int, step_size_down: int, mode: str,
-              gamma: float) -> mx.array:
+              gamma: float, scale_fn: Callable | None = None,
+              scale_mode: str = "cycle") -> mx.array:
     """PyTorch ``CyclicLR``'s scale: the triangle wave in [0, 1] times its amplitude."""
     period = step_size_up + step_size_down
     cycle = t // period
@@ -74,11 +90,48 @@ def _triangle(t: mx.array, step_size_up: int, step_size_down: int, mode: str,
     rising = to_float(position) / step_size_up
     falling = to_float(period - position) / step_size_down
     wave = mx.where(position <= step_size_up, rising, falling)
+    if scale_fn is not None:
+        # PyTorch numbers cycles from 1: its cycle is floor(1 + t/period)
+        argument = cycle + 1 if scale_mode == "cycle" else t
+        return wave * _as_float32(scale_fn(argument))
     if mode == "triangular2":
         wave = wave * mx.power(mx.array(0.5, mx.float32), to_float(cycle))
     elif mode == "exp_range":
         wave = wave * power(gamma, to_float(t)) if gamma != 1.0 else wave
     return wave
+
+
+def _as_float32(value: Any) -> mx.array:
+    if not isinstance(value, mx.array):
+        value = mx.array(value)
+    return value if value.dtype == mx.float32 else value.astype(mx.float32)
+
+
+def _check_scale_fn(scale_fn: Any, scale_mode: str, mode: str, gamma: float) -> None:
+    """A custom amplitude: a callable of an int64 array, returning finite numbers."""
+    if scale_fn is None:
+        if scale_mode != "cycle":
+            raise ValueError(f"scale_mode={scale_mode!r} applies only with a scale_fn "
+                             "(mode chooses the amplitude without one)")
+        return
+    if not callable(scale_fn):
+        raise TypeError(f"scale_fn must be a function of an mlx int64 array (the cycle "
+                        f"number or the step), got {scale_fn!r}")
+    if mode != "triangular" or gamma != 1.0:
+        raise ValueError(f"scale_fn replaces mode and gamma (mode={mode!r}, gamma={gamma!r} "
+                         "given): leave them at their defaults with a scale_fn")
+    probe = mx.array([1, 2] if scale_mode == "cycle" else [0, 1], dtype=mx.int64)
+    try:
+        values = _as_float32(scale_fn(probe))
+        values = mx.broadcast_to(values, probe.shape)
+        finite = bool(mx.all(mx.isfinite(values)).item())
+    except Exception as error:   # noqa: BLE001 - any failure of user code, reported as such
+        raise ValueError(f"scale_fn must map an mlx int64 array to numbers; called on "
+                         f"{probe.tolist()} it raised {type(error).__name__}: {error}"
+                         ) from error
+    if not finite:
+        raise ValueError(f"scale_fn must return finite numbers; on {probe.tolist()} it "
+                         f"returned {values.tolist()}")
 
 
 def _check_cycle(step_size_up, step_size_down, mode, gamma):
@@ -96,7 +149,8 @@ def _check_cycle(step_size_up, step_size_down, mode, gamma):
 @register
 def cyclic_lr(base_lr: float, max_lr: float, step_size_up: int = 2000, *,
               step_size_down: int | None = None, mode: str = "triangular",
-              gamma: float = 1.0) -> StepFunction:
+              gamma: float = 1.0, scale_fn: Callable | None = None,
+              scale_mode: str = "cycle") -> StepFunction:
     r"""Cyclical learning rate (Smith 2017; PyTorch ``CyclicLR``).
 
     .. math::
@@ -107,17 +161,30 @@ def cyclic_lr(base_lr: float, max_lr: float, step_size_up: int = 2000, *,
     (``"triangular"``), halves every cycle (``"triangular2"``), or is
     :math:`\gamma^t` (``"exp_range"``).
 
+    A custom amplitude, as PyTorch's ``CyclicLR(scale_fn=..., scale_mode=...)``:
+    ``scale_fn`` is a function written in ``mlx.core`` operations of an ``int64`` array,
+    the cycle number :math:`c = \lfloor t/(s_{up}+s_{down}) \rfloor + 1` (counted from 1)
+    with ``scale_mode="cycle"``, or the step :math:`t` with ``scale_mode="iterations"``;
+    :math:`a = ` ``scale_fn(c)`` or ``scale_fn(t)``. It replaces ``mode`` and ``gamma``.
+    A function is not data: such a schedule's ``to_config`` raises ``ValueError``.
+
     Example:
         >>> lr = cyclic_lr(0.1, 0.5, step_size_up=2, mode="triangular2")
         >>> [round(v, 4) for v in lr.values(9).tolist()]
         [0.1, 0.3, 0.5, 0.3, 0.1, 0.2, 0.3, 0.2, 0.1]
+        >>> lr = cyclic_lr(0.1, 0.5, step_size_up=2, scale_fn=lambda c: 1.0 / c)
+        >>> [round(v, 4) for v in lr.values(13).tolist()]
+        [0.1, 0.3, 0.5, 0.3, 0.1, 0.2, 0.3, 0.2, 0.1, 0.1667, 0.2333, 0.1667, 0.1]
     """
     base_lr = check_real("base_lr", base_lr)
     max_lr = check_real("max_lr", max_lr)
     check_ordered("base_lr", base_lr, "max_lr", max_lr)
     check_span("max_lr", max_lr, "base_lr", base_lr)
     up, down, mode, gamma = _check_cycle(step_size_up, step_size_down, mode, gamma)
-    return lambda t: base_lr + (max_lr - base_lr) * _triangle(t, up, down, mode, gamma)
+    scale_mode = check_choice("scale_mode", scale_mode, SCALE_MODES)
+    _check_scale_fn(scale_fn, scale_mode, mode, gamma)
+    return lambda t: base_lr + (max_lr - base_lr) * _triangle(t, up, down, mode, gamma,
+                                                              scale_fn, scale_mode)
 
 
 @register
@@ -152,7 +219,8 @@ MAX_RESTART_CYCLES = 1 << 16
 
 @register
 def cosine_restarts(init: float, first_decay_steps: int, *, t_mul: float = 2.0,
-                    m_mul: float = 1.0, end: float = 0.0) -> StepFunction:
+                    m_mul: float = 1.0, end: float = 0.0,
+                    cycle_limit: int | None = None) -> StepFunction:
     r"""Cosine annealing with warm restarts (SGDR; Keras ``CosineDecayRestarts``).
 
     Cycle :math:`i` lasts :math:`T_0 t_{mul}^i` steps and starts from
@@ -172,10 +240,17 @@ def cosine_restarts(init: float, first_decay_steps: int, *, t_mul: float = 2.0,
     rejected (use ``t_mul=1.0``). With ``m_mul > 1`` the peaks grow, and must stay within
     float32 over every cycle that starts before step ``2**62``.
 
+    With ``cycle_limit`` :math:`L`, the value is ``end`` from the step where cycle
+    :math:`L` would start (after :math:`L` complete cycles) and holds: with ``m_mul=1``
+    this is timm's ``CosineLRScheduler(t_initial=T_0, cycle_mul=t_mul, lr_min=end,
+    cycle_limit=L)`` per step. Step 0 gives exactly ``init``.
+
     Example:
         >>> lr = cosine_restarts(1.0, 2, t_mul=2.0)
         >>> [round(v, 4) for v in lr.values(7).tolist()]
         [1.0, 0.5, 1.0, 0.8536, 0.5, 0.1464, 1.0]
+        >>> [round(v, 4) for v in cosine_restarts(1.0, 2, cycle_limit=1).values(4).tolist()]
+        [1.0, 0.5, 0.0, 0.0]
     """
     init = check_real("init", init)
     first_decay_steps = check_int("first_decay_steps", first_decay_steps)
@@ -183,13 +258,15 @@ def cosine_restarts(init: float, first_decay_steps: int, *, t_mul: float = 2.0,
     m_mul = check_real("m_mul", m_mul, low=0.0)
     end = check_real("end", end)
     check_span("init", init, "end", end)
+    cycle_limit = None if cycle_limit is None else check_int("cycle_limit", cycle_limit)
     amplitude = init - end
 
     if t_mul == 1.0:
         _check_peaks(m_mul, amplitude, MAX_STEP // first_decay_steps)
         m_base = mx.array(m_mul, mx.float32)
+        stop = None if cycle_limit is None else cycle_limit * first_decay_steps
 
-        def body(t):
+        def periodic(t):
             cycle = t // first_decay_steps
             # Steps left to the restart, an exact integer (no (cycle+1)·T_0 to overflow).
             left = first_decay_steps - (t - cycle * first_decay_steps)
@@ -197,7 +274,7 @@ def cosine_restarts(init: float, first_decay_steps: int, *, t_mul: float = 2.0,
             if m_mul != 1.0:
                 wave = mx.power(m_base, to_float(cycle)) * wave
             return end + amplitude * wave
-        return body
+        return _pin_ends(periodic, init, end, stop)
 
     # Cycle starts S_i as host floats, walked the way Keras and PyTorch define them, for
     # every cycle that starts at a step the schedules support (S_i <= 2**62).
@@ -211,6 +288,12 @@ def cosine_restarts(init: float, first_decay_steps: int, *, t_mul: float = 2.0,
         lengths.append(length)
         starts.append(starts[-1] + length)
         length *= t_mul
+    # Cycle L starts at ceil(S_L); a limit beyond the tabulated cycles is never reached.
+    stop = (math.ceil(starts[cycle_limit]) if cycle_limit is not None
+            and cycle_limit < len(starts) else None)
+    if cycle_limit is not None and cycle_limit < len(lengths):
+        # Cycles from the limit on are never evaluated: a shorter table is a cheaper search.
+        lengths, starts = lengths[:cycle_limit], starts[:cycle_limit + 1]
     _check_peaks(m_mul, amplitude, len(lengths) - 1)
     # A step t is in cycle i when ceil(S_i) <= t < ceil(S_{i+1}).
     first_step = mx.array([math.ceil(s) for s in starts[1:-1]], dtype=mx.int64)
@@ -218,19 +301,77 @@ def cosine_restarts(init: float, first_decay_steps: int, *, t_mul: float = 2.0,
     # (anchor_i - t)/L_i + (S_{i+1} - anchor_i)/L_i with an integer anchor_i <= S_{i+1}
     # that int64 holds (the last cycle may end far beyond it), so neither term cancels.
     anchors = [min(math.floor(s), MAX_STEP) for s in starts[1:]]
-    anchor = mx.array(anchors, dtype=mx.int64)
-    past_anchor = mx.array([(s - a) / n for s, a, n in zip(starts[1:], anchors, lengths)],
-                           dtype=mx.float32)
-    inverse_length = mx.array([1.0 / n for n in lengths], dtype=mx.float32)
-    # Each cycle's peak amplitude, (init - end)·m_mul**i, in float64 on the host.
-    peak = mx.array([amplitude * m_mul**i if m_mul != 1.0 else amplitude
-                     for i in range(len(lengths))], dtype=mx.float32)
+    # Per cycle, one row of floats: 1/L_i, (S_{i+1} - anchor_i)/L_i and the peak
+    # amplitude (init - end)·m_mul**i (in float64 on the host), so that a step gathers
+    # one row rather than three values: every gather costs a compiled step a kernel.
+    rows = [(1.0 / n, (s - a) / n, amplitude * m_mul**i if m_mul != 1.0 else amplitude)
+            for i, (s, a, n) in enumerate(zip(starts[1:], anchors, lengths))]
+    if len(lengths) <= MAX_SELECT_CHAIN:
+        # Few cycles (a cycle_limit, or a large t_mul): fused selects, no gathers.
+        columns = scalar_columns([(anchors, mx.int64)] + [([r[k] for r in rows], mx.float32)
+                                                          for k in range(3)])
+        starts_of_later = [math.ceil(s) for s in starts[1:-1]]
+
+        def per_step(t):
+            return pick_by_step(t, starts_of_later, columns)
+    else:
+        # Per cycle, one row of floats: 1/L_i, (S_{i+1} - anchor_i)/L_i and the peak
+        # amplitude (init - end)·m_mul**i (in float64 on the host), so that a step gathers
+        # one row rather than three values: every gather costs a compiled step a kernel.
+        per_cycle = mx.array(rows, dtype=mx.float32)
+        anchor = mx.array(anchors, dtype=mx.int64)
+        locate = (partial(count_at_most, first_step) if len(lengths) <= 16
+                  else _cycle_locator(starts, lengths, first_decay_steps, t_mul))
+
+        def per_step(t):
+            cycle = locate(t)
+            row = mx.take(per_cycle, cycle, axis=0)
+            return mx.take(anchor, cycle), row[..., 0], row[..., 1], row[..., 2]
+
+    def periodic(t):
+        anchor_step, inverse_length, past_anchor, peak = per_step(t)
+        remaining = to_float(anchor_step - t) * inverse_length + past_anchor
+        return end + peak * half_cosine(remaining)
+
+    return _pin_ends(periodic, init, end, stop)
+
+
+def _cycle_locator(starts: list[float], lengths: list[float], first_decay_steps: int,
+                   t_mul: float):
+    """Which cycle each step is in, for a long table of geometric cycles.
+
+    The closed form :math:`i = \\lfloor \\ln(1 + t (t_{mul} - 1)/T_0) / \\ln t_{mul} \\rfloor`,
+    in float32, is off by at most one cycle (rounding, and cycles that start at
+    :math:`\\lceil S_i \\rceil`); one exact integer comparison with each neighbouring start
+    corrects it. One gather replaces a binary search's one per level, which costs a
+    compiled step several times as much.
+    """
+    last = len(lengths) - 1
+    begin = [0] + [math.ceil(s) for s in starts[1:-1]]
+    # each cycle's first step and the next cycle's (the last runs past every step)
+    bounds = mx.array(list(zip(begin, begin[1:] + [MAX_STEP + 1])), dtype=mx.int64)
+    scale = (t_mul - 1.0) / first_decay_steps
+    inverse_log = 1.0 / math.log(t_mul)
+
+    def locate(t):
+        guess = mx.floor(mx.log1p(to_float(t) * scale) * inverse_log)
+        cycle = mx.clip(guess, 0, last).astype(mx.int64)
+        row = mx.take(bounds, cycle, axis=0)
+        cycle = cycle - (t < row[..., 0]).astype(mx.int64) + (t >= row[..., 1]).astype(mx.int64)
+        return mx.clip(cycle, 0, last)
+
+    return locate
+
+
+def _pin_ends(periodic, init: float, end: float, stop: int | None):
+    """Exactly ``init`` at step 0 (``end + (init - end)·1`` can miss it by an ulp) and,
+    with a cycle limit, exactly ``end`` from step ``stop`` on."""
+    if stop is not None and stop > MAX_STEP:
+        stop = None
 
     def body(t):
-        cycle = count_at_most(first_step, t)
-        remaining = (to_float(mx.take(anchor, cycle) - t) * mx.take(inverse_length, cycle)
-                     + mx.take(past_anchor, cycle))
-        return end + mx.take(peak, cycle) * half_cosine(remaining)
+        value = mx.where(t == 0, init, periodic(t))
+        return value if stop is None else mx.where(t >= stop, end, value)
 
     return body
 

@@ -77,8 +77,12 @@ def _one_cycle_body(total_steps: int, pct_start: float, strategy: str, three_pha
         left = (to_float(end_whole - t) + select([split(x)[1] for x in ends], mx.float32)) * scale
         done = (to_float(t - start_whole) - select([split(x)[1] for x in starts], mx.float32)
                 ) * scale
-        return _anneal(select(levels[:-1], mx.float32), select(levels[1:], mx.float32), left,
-                       done, strategy)
+        value = _anneal(select(levels[:-1], mx.float32), select(levels[1:], mx.float32),
+                        left, done, strategy)
+        # The phase fractions are formed with a reciprocal, which need not give exactly
+        # 1 and 0 at the ends: pin the first and last values to their levels.
+        value = mx.where(t == 0, levels[0], value)
+        return mx.where(t == total_steps - 1, levels[-1], value)
 
     return body
 

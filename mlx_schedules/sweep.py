@@ -44,13 +44,16 @@ def range_sweep(min_lr: float, max_lr: float, steps: int, *,
     last = steps - 1
     log_span = math.log(max_lr / min_lr)
 
-    def exponential(t):
-        return min_lr * mx.exp(log_span * (to_float(mx.minimum(t, last)) / last))
+    def body(t):
+        x = to_float(mx.minimum(t, last)) / last
+        if mode == "exponential":
+            value = min_lr * mx.exp(log_span * x)
+        else:
+            value = min_lr + (max_lr - min_lr) * x
+        # exp(log(max/min)) in float32 need not round back to max_lr: pin the end
+        return mx.where(t >= last, max_lr, value)
 
-    def linear(t):
-        return min_lr + (max_lr - min_lr) * (to_float(mx.minimum(t, last)) / last)
-
-    return exponential if mode == "exponential" else linear
+    return body
 
 
 lr_range_test = range_sweep

@@ -31,43 +31,96 @@ import mlx_schedules as ms
 _SHOWN_WITH = {"one_cycle_momentum": "one_cycle", "cyclic_momentum": "cyclic_lr"}
 
 
-def gallery(steps: int) -> list[dict[str, Any]]:
-    """An example config of every family in the library, sized for a run of ``steps``."""
-    n = steps
+def _examples(n: int) -> dict[str, list[Any]]:
+    """Example configs of every registered schedule, by name, sized for a run of ``n`` steps.
+
+    An entry is a config, or a ``(title, schedule)`` pair for a schedule that is not data
+    (``cyclic_lr`` with a ``scale_fn``).
+    """
     decay = math.exp(math.log(0.01) / max(1, n - 1))
-    cosine = {"name": "cosine_decay", "init": 0.1, "decay_steps": n - n // 10}
-    return [
-        {"name": "constant", "value": 0.1},
-        {"name": "exponential_decay", "init": 0.1, "decay_rate": decay},
-        {"name": "step_decay", "init": 0.1, "decay_rate": 0.5, "step_size": max(1, n // 5)},
-        {"name": "multistep_decay", "init": 0.1, "milestones": [n // 2, 3 * n // 4],
-         "gamma": 0.1},
-        {"name": "piecewise_constant", "boundaries": [n // 3, 2 * n // 3],
-         "values": [0.1, 0.03, 0.01]},
-        {"name": "inverse_time_decay", "init": 0.1, "decay_steps": max(1, n // 10),
-         "decay_rate": 1.0},
-        {"name": "polynomial_decay", "init": 0.1, "decay_steps": n, "end": 0.001, "power": 2.0},
-        {"name": "linear_schedule", "init": 0.1, "end": 0.0, "steps": n},
-        {"name": "cosine_decay", "init": 0.1, "decay_steps": n},
-        {"name": "cosine_restarts", "init": 0.1, "first_decay_steps": max(1, n // 7)},
-        {"name": "cyclic_exponential_decay", "init": 0.1, "decay_rate": decay,
-         "cycle_length": max(2, n // 4)},
-        {"name": "cyclic_lr", "base_lr": 0.004, "max_lr": 0.1, "step_size_up": max(1, n // 8)},
-        {"name": "cyclic_lr", "base_lr": 0.004, "max_lr": 0.1, "step_size_up": max(1, n // 8),
-         "mode": "triangular2"},
-        {"name": "cyclic_lr", "base_lr": 0.004, "max_lr": 0.1, "step_size_up": max(1, n // 8),
-         "mode": "exp_range", "gamma": 0.999 ** (1000 / n)},
-        {"name": "one_cycle", "max_lr": 0.1, "total_steps": n},
-        {"name": "one_cycle", "max_lr": 0.1, "total_steps": n, "pct_start": 0.5,
-         "anneal_strategy": "linear"},
-        {"name": "warmup", "steps": n // 10, "schedule": cosine},
-        {"name": "join_schedules", "boundaries": [n // 10],
-         "schedules": [{"name": "linear_schedule", "init": 0.0, "end": 0.1, "steps": n // 10},
-                       cosine]},
-        {"name": "warmup_stable_decay", "peak": 0.1, "total_steps": n,
-         "warmup_steps": n // 10, "decay_steps": n // 5},
-        {"name": "range_sweep", "min_lr": 1e-5, "max_lr": 1.0, "steps": n},
-    ]
+    tenth = max(1, n // 10)
+    cosine = {"name": "cosine_decay", "init": 0.1, "decay_steps": n - tenth}
+    step_up = max(1, n // 8)
+    scaled = ms.cyclic_lr(0.004, 0.1, step_up, scale_fn=lambda c: 0.7 ** (c - 1))
+    return {
+        "constant": [{"name": "constant", "value": 0.1}],
+        "exponential_decay": [{"name": "exponential_decay", "init": 0.1, "decay_rate": decay}],
+        "step_decay": [{"name": "step_decay", "init": 0.1, "decay_rate": 0.5,
+                        "step_size": max(1, n // 5)}],
+        "multistep_decay": [{"name": "multistep_decay", "init": 0.1,
+                             "milestones": [n // 2, 3 * n // 4], "gamma": 0.1}],
+        "piecewise_constant": [{"name": "piecewise_constant",
+                                "boundaries": [n // 3, 2 * n // 3], "values": [0.1, 0.03, 0.01]}],
+        "piecewise_interpolate": [
+            {"name": "piecewise_interpolate", "init": 0.1,
+             "boundaries_and_scales": {n // 4: 0.5, n // 2: 0.2, 3 * n // 4: 5.0}},
+            {"name": "piecewise_interpolate", "init": 0.1, "interpolate": "cosine",
+             "boundaries_and_scales": {n // 4: 0.5, n // 2: 0.2, 3 * n // 4: 5.0}}],
+        "inverse_time_decay": [{"name": "inverse_time_decay", "init": 0.1,
+                                "decay_steps": tenth, "decay_rate": 1.0}],
+        "inverse_sqrt": [{"name": "inverse_sqrt", "init": 0.1, "warmup_steps": tenth}],
+        "polynomial_decay": [
+            {"name": "polynomial_decay", "init": 0.1, "decay_steps": n, "end": 0.001,
+             "power": 2.0},
+            {"name": "polynomial_decay", "init": 0.1, "decay_steps": n, "end": 0.001,
+             "k_decay": 3.0}],
+        "linear_schedule": [{"name": "linear_schedule", "init": 0.1, "end": 0.0, "steps": n}],
+        "cosine_decay": [{"name": "cosine_decay", "init": 0.1, "decay_steps": n},
+                         {"name": "cosine_decay", "init": 0.1, "decay_steps": n,
+                          "k_decay": 3.0}],
+        "tanh_decay": [{"name": "tanh_decay", "init": 0.1, "decay_steps": n}],
+        "cosine_restarts": [
+            {"name": "cosine_restarts", "init": 0.1, "first_decay_steps": max(1, n // 7)},
+            {"name": "cosine_restarts", "init": 0.1, "first_decay_steps": max(1, n // 5),
+             "t_mul": 1.0, "cycle_limit": 3}],
+        "cyclic_exponential_decay": [{"name": "cyclic_exponential_decay", "init": 0.1,
+                                      "decay_rate": decay, "cycle_length": max(2, n // 4)}],
+        "cyclic_lr": [
+            {"name": "cyclic_lr", "base_lr": 0.004, "max_lr": 0.1, "step_size_up": step_up},
+            {"name": "cyclic_lr", "base_lr": 0.004, "max_lr": 0.1, "step_size_up": step_up,
+             "mode": "triangular2"},
+            {"name": "cyclic_lr", "base_lr": 0.004, "max_lr": 0.1, "step_size_up": step_up,
+             "mode": "exp_range", "gamma": 0.999 ** (1000 / n)},
+            (f"cyclic_lr(base_lr=0.004, max_lr=0.1, step_size_up={step_up},\n"
+             "scale_fn=lambda c: 0.7 ** (c - 1))", scaled)],
+        "one_cycle": [
+            {"name": "one_cycle", "max_lr": 0.1, "total_steps": n},
+            {"name": "one_cycle", "max_lr": 0.1, "total_steps": n, "pct_start": 0.5,
+             "anneal_strategy": "linear"}],
+        "warmup": [{"name": "warmup", "steps": tenth, "schedule": cosine},
+                   {"name": "warmup", "steps": 2 * tenth, "shape": "cosine", "schedule": cosine},
+                   {"name": "warmup", "steps": 2 * tenth, "shape": "log", "schedule": cosine}],
+        "join_schedules": [{"name": "join_schedules", "boundaries": [tenth], "schedules": [
+            {"name": "linear_schedule", "init": 0.0, "end": 0.1, "steps": tenth}, cosine]}],
+        "warmup_stable_decay": [
+            {"name": "warmup_stable_decay", "peak": 0.1, "total_steps": n,
+             "warmup_steps": tenth, "decay_steps": n // 5},
+            {"name": "warmup_stable_decay", "peak": 0.1, "total_steps": n,
+             "warmup_steps": 2 * tenth, "decay_steps": n // 5, "warmup_shape": "cosine",
+             "decay_shape": "sqrt"}],
+        "multiply": [{"name": "multiply", "factors": [
+            0.1, {"name": "cosine_decay", "init": 1.0, "decay_steps": n},
+            {"name": "cyclic_lr", "base_lr": 0.5, "max_lr": 1.0, "step_size_up": step_up}]}],
+        "with_noise": [{"name": "with_noise", "std": 0.15, "start": tenth, "end": n - 2 * tenth,
+                        "schedule": cosine}],
+        "range_sweep": [{"name": "range_sweep", "min_lr": 1e-5, "max_lr": 1.0, "steps": n}],
+    }
+
+
+def gallery(steps: int) -> list[Any]:
+    """An example of every registered schedule (several for some), in the registry's order,
+    sized for a run of ``steps``; a registered name without an example is an error.
+
+    Example:
+        >>> [c["name"] for c in gallery(100)[:3]]
+        ['constant', 'cosine_decay', 'cosine_decay']
+    """
+    examples = _examples(steps)
+    missing = sorted(set(ms.schedule_names()) - set(examples) - set(_SHOWN_WITH))
+    if missing:
+        raise ValueError(f"no gallery example for {missing}: add one to _examples in "
+                         "scripts/plot_schedules.py")
+    return [item for name in ms.schedule_names() for item in examples.get(name, [])]
 
 
 def momentum_for(config: dict[str, Any]) -> dict[str, Any] | None:
@@ -87,14 +140,29 @@ def momentum_for(config: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+def _brief(value: Any) -> str | None:
+    """A short text for a config value: nested schedules by name, numbers to 3 digits;
+    ``None`` for what is too long to show."""
+    if isinstance(value, dict) and "name" in value:
+        return f"{value['name']}(..)"
+    if isinstance(value, (list, tuple)) and any(isinstance(v, dict) and "name" in v
+                                                for v in value):
+        return "[" + ", ".join(_brief(v) or "..." for v in value) + "]"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    if isinstance(value, dict):
+        text = "{" + ", ".join(f"{k}: {_brief(v)}" for k, v in value.items()) + "}"
+        return text if len(text) < 40 else None
+    return str(value) if len(repr(value)) < 24 else None
+
+
 def _title(config: dict[str, Any]) -> str:
-    shown = {k: v for k, v in config.items()
-             if k != "name" and not isinstance(v, dict) and len(repr(v)) < 24}
-    parts = [f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()]
+    parts = [f"{k}={text}" for k, v in config.items() if k != "name"
+             for text in [_brief(v)] if text is not None]
     text = f"{config['name']}(" + ", ".join(parts) + ")"
     # Wrap rather than cut: the options that tell two panels apart (a cyclic mode) come last.
     lines = textwrap.wrap(text, 58)
-    return "\n".join(lines[:2]) + (" ...)" if len(lines) > 2 else "")
+    return "\n".join(lines[:3]) + (" ...)" if len(lines) > 3 else "")
 
 
 def default_steps(config: dict[str, Any]) -> int:
@@ -126,11 +194,17 @@ def configs_from_file(path: str) -> list[dict[str, Any]]:
                      "a train.py config whose optimizer.learning_rate is a schedule config")
 
 
-def build_entries(configs: list[dict[str, Any]], steps: int | None,
+def build_entries(configs: list[Any], steps: int | None,
                   with_momentum: bool) -> list[dict[str, Any]]:
     """Evaluate every config (and its momentum) over the run; raise ValueError on bad ones."""
     entries = []
     for config in configs:
+        if isinstance(config, tuple):   # (title, schedule): a schedule that is not data
+            title, schedule = config
+            grid = np.arange(steps or 1000)
+            entries.append({"title": title, "steps": grid, "learning_rate": schedule.values(grid),
+                            "momentum": None, "log_y": False})
+            continue
         config = dict(config)
         momentum_cfg = config.pop("momentum", None) or (momentum_for(config)
                                                         if with_momentum else None)
@@ -190,10 +264,6 @@ def main(argv: list[str] | None = None) -> int:
             configs = configs_from_file(args.config)
         else:
             configs = gallery(args.steps or 1000)
-            covered = {c["name"] for c in configs} | set(_SHOWN_WITH)
-            missing = sorted(set(ms.schedule_names()) - covered)
-            if missing:
-                print(f"note: no gallery example yet for {missing}", file=sys.stderr)
         steps = args.steps or (None if args.schedule or args.config else 1000)
         entries = build_entries(configs, steps, not args.no_momentum)
     except (ValueError, TypeError, OSError) as e:
@@ -210,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         title = "" if len(entries) == 1 else (
-            "mlx_schedules: every family (rate solid blue, momentum dashed orange)")
+            "mlx_schedules: every registered shape (rate solid blue, momentum dashed orange)")
         plot_schedules(entries, args.out, title=title)
     except RuntimeError as e:
         print(f"error: {e}", file=sys.stderr)

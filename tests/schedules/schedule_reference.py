@@ -29,8 +29,9 @@ def step_decay(t, init, decay_rate, step_size):
     return init * decay_rate ** (t // step_size)
 
 
-def cosine_decay(t, init, decay_steps, end=0.0, exponent=1.0):
-    shape = 0.5 * (1.0 + math.cos(math.pi * min(t, decay_steps) / decay_steps))
+def cosine_decay(t, init, decay_steps, end=0.0, exponent=1.0, k_decay=1.0):
+    x = min(t, decay_steps) ** k_decay / decay_steps ** k_decay
+    shape = 0.5 * (1.0 + math.cos(math.pi * x))
     return end + (init - end) * shape ** exponent
 
 
@@ -126,13 +127,19 @@ def cyclic_momentum(t, base_momentum, max_momentum, step_size_up=2000, step_size
         t, step_size_up, step_size_down, mode, gamma)
 
 
-def cosine_restarts(t, init, first_decay_steps, t_mul=2.0, m_mul=1.0, end=0.0):
+def cosine_restarts(t, init, first_decay_steps, t_mul=2.0, m_mul=1.0, end=0.0,
+                    cycle_limit=None):
     """Keras CosineDecayRestarts (alpha = end/init), locating the cycle by walking."""
     start, length, cycle = 0.0, float(first_decay_steps), 0
+    if t_mul == 1.0:
+        cycle = t // first_decay_steps
+        start = float(first_decay_steps * cycle)
     while t >= start + length:
         start += length
         length *= t_mul
         cycle += 1
+    if cycle_limit is not None and cycle >= cycle_limit:
+        return end
     fraction = (t - start) / length
     return end + (init - end) * m_mul ** cycle * 0.5 * (1 + math.cos(math.pi * fraction))
 
@@ -173,14 +180,14 @@ def multistep_decay(t, init, milestones, gamma=0.1):
     return init * gamma ** bisect.bisect_right(milestones, t)
 
 
-def polynomial_decay(t, init, decay_steps, end=0.0, power=1.0, cycle=False):
-    """Keras PolynomialDecay."""
+def polynomial_decay(t, init, decay_steps, end=0.0, power=1.0, cycle=False, k_decay=1.0):
+    """Keras PolynomialDecay (with timm's k-decay: t/D becomes t**k/D**k)."""
     if cycle:
         multiplier = 1.0 if t == 0 else math.ceil(t / decay_steps)
         decay_steps = decay_steps * multiplier
     else:
         t = min(t, decay_steps)
-    return (init - end) * (1 - t / decay_steps) ** power + end
+    return (init - end) * (1 - t ** k_decay / decay_steps ** k_decay) ** power + end
 
 
 def inverse_time_decay(t, init, decay_steps, decay_rate, staircase=False):
@@ -215,9 +222,9 @@ def optax_warmup_cosine_decay(t, init_value, peak_value, warmup_steps, decay_ste
 
 
 def warmup_stable_decay(t, peak, total_steps, warmup_steps, decay_steps, init=0.0, end=0.0,
-                        decay_shape="linear"):
+                        decay_shape="linear", warmup_shape="linear"):
     if t < warmup_steps:
-        return init + (peak - init) * t / warmup_steps
+        return warmup_shaped(t, lambda s: peak, warmup_steps, init, warmup_shape)
     decay_start = total_steps - decay_steps
     if t < decay_start:
         return peak
@@ -236,6 +243,146 @@ def range_sweep(t, min_lr, max_lr, steps, mode="exponential"):
     if mode == "exponential":
         return min_lr * (max_lr / min_lr) ** x
     return min_lr + (max_lr - min_lr) * x
+
+
+# More shapes, as each peer documents them -------------------------------------------------
+
+def hf_inverse_sqrt(t, init, num_warmup_steps, timescale=None):
+    """Hugging Face get_inverse_sqrt_schedule's factor times the base rate."""
+    if timescale is None:
+        timescale = num_warmup_steps or 10_000
+    if t < num_warmup_steps:
+        return init * float(t) / float(max(1, num_warmup_steps))
+    shift = timescale - num_warmup_steps
+    return init * (1.0 / math.sqrt((t + shift) / timescale))
+
+
+def timm_tanh(t, lr_max, t_initial, lr_min=0.0, lb=-7.0, ub=3.0, cycle_limit=1):
+    """timm TanhLRScheduler (cycle_mul=1, cycle_decay=1, no warmup), stepped per update."""
+    i = t // t_initial
+    t_curr = t - t_initial * i
+    if i >= cycle_limit:
+        return lr_min
+    tr = t_curr / t_initial
+    return lr_min + 0.5 * (lr_max - lr_min) * (1 - math.tanh(lb * (1.0 - tr) + ub * tr))
+
+
+def timm_cosine(t, lr_max, t_initial, lr_min=0.0, cycle_mul=1.0, cycle_decay=1.0,
+                cycle_limit=1, k_decay=1.0):
+    """timm CosineLRScheduler (no warmup), stepped per update; the cycle found by walking
+    the cycle lengths in float64 (timm's own formula takes a logarithm)."""
+    start, length, i = 0.0, float(t_initial), 0
+    if cycle_mul == 1.0:
+        i = t // t_initial
+        start = float(t_initial * i)
+    else:
+        while t >= start + length:
+            start += length
+            length *= cycle_mul
+            i += 1
+    if i >= cycle_limit:
+        return lr_min
+    t_curr, t_i = t - start, length
+    peak = lr_max * cycle_decay ** i
+    return lr_min + 0.5 * (peak - lr_min) * (1 + math.cos(math.pi * t_curr ** k_decay
+                                                           / t_i ** k_decay))
+
+
+def timm_poly(t, lr_max, t_initial, lr_min=0.0, power=1.0, k_decay=1.0):
+    """timm PolyLRScheduler (one cycle, no warmup), stepped per update."""
+    if t >= t_initial:
+        return lr_min
+    return lr_min + (lr_max - lr_min) * (1 - t ** k_decay / t_initial ** k_decay) ** power
+
+
+def warmup_shaped(t, schedule: Callable[[int], float], steps, init=0.0, shape="linear"):
+    """The contract's warmup ramps: linear t/w, cosine ½(1-cos(πt/w)), log ln(t+1)/ln(w+1)."""
+    if t >= steps:
+        return schedule(t - steps)
+    if shape == "linear":
+        f = t / steps
+    elif shape == "cosine":
+        f = 0.5 * (1 - math.cos(math.pi * t / steps))
+    else:
+        f = math.log(t + 1) / math.log(steps + 1)
+    return init + (schedule(0) - init) * f
+
+
+def deepspeed_warmup_lr(t, warmup_min_lr, warmup_max_lr, warmup_num_steps, warmup_type="log"):
+    """DeepSpeed WarmupLR: min + (max - min)·gamma, gamma = ln(t+1)/ln(w) or t/w, then 1."""
+    if t < warmup_num_steps:
+        if warmup_type == "log":
+            gamma = math.log(t + 1) / math.log(warmup_num_steps)
+        else:
+            gamma = t / warmup_num_steps
+    else:
+        gamma = 1.0
+    return warmup_min_lr + (warmup_max_lr - warmup_min_lr) * gamma
+
+
+def hf_wsd_warmup(t, peak, num_warmup_steps, warmup_type="linear"):
+    """Hugging Face get_wsd_schedule's warmup factor (linear or cosine) times the peak."""
+    progress = t / max(1, num_warmup_steps)
+    if warmup_type == "linear":
+        factor = progress
+    else:
+        factor = 0.5 * (1.0 - math.cos(math.pi * progress))
+    return peak * factor
+
+
+def optax_piecewise_interpolate(t, interpolate_type, init_value, boundaries_and_scales):
+    """optax piecewise_interpolate_schedule: levels are running products of the scales."""
+    boundaries = sorted(boundaries_and_scales)
+    bounds = [0] + boundaries
+    values = [init_value]
+    for b in boundaries:
+        values.append(values[-1] * boundaries_and_scales[b])
+    if t >= bounds[-1]:
+        return values[-1]
+    i = bisect.bisect_right(bounds, t) - 1
+    start, end = values[i], values[i + 1]
+    pct = (t - bounds[i]) / (bounds[i + 1] - bounds[i])
+    if interpolate_type == "linear":
+        return (end - start) * pct + start
+    return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
+
+
+# PyTorch's multiplicative schedulers, in their documented closed forms (factor of the base)
+def torch_constant_lr(t, factor=1.0 / 3, total_iters=5):
+    return factor if t < total_iters else 1.0
+
+
+def torch_linear_lr(t, start_factor=1.0 / 3, end_factor=1.0, total_iters=5):
+    return start_factor + (end_factor - start_factor) * min(t, total_iters) / total_iters
+
+
+def torch_exponential_lr(t, gamma):
+    return gamma ** t
+
+
+def torch_step_lr(t, step_size, gamma=0.1):
+    return gamma ** (t // step_size)
+
+
+def torch_chained(t, base_lr, factors: Sequence[Callable[[int], float]]):
+    """ChainedScheduler of multiplicative schedulers: the base rate times every factor."""
+    value = base_lr
+    for factor in factors:
+        value *= factor(t)
+    return value
+
+
+def torch_cyclic_custom(t, base_lr, max_lr, step_size_up, step_size_down, scale_fn,
+                        scale_mode="cycle"):
+    """PyTorch CyclicLR.get_lr with a custom scale_fn."""
+    step_size_down = step_size_up if step_size_down is None else step_size_down
+    total_size = step_size_up + step_size_down
+    step_ratio = step_size_up / total_size
+    cycle = math.floor(1 + t / total_size)
+    x = 1.0 + t / total_size - cycle
+    scale_factor = x / step_ratio if x <= step_ratio else (x - 1) / (step_ratio - 1)
+    base_height = (max_lr - base_lr) * scale_factor
+    return base_lr + base_height * scale_fn(cycle if scale_mode == "cycle" else t)
 
 
 # Helpers for the tests --------------------------------------------------------------------

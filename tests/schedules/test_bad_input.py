@@ -50,6 +50,27 @@ INCREASING = [("decreasing", [5, 3], ValueError), ("repeated", [3, 3], ValueErro
               ("none", None, TypeError), ("huge", [5, 2**62 + 1], ValueError),
               ("huge-int64", [5, 2**63], ValueError)]
 
+# cyclic_lr's scale_fn: a function of an mlx int64 array, probed when the schedule is built
+SCALE_FN = [("str", "exp", TypeError), ("int", 1, TypeError),
+            ("raises", lambda c: c.item(), ValueError),          # .item() of two cycles
+            ("nan", lambda c: c * math.nan, ValueError),
+            ("inf", lambda c: 1.0 / (c - c), ValueError)]
+# piecewise_interpolate's {step: scale}
+MAPPING = [("str", "10:0.5", TypeError), ("list", [(10, 0.5)], TypeError),
+           ("key-zero", {0: 0.5}, ValueError), ("key-negative", {-5: 0.5}, ValueError),
+           ("key-float", {1.5: 0.5}, TypeError), ("key-str", {"ten": 0.5}, TypeError),
+           ("key-bool", {True: 0.5}, TypeError), ("key-huge", {2**62 + 1: 0.5}, ValueError),
+           ("duplicate", {5: 0.5, "5": 0.5}, ValueError),
+           ("scale-nan", {5: NAN}, ValueError), ("scale-inf", {5: INF}, ValueError),
+           ("scale-negative", {5: -0.5}, ValueError), ("scale-str", {5: "x"}, TypeError),
+           ("scale-huge", {5: 1e39}, ValueError),
+           ("level-overflow", {5: 1e30, 6: 1e30}, ValueError)]
+# multiply(*factors): each row is the whole tuple of factors
+FACTORS = [("empty", [], ValueError), ("str", [ms.constant(0.1), "x"], TypeError),
+           ("none", [None], TypeError), ("bool", [True], TypeError),
+           ("nan", [NAN], ValueError), ("inf", [ms.constant(0.1), INF], ValueError),
+           ("huge", [1e39], ValueError), ("product-overflow", [1e30, 1e30], ValueError)]
+
 # factory: (valid keyword arguments, {parameter: bad values})
 TABLE = {
     "constant": ({"value": 0.1}, {"value": REAL}),
@@ -67,12 +88,13 @@ TABLE = {
                         {"init": REAL, "milestones": INCREASING + [("empty", [], ValueError)],
                          "gamma": POSITIVE + [("overflow", 1e30, ValueError)]}),
     "cosine_decay": ({"init": 0.1, "decay_steps": 100},
-                     {"init": REAL, "decay_steps": LENGTH, "end": REAL, "exponent": POSITIVE}),
+                     {"init": REAL, "decay_steps": LENGTH, "end": REAL, "exponent": POSITIVE,
+                      "k_decay": POSITIVE}),
     "linear_schedule": ({"init": 0.0, "end": 0.1, "steps": 10},
                         {"init": REAL, "end": REAL, "steps": LENGTH}),
     "polynomial_decay": ({"init": 0.1, "decay_steps": 100},
                          {"init": REAL, "decay_steps": LENGTH, "end": REAL, "power": POSITIVE,
-                          "cycle": BOOL}),
+                          "cycle": BOOL, "k_decay": POSITIVE}),
     "inverse_time_decay": ({"init": 0.1, "decay_steps": 10, "decay_rate": 0.5},
                            {"init": REAL, "decay_steps": LENGTH, "decay_rate": NONNEGATIVE,
                             "staircase": BOOL}),
@@ -106,7 +128,10 @@ TABLE = {
          "step_size_up": LENGTH + [("period-overflow", 2**62, ValueError)],
          "step_size_down": [r for r in LENGTH if r[0] != "none"],
          "mode": choice("triangular"),
-         "gamma": POSITIVE + [("above-one", 1.01, ValueError)]}),
+         "gamma": POSITIVE + [("above-one", 1.01, ValueError)],
+         "scale_fn": SCALE_FN,
+         # without a scale_fn, scale_mode has nothing to choose
+         "scale_mode": choice("iterations") + [("without-scale_fn", "iterations", ValueError)]}),
     "cyclic_momentum": (
         {"base_momentum": 0.8, "max_momentum": 0.9},
         {"base_momentum": NONNEGATIVE + [("above-max", 0.95, ValueError)],
@@ -120,20 +145,22 @@ TABLE = {
          "t_mul": REAL + [("below-one", 0.5, ValueError), ("zero", 0.0, ValueError),
                           # too close to 1: more cycles before 2**62 than a table holds
                           ("near-one", 1.000001, ValueError)],
-         "m_mul": NONNEGATIVE + [("overflow", 1e10, ValueError)], "end": REAL}),
+         "m_mul": NONNEGATIVE + [("overflow", 1e10, ValueError)], "end": REAL,
+         "cycle_limit": [r for r in LENGTH if r[0] != "none"]}),
     "warmup": (
         {"schedule": ms.constant(0.1), "steps": 10},
         {"schedule": [("number", 0.1, TypeError), ("str", "cosine", TypeError),
                       ("none", None, TypeError),
                       ("peak-nan", lambda step: mx.full(step.shape, NAN), ValueError),
                       ("peak-array", lambda step: mx.zeros((2,)), ValueError)],
-         "steps": LENGTH, "init": REAL}),
+         "steps": LENGTH, "init": REAL, "shape": choice("log")}),
     "warmup_stable_decay": (
         {"peak": 0.1, "total_steps": 100, "warmup_steps": 10, "decay_steps": 20},
         {"peak": REAL, "total_steps": LENGTH + [("too-short", 29, ValueError)],
          "warmup_steps": COUNT + [("too-long", 81, ValueError)],
          "decay_steps": LENGTH + [("too-long", 91, ValueError)],
-         "init": REAL, "end": REAL, "decay_shape": choice("cosine")}),
+         "init": REAL, "end": REAL, "decay_shape": choice("cosine"),
+         "warmup_shape": choice("log")}),
     "join_schedules": (
         {"schedules": [ms.constant(0.1), ms.constant(0.2)], "boundaries": [5]},
         {"schedules": [("empty", [], ValueError), ("str", "ab", TypeError),
@@ -141,6 +168,26 @@ TABLE = {
                        ("none", None, TypeError)],
          "boundaries": INCREASING[2:] + [("too-many", [5, 6], ValueError),
                                          ("too-few", [], ValueError)]}),
+    "inverse_sqrt": ({"init": 0.1, "warmup_steps": 10},
+                     {"init": REAL, "warmup_steps": COUNT,
+                      "timescale": [r for r in LENGTH if r[0] != "none"]}),
+    "tanh_decay": ({"init": 0.1, "decay_steps": 100},
+                   {"init": REAL, "decay_steps": LENGTH, "end": REAL, "lower": REAL,
+                    "upper": REAL}),
+    "piecewise_interpolate": ({"init": 0.1, "boundaries_and_scales": {10: 0.5, 20: 0.1}},
+                              {"init": REAL, "boundaries_and_scales": MAPPING,
+                               "interpolate": choice("cosine")}),
+    "multiply": ({"factors": [ms.constant(0.1), 2.0]}, {"factors": FACTORS}),
+    "with_noise": (
+        {"schedule": ms.constant(0.1), "std": 0.1, "start": 5},
+        {"schedule": [("number", 0.1, TypeError), ("str", "cosine", TypeError),
+                      ("none", None, TypeError)],
+         "std": NONNEGATIVE, "pct": REAL + [("zero", 0.0, ValueError),
+                                            ("negative", -0.1, ValueError),
+                                            ("above-one", 1.5, ValueError)],
+         "start": COUNT, "end": [r for r in LENGTH if r[0] != "none"] + [
+             ("at-start", 5, ValueError), ("before-start", 3, ValueError)],
+         "seed": COUNT}),
     "range_sweep": (
         {"min_lr": 1e-5, "max_lr": 1.0, "steps": 100},
         {"min_lr": POSITIVE + [("above-max", 2.0, ValueError)],
@@ -164,9 +211,21 @@ for factory_name, (valid, parameters) in [*TABLE.items(), ("join_schedules", JOI
 def test_bad_value_is_rejected_naming_the_parameter(factory_name, valid, parameter, value,
                                                     error):
     factory = getattr(ms, factory_name)
-    factory(**valid)  # the valid arguments build
+    build(factory, valid)  # the valid arguments build
     with pytest.raises(error, match=re.escape(parameter)):
-        factory(**{**valid, parameter: value})
+        build(factory, {**valid, parameter: value})
+
+
+def build(factory, arguments):
+    """Call a factory with keyword arguments, passing a variadic one (``*factors``) by
+    position."""
+    import inspect
+
+    arguments = dict(arguments)
+    for name, spec in inspect.signature(factory).parameters.items():
+        if spec.kind is inspect.Parameter.VAR_POSITIONAL and name in arguments:
+            return factory(*arguments.pop(name), **arguments)
+    return factory(**arguments)
 
 
 # The kinds of bad value each type of parameter must be tried with (by row label).
@@ -180,6 +239,10 @@ REQUIRED = {
     "Sequence[int]": {"str", "none", "float", "negative", "huge"},
     "Sequence[float]": {"nan", "inf", "str", "huge"},
     "Callable": {"str", "none"},
+    "Callable | None": {"str", "int", "raises", "nan"},
+    "Callable | float": {"empty", "str", "none", "nan", "huge"},
+    "Mapping[int, float] | None": {"str", "key-zero", "key-float", "key-str", "scale-nan",
+                                   "scale-negative", "scale-huge"},
     "Sequence[Callable]": {"str", "none"},
 }
 
@@ -214,6 +277,21 @@ def test_one_cycle_phases_without_length(kwargs):
         ms.one_cycle_momentum(**kwargs)
 
 
+def test_scale_fn_replaces_mode_and_gamma():
+    with pytest.raises(ValueError, match=r"scale_fn replaces mode and gamma \(mode="
+                                         r"'triangular2'"):
+        ms.cyclic_lr(0.01, 0.1, scale_fn=lambda c: 1.0 / c, mode="triangular2")
+    with pytest.raises(ValueError, match=r"scale_fn replaces mode and gamma .*gamma=0.9"):
+        ms.cyclic_lr(0.01, 0.1, scale_fn=lambda c: 1.0 / c, gamma=0.9)
+
+
+def test_bad_scale_fn_message_says_what_it_did():
+    with pytest.raises(ValueError, match=r"scale_fn must return finite numbers; on \[1, 2\]"):
+        ms.cyclic_lr(0.01, 0.1, scale_fn=lambda c: mx.log(c - 1))
+    with pytest.raises(ValueError, match=r"called on \[0, 1\] it raised"):
+        ms.cyclic_lr(0.01, 0.1, scale_fn=lambda t: t.item(), scale_mode="iterations")
+
+
 def test_message_names_the_value_received():
     with pytest.raises(ValueError, match=r"decay_steps must be a positive integer, got -3"):
         ms.cosine_decay(0.1, -3)
@@ -237,6 +315,8 @@ def test_message_names_the_value_received():
     (lambda: ms.warmup_stable_decay(3e38, 10, warmup_steps=2, decay_steps=2, end=-1e38),
      r"peak - end"),
     (lambda: ms.warmup(ms.constant(3e38), 10, init=-1e38), r"schedule\(0\) - init"),
+    (lambda: ms.tanh_decay(1.0, 10, lower=-3e38, upper=3e38), r"upper - lower"),
+    (lambda: ms.tanh_decay(3e38, 10, -1e38), r"init - end"),
     # growth: the largest value reached before step 2**62 is computed when building
     (lambda: ms.exponential_decay(1.0, 1.5), r"decay_rate: with decay_rate=1.5 > 1"),
     (lambda: ms.exponential_decay(-1.0, 1.5, end=2.0), r"decay_rate: .*init >= 0"),

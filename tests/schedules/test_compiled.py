@@ -19,6 +19,12 @@ FAMILIES = {
     "exponential_decay": ms.exponential_decay(0.1, 0.9, decay_steps=3, begin=2, end=0.01),
     "warmup_join": ms.warmup(ms.join_schedules([ms.linear_schedule(0.1, 0.05, 8),
                                                 ms.cosine_decay(0.05, 300)], [12]), 4),
+    # the newer shapes, in one product (one compile)
+    "more_shapes": ms.multiply(
+        ms.tanh_decay(1.0, 900, 0.01), ms.inverse_sqrt(1.0, 3),
+        ms.piecewise_interpolate(1.0, {5: 0.5, 250: 0.2}, interpolate="cosine"),
+        ms.warmup(ms.cosine_decay(1.0, 800, k_decay=2.0), 4, shape="log"),
+        ms.with_noise(ms.cosine_restarts(1.0, 10, cycle_limit=50), 0.1, seed=1)),
 }
 STEPS = [0, 1, 3, 4, 5, 17, 249, 250, 999, 1000, 2**24 + 1, 10**9 + 7]
 

@@ -32,14 +32,25 @@ EXAMPLES = {
     "cyclic_lr": ms.cyclic_lr(0.01, 0.1, 13, step_size_down=29, mode="exp_range", gamma=0.999),
     "cyclic_momentum": ms.cyclic_momentum(0.8, 0.9, 13, mode="triangular2"),
     "cosine_restarts": ms.cosine_restarts(0.1, 10, t_mul=1.5, m_mul=0.8, end=0.001),
-    "warmup": ms.warmup(ms.warmup(ms.cosine_decay(0.1, 500), 20, init=0.05), 10),
+    "warmup": ms.warmup(ms.warmup(ms.cosine_decay(0.1, 500), 20, init=0.05, shape="cosine"),
+                        10),
     "warmup_stable_decay": ms.warmup_stable_decay(0.1, 1000, warmup_steps=30, decay_steps=200,
-                                                  init=0.001, end=0.0001, decay_shape="sqrt"),
+                                                  init=0.001, end=0.0001, decay_shape="sqrt",
+                                                  warmup_shape="cosine"),
     "join_schedules": ms.join_schedules(
         [ms.warmup(ms.constant(0.1), 10), ms.cosine_restarts(0.1, 20),
          ms.join_schedules([ms.constant(0.01), ms.linear_schedule(0.01, 0.0, 100)], [50])],
         [30, 300]),
     "range_sweep": ms.range_sweep(1e-6, 1.0, 100, mode="linear"),
+    "inverse_sqrt": ms.inverse_sqrt(0.1, 30, timescale=7),
+    "tanh_decay": ms.tanh_decay(0.1, 100, 0.001, lower=-6.0, upper=4.0),
+    "piecewise_interpolate": ms.piecewise_interpolate(0.1, {30: 0.5, 99: 0.1},
+                                                      interpolate="cosine"),
+    "multiply": ms.multiply(0.5, ms.cosine_decay(0.1, 100, k_decay=2.0),
+                            ms.multiply(ms.linear_schedule(0.2, 1.0, 10), 3.0)),
+    "with_noise": ms.with_noise(ms.warmup(ms.cosine_restarts(0.1, 10, cycle_limit=3), 5,
+                                          shape="log"), 0.2, pct=0.5, start=3, end=500,
+                                seed=9),
 }
 
 
@@ -61,6 +72,7 @@ def test_round_trip_through_json(name):
 def test_nested_configs_are_plain_data():
     config = EXAMPLES["join_schedules"].to_config()
     assert config["schedules"][0] == {"name": "warmup", "steps": 10, "init": 0.0,
+                                      "shape": "linear",
                                       "schedule": {"name": "constant", "value": 0.1}}
     assert config["schedules"][2]["name"] == "join_schedules"
 
@@ -81,7 +93,7 @@ def test_unknown_name_lists_valid_names():
 def test_unknown_key_lists_valid_keys():
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['warmup'\] for schedule "
                                          r"'cosine_decay'; valid keys are \['init', "
-                                         r"'decay_steps', 'end', 'exponent'\]"):
+                                         r"'decay_steps', 'end', 'exponent', 'k_decay'\]"):
         ms.from_config({"name": "cosine_decay", "init": 0.1, "decay_steps": 10, "warmup": 5})
     with pytest.raises(ValueError, match=r"unknown key.*'bogus'.*valid keys"):
         ms.from_config({"name": "warmup", "steps": 2,
@@ -103,6 +115,23 @@ def test_foreign_callables_cannot_be_described():
         ms.warmup(lambda step: step, 3).to_config()
     with pytest.raises(TypeError, match="expects a Schedule"):
         ms.to_config(optim.cosine_decay(0.1, 10))
+
+
+def test_multiply_config_lists_its_factors():
+    config = EXAMPLES["multiply"].to_config()
+    assert config["factors"][0] == 0.5
+    assert config["factors"][2]["name"] == "multiply"
+    with pytest.raises(TypeError, match=r"config.factors must be a list, got 0.5"):
+        ms.from_config({"name": "multiply", "factors": 0.5})
+
+
+def test_configs_written_before_the_new_options_still_load():
+    # saved runs hold configs without k_decay, cycle_limit, shape or warmup_shape
+    old = {"name": "warmup", "steps": 3, "init": 0.0,
+           "schedule": {"name": "cosine_decay", "init": 0.1, "decay_steps": 10, "end": 0.0,
+                        "exponent": 1.0}}
+    np.testing.assert_array_equal(ms.from_config(old).values(GRID),
+                                  ms.warmup(ms.cosine_decay(0.1, 10), 3).values(GRID))
 
 
 def test_former_name_lr_range_test_still_builds_the_sweep():

@@ -134,6 +134,23 @@ def _any_schedule(draw):
     if name == "join_schedules":
         return ms.join_schedules([ms.constant(draw(rate)), ms.step_decay(1.0, 0.5, 3)],
                                  [draw(length)])
+    if name == "inverse_sqrt":
+        return ms.inverse_sqrt(draw(rate), draw(st.integers(0, 10**9)),
+                               timescale=draw(st.one_of(st.none(), length)))
+    if name == "tanh_decay":
+        return ms.tanh_decay(draw(rate), draw(length), draw(rate) / 10,
+                             lower=draw(st.floats(-10.0, 0.0)), upper=draw(st.floats(0.0, 10.0)))
+    if name == "piecewise_interpolate":
+        marks = sorted(set(draw(st.lists(st.integers(1, 10**9), max_size=20))))
+        return ms.piecewise_interpolate(draw(rate), {m: draw(st.floats(0.0, 2.0)) for m in marks},
+                                        interpolate=draw(st.sampled_from(["linear", "cosine"])))
+    if name == "multiply":
+        return ms.multiply(draw(rate), ms.cosine_decay(1.0, draw(length),
+                                                       k_decay=draw(st.floats(0.2, 5.0))),
+                           ms.step_decay(1.0, 0.5, draw(length)))
+    if name == "with_noise":
+        return ms.with_noise(ms.inverse_sqrt(draw(rate), draw(length)), draw(st.floats(0, 10)),
+                             pct=draw(st.floats(0.01, 1.0)), seed=draw(st.integers(0, 2**62)))
     assert name == "range_sweep"
     return ms.range_sweep(1e-7, draw(rate) + 1e-7, draw(st.integers(2, 10**9)),
                             mode=draw(st.sampled_from(["exponential", "linear"])))
@@ -146,3 +163,29 @@ def test_every_schedule_returns_finite_float32(data, ts):
     values = schedule.values(ts + [0, 2**24 + 1, 2**62])
     assert values.dtype == np.float32 and np.all(np.isfinite(values)), schedule
     assert all(math.isfinite(v) for v in values.tolist())
+
+
+@SETTINGS
+@given(init=rates, end_fraction=st.floats(0.0, 1.0), decay=st.integers(2, 10**9),
+       shape=st.sampled_from(["linear", "polynomial", "cosine-k", "tanh", "wsd-cosine",
+                              "wsd-sqrt"]),
+       k=st.floats(0.2, 5.0), near_end=st.booleans(), stride=st.integers(1, 10**5))
+def test_decays_are_monotone_next_to_their_exact_ends(init, end_fraction, decay, shape, k,
+                                                      near_end, stride):
+    # The ends are exact (pinned) and the values next to them must not overshoot them.
+    end = init * end_fraction
+    lr = {"linear": lambda: ms.linear_schedule(init, end, decay),
+          "polynomial": lambda: ms.polynomial_decay(init, decay, end, power=k, k_decay=k),
+          "cosine-k": lambda: ms.cosine_decay(init, decay, end, k_decay=k),
+          "tanh": lambda: ms.tanh_decay(init, decay, end),
+          "wsd-cosine": lambda: ms.warmup_stable_decay(init, decay, warmup_steps=0,
+                                                       decay_steps=decay, end=end,
+                                                       decay_shape="cosine"),
+          "wsd-sqrt": lambda: ms.warmup_stable_decay(init, decay, warmup_steps=0,
+                                                     decay_steps=decay, end=end,
+                                                     decay_shape="sqrt")}[shape]()
+    steps = np.arange(64) * stride
+    steps = np.clip(decay - steps[::-1] if near_end else steps, 0, None)
+    values = lr.values(steps)
+    assert np.all(np.diff(values) <= 0), (steps, values)
+    assert values.max() <= np.float32(init) and values.min() >= np.float32(end)

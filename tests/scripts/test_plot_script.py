@@ -14,9 +14,38 @@ import mlx_schedules as ms
 plot = load_script("plot_schedules")
 
 
+def _name(item):
+    return item["name"] if isinstance(item, dict) else item[1].name
+
+
 def test_gallery_covers_every_registered_schedule():
-    drawn = {c["name"] for c in plot.gallery(100)} | set(plot._SHOWN_WITH)
+    drawn = {_name(item) for item in plot.gallery(100)} | set(plot._SHOWN_WITH)
     assert set(ms.schedule_names()) <= drawn
+
+
+def test_gallery_follows_the_registry(monkeypatch):
+    # the panels come in the registry's order, and a new factory without an example fails
+    names = [_name(item) for item in plot.gallery(100)]
+    assert names == sorted(names)
+    monkeypatch.setattr(ms, "schedule_names", lambda: ["constant", "brand_new"])
+    with pytest.raises(ValueError, match=r"no gallery example for \['brand_new'\]"):
+        plot.gallery(100)
+
+
+def test_gallery_configs_build_at_short_and_long_runs():
+    for steps in (20, 100, 10**6):
+        for item in plot.gallery(steps):
+            schedule = ms.from_config(item) if isinstance(item, dict) else item[1]
+            assert np.all(np.isfinite(schedule.values([0, steps // 2, steps - 1])))
+
+
+def test_titles_name_nested_schedules_and_mappings():
+    title = plot._title({"name": "warmup", "steps": 10, "shape": "log",
+                         "schedule": {"name": "cosine_decay", "init": 0.1, "decay_steps": 5}})
+    assert title == "warmup(steps=10, shape=log, schedule=cosine_decay(..))"
+    title = plot._title({"name": "piecewise_interpolate", "init": 0.1,
+                         "boundaries_and_scales": {5: 0.5, 9: 2.0}})
+    assert "boundaries_and_scales={5: 0.5, 9: 2}" in title.replace("\n", " ")
 
 
 def test_momentum_matches_the_cycle_it_goes_with():
@@ -32,7 +61,7 @@ def test_default_figure_draws_every_family(tmp_path, capsys):
     out = tmp_path / "all.png"
     assert plot.main(["--steps", "200", "--out", str(out)]) == 0
     assert_png(str(out), min_bytes=50_000)
-    assert "20 schedule(s)" in capsys.readouterr().out
+    assert f"{len(plot.gallery(200))} schedule(s)" in capsys.readouterr().out
 
 
 def test_one_schedule_by_name_and_params(tmp_path):
