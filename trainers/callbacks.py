@@ -303,6 +303,11 @@ class _Constant:
     def __call__(self, step: mx.array) -> mx.array:
         return mx.array(self.value, mx.float32)
 
+    def to_config(self) -> dict[str, Any]:
+        """As :func:`mlx_schedules.constant`: how ``config.json`` describes the rate (so that
+        the rate audit can rebuild it)."""
+        return {"name": "constant", "value": self.value}
+
 
 class _Scaled:
     """``min(s(t), max(s(t) * lr_factor, min_lr))``; ``base_schedule`` is what a resume (and
