@@ -19,13 +19,13 @@ import dataclasses
 import json
 import sys
 
+from experiments.cli import script_parser
+
 from trainers.audit import audit_run
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    first, _, rest = __doc__.strip("\n").partition("\n\n")
-    p = argparse.ArgumentParser(description=first, epilog=rest,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = script_parser(__doc__)
     p.add_argument("run_dir", metavar="RUN_DIR", help="a trainer run directory")
     p.add_argument("--ulps", type=float, default=2.0,
                    help="tolerance in float32 spacings of the column's peak (default 2)")
