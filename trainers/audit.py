@@ -71,8 +71,9 @@ class ColumnAudit:
     """One logged column's result.
 
     ``status``: ``"ok"`` (every row matches), ``"plateau"`` (scaled by reduce-on-plateau;
-    ``factors`` lists ``(first step, factor)``, the factor ``None`` where every row of the
-    segment sits at the floor ``floor``), ``"mismatch"`` (``mismatch`` is its first
+    ``factors`` lists ``(first step, factor)``; where every row between two evaluations sits
+    at the floor ``floor`` the factor there is the next one known, from a later segment or a
+    checkpoint's ``lr_factor``), ``"mismatch"`` (``mismatch`` is its first
     bad row) or ``"not audited"`` (``reason`` says why).
     """
 
@@ -114,8 +115,10 @@ class AuditReport:
         first = self.first_mismatch
         lines = [f"audit of {self.run_dir}: {self.rows} training rows: "
                  + (f"MISMATCH at {first}" if first is not None
-                    else "every rate equals its schedule" if self.ok
-                    else "some rates could not be audited")]
+                    else "some rates could not be audited" if not self.ok
+                    else "every rate equals its schedule" + (
+                        " (scaled by reduce-on-plateau where said)"
+                        if any(c.status == "plateau" for c in self.columns) else ""))]
         for c in self.columns:
             if c.status == "ok":
                 text = f"ok, {c.rows} rows ({c.exact} bit-exact)"
@@ -394,8 +397,20 @@ def _factors(steps: np.ndarray, expected: np.ndarray, logged: np.ndarray, tolera
             previous = factor
         elif not (np.abs(np.minimum(s, np.float32(floor)) - rows) <= tolerance).all():
             return None
-        if not factors or factor != factors[-1][1]:
-            factors.append((step, factor))
-    if len(factors) == 1 and factors[0][1] == 1.0:
+        factors.append((step, factor))
+    # a segment at the floor shows no factor: take the next one known (a later segment's or
+    # checkpoint's), else the last one before it
+    known = [f for _, f in factors]
+    for i in range(len(known) - 1, -1, -1):
+        if known[i] is None and i + 1 < len(known):
+            known[i] = known[i + 1]
+    for i, f in enumerate(known):
+        if f is None:
+            known[i] = known[i - 1] if i else None
+    merged: list[tuple[int, float | None]] = []
+    for (step, _), factor in zip(factors, known, strict=True):
+        if not merged or factor != merged[-1][1]:
+            merged.append((step, factor))
+    if len(merged) == 1 and merged[0][1] == 1.0:
         return None  # nothing was scaled: not a plateau (the caller saw a mismatch)
-    return factors
+    return merged
