@@ -135,8 +135,8 @@ class ReduceLROnPlateau:
     rate above the schedule's own value (a schedule that decays below ``min_lr`` by itself
     still does). With ``f_g = 1`` the rate is ``s(t)`` bit for bit. A reduction multiplies
     ``f_g`` by ``factor``; as in PyTorch (``eps``), it is skipped for a group whose rate at the
-    current step would fall by ``eps`` or less (the rate already sits at the floor, or is
-    tiny). For a constant rate this is exactly PyTorch's ``new_lr = max(old_lr * factor,
+    evaluation's step (the event's ``step``: the rate the next update would use) would fall
+    by ``eps`` or less (the rate already sits at the floor, or is tiny). For a constant rate this is exactly PyTorch's ``new_lr = max(old_lr * factor,
     min_lr)`` with its ``eps`` rule.
 
     Args:
