@@ -136,8 +136,9 @@ class ReduceLROnPlateau:
     still does). With ``f_g = 1`` the rate is ``s(t)`` bit for bit. A reduction multiplies
     ``f_g`` by ``factor``; as in PyTorch (``eps``), it is skipped for a group whose rate at the
     evaluation's step (the event's ``step``: the rate the next update would use) would fall
-    by ``eps`` or less (the rate already sits at the floor, or is tiny). For a constant rate this is exactly PyTorch's ``new_lr = max(old_lr * factor,
-    min_lr)`` with its ``eps`` rule.
+    by ``eps`` or less (the rate already sits at the floor, or is tiny). For a constant rate
+    this is exactly PyTorch's ``new_lr = max(old_lr * factor, min_lr)`` with its ``eps``
+    rule.
 
     Args:
         optimizer: the optimizer whose rate to scale; with an ``mlx.optimizers.MultiOptimizer``
