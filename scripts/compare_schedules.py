@@ -7,7 +7,9 @@
 
 Schedules (``experiments.families``): constant, exponential decay, cyclic exponential decay,
 1-cycle with cycled momentum, triangular cyclical rate with cycled momentum, cosine decay; all
-SGD. Protocol (the super-convergence budget sweep):
+SGD; and the schedule-free baseline (``trainers.schedule_free.ScheduleFreeSGD``: no schedule,
+evaluated at its averaged weights), tuned over the same peak grid. Protocol (the
+super-convergence budget sweep):
 
 1. A learning-rate range test on the training data (reported, and with
    ``--peak-from-range-test`` used as every schedule's peak instead of the grid).

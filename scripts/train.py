@@ -8,6 +8,8 @@
     python scripts/train.py --config c.json --set training.batch_size=128 --set model.dropout=0.1
     python scripts/train.py --schedule cosine --stop-after 300 --run-dir runs/cos  # stop at 300
     python scripts/train.py --resume runs/cos                 # continue a stopped run
+    python scripts/train.py --branch runs/wsd/checkpoints/step_00000400 --cooldown 100 \
+        --cooldown-shape sqrt --run-dir runs/wsd_cool400      # a decay from any checkpoint
 
 The whole config is checked before anything is loaded or trained, then the data (shapes,
 integer class labels from 0, batch size) and the model's memory estimate; a problem stops the
@@ -22,6 +24,13 @@ evaluation), ``checkpoints/``, ``summary.json`` and ``curves.png``.
 ``--resume`` then continues to the same weights and training rows as an uninterrupted run. The
 stop's evaluation stays in the log; the finished run's summary and curves leave it out when it
 is off the ``eval_every`` grid, so they match the uninterrupted run's.
+
+``--branch CHECKPOINT --cooldown STEPS`` starts a new run in ``--run-dir`` (new or empty) from
+that checkpoint of a ``train.py`` run: its weights, optimizer state and data position, then
+``STEPS`` more updates whose rate decays (``--cooldown-shape``: linear, cosine or sqrt) from
+the rate the original schedule had at that step to 0 (``experiments.branch``: continuous at
+the splice, checked). The original run is only read. The new run's log starts with the
+original's rows up to the checkpoint; its ``branch.json`` says where it came from.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ import os
 import sys
 from typing import Any
 
+from experiments.branch import COOLDOWN_SHAPES, branch_config
 from experiments.cli import add_config_flags, build_config, script_parser
 from experiments.config import DEFAULT_CONFIG, ConfigError, load_config_file, merge_config, validate
 from experiments.datasets import DataError, DatasetUnavailable
@@ -75,13 +85,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--stop-after", type=int, metavar="STEPS",
                    help="stop after exactly STEPS updates, counted from the run's start "
                         "(evaluate, checkpoint; continue with --resume)")
+    p.add_argument("--branch", metavar="CHECKPOINT",
+                   help="start a new run (--run-dir) from this checkpoint of a train.py run, "
+                        "with a cooldown (--cooldown)")
+    p.add_argument("--cooldown", type=int, metavar="STEPS",
+                   help="with --branch: updates of the decay to 0")
+    p.add_argument("--cooldown-shape", default="linear", choices=COOLDOWN_SHAPES,
+                   help="with --branch: the decay's shape (default linear)")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    branch = None
     try:
-        if args.resume:
+        if (args.branch is None) != (args.cooldown is None):
+            raise ConfigError("--branch and --cooldown go together")
+        if args.branch is not None:
+            if args.resume or args.stop_after is not None or args.overwrite:
+                raise ConfigError("--branch starts a new run: not with --resume, --stop-after "
+                                  "or --overwrite")
+            if args.run_dir is None:
+                raise ConfigError("--branch needs --run-dir (the new run's directory)")
+            config, branch = branch_config(args.branch, args.cooldown, args.cooldown_shape,
+                                           args.run_dir)
+        elif args.resume:
             path = os.path.join(args.resume, "experiment.json")
             if not os.path.isfile(path):
                 raise ConfigError(f"--resume: {args.resume} holds no experiment.json "
@@ -108,8 +136,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     def write_experiment(event: dict) -> None:
-        if not event["resumed"]:  # a resumed run keeps the experiment.json it started with
+        # a resumed run keeps the experiment.json it started with; a branch is a new run
+        if not event["resumed"] or branch is not None:
             write_json(os.path.join(run_dir, "experiment.json"), config)
+        if branch is not None:
+            write_json(os.path.join(run_dir, "branch.json"), branch)
 
     opt = config["optimizer"]
     print(f"training {config['model']['kind']} on {config['dataset']['name']} with "
@@ -120,12 +151,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         session, _ = run_training(config, data=data, resume=bool(args.resume),
                                   overwrite=args.overwrite, stop_after=args.stop_after,
-                                  callbacks=(started,))
+                                  callbacks=(started,),
+                                  branch_from=None if branch is None else branch["checkpoint"])
     except (ValueError, RuntimeError, OSError) as e:
         if started.started:
             raise
         # The trainer refused the run directory (occupied, locked by another process, not
         # writable) or the run's settings before training: nothing of this run was written.
+        if branch is not None:  # the log copied for the branch: the run never started
+            for name in ("log.jsonl", "log.csv"):
+                path = os.path.join(run_dir, name)
+                if os.path.isfile(path):
+                    os.remove(path)
         if created is not None:
             _remove_empty_dirs(created)
         print(f"error: {e}", file=sys.stderr)

@@ -6,17 +6,27 @@ The sweep is a :class:`trainers.Trainer` run (same compiled step, same data hand
 are the trainer's logged rates, read from ``optimizer.state["learning_rate"]``: the rates the
 updates actually used.
 
-Suggested rate: ``suggested_lr`` is the rate at the minimum of the smoothed loss divided by 10.
-The steepest-descent point of the smoothed curve (also returned, ``steepest_lr``) is the classic
-choice, but on short, noisy sweeps its location jumps between runs (a derivative of a noisy
-curve); the minimum is stable, and a tenth of it sits on the falling part of the curve, a safe
-peak for one-cycle or a cyclical schedule's upper bound.
+Suggested rates, each reported (:func:`suggest_lrs`), all read off the smoothed curve:
+
+- ``valley`` (fastai's default rule, and ours): the longest strictly decreasing run of the
+  curve, as the longest decreasing subsequence ending at each point; with ``L`` its length and
+  ``e`` its (first) end, ``s = e - L`` and the rate at index ``s + floor((e - s)/3) +
+  floor((e - s)/6)``, about halfway down the valley. As fastai does, the first tenth of the
+  planned sweep and its last 5 points are left out first.
+- ``steepest``: where the curve falls fastest per unit of log-rate (the classic choice; on
+  short, noisy sweeps its location jumps between runs, a derivative of a noisy curve).
+- ``minimum/10``: the rate at the curve's minimum divided by 10.
+
+Single curves are fragile on noisy data: ``seeds=`` repeats the sweep (same initial weights,
+another data order and random key per seed) and reports each rule's median and spread.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,15 +37,18 @@ import numpy as np
 from mlx.utils import tree_flatten
 
 import mlx_schedules
-from mlx_schedules._checks import check_int, check_real
+from mlx_schedules._checks import check_choice, check_int, check_real
 from mlx_schedules._mlx_compat import remove_schedule, schedules_of, set_schedule
 
 from .callbacks import STOP
 from .checkpoint import _set_leaf
+from .data import ArrayBatches
 from .errors import NonFiniteError
 from .trainer import Trainer
 
-__all__ = ["RangeTestResult", "lr_range_test", "smooth_losses"]
+__all__ = ["SUGGESTIONS", "RangeTestResult", "lr_range_test", "smooth_losses", "suggest_lrs"]
+
+SUGGESTIONS = ("valley", "steepest", "minimum/10")
 
 
 @dataclass
@@ -43,13 +56,20 @@ class RangeTestResult:
     """The curve of a range test and the rates read off it.
 
     Attributes:
-        learning_rates: the rate each update used.
+        learning_rates: the rate each update used (the first seed's sweep with ``seeds=``).
         losses: the raw training loss of each update.
         smoothed_losses: bias-corrected exponential moving average of ``losses``.
-        suggested_lr: ``min_loss_lr / 10`` (see the module docs).
+        suggested_lr: the chosen rule's rate (``valley`` by default; the median over the
+            seeds with ``seeds=``).
         min_loss_lr: the rate at the smallest smoothed loss.
         steepest_lr: the rate where the smoothed loss falls fastest per unit of log-rate.
         diverged_at: index of the update where the sweep stopped on divergence, or ``None``.
+        valley_lr: fastai's valley rule (module docs).
+        suggestions: every rule's rate by name (:data:`SUGGESTIONS`): the median over the
+            seeds with ``seeds=``.
+        spread: with ``seeds=``, per rule ``{"values": one per seed, "median", "low",
+            "high", "log10_range"}`` (``low``/``high`` the extremes: the band); else empty.
+        runs: with ``seeds=``, each seed's own result.
     """
 
     learning_rates: list[float]
@@ -60,6 +80,10 @@ class RangeTestResult:
     steepest_lr: float
     diverged_at: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    valley_lr: float = math.nan
+    suggestions: dict[str, float] = field(default_factory=dict)
+    spread: dict[str, dict[str, Any]] = field(default_factory=dict)
+    runs: list[RangeTestResult] = field(default_factory=list)
 
 
 def smooth_losses(losses: list[float], beta: float) -> list[float]:
@@ -74,6 +98,59 @@ def smooth_losses(losses: list[float], beta: float) -> list[float]:
         avg = beta * avg + (1 - beta) * loss
         out.append(avg / (1 - beta ** (i + 1)))
     return out
+
+
+def suggest_lrs(learning_rates: Sequence[float], smoothed_losses: Sequence[float], *,
+                skip_start: int | None = None, skip_end: int = 5) -> dict[str, float]:
+    """Every rule's suggested rate for one curve (module docs): ``{"valley", "steepest",
+    "minimum/10"}``.
+
+    Args:
+        learning_rates, smoothed_losses: the curve (non-finite points are left out).
+        skip_start, skip_end: points left out at each end before the valley rule (fastai's
+            trimming: a tenth of the sweep, default ``len // 10``, and the last 5). When fewer
+            than 2 points remain, the whole curve is used.
+
+    Example:
+        >>> rates = [10.0 ** (k / 4) for k in range(-16, 1)]    # 1e-4 .. 1
+        >>> curve = [3, 3, 2.9, 2.7, 2.4, 2, 1.5, 1.1, 0.8, 0.6, 0.5, 0.45, 0.5, 0.8, 1.5, 3, 6]
+        >>> {k: round(v, 6) for k, v in suggest_lrs(rates, curve, skip_start=0,
+        ...                                         skip_end=0).items()}
+        {'valley': 0.001, 'steepest': 0.001778, 'minimum/10': 0.005623}
+    """
+    finite = [(r, v) for r, v in zip(learning_rates, smoothed_losses, strict=True)
+              if math.isfinite(v)]
+    if not finite:
+        raise FloatingPointError("the smoothed loss has no finite point")
+    rates = np.array([r for r, _ in finite], np.float64)
+    curve = np.array([v for _, v in finite], np.float64)
+    minimum = float(rates[int(np.argmin(curve))])
+    if len(curve) >= 2:
+        log_rates = np.log(rates)
+        slopes = np.gradient(curve, log_rates) if np.all(np.diff(log_rates) > 0) \
+            else np.diff(curve)
+        steepest = float(rates[int(np.argmin(slopes))])
+    else:
+        steepest = minimum
+    start = len(curve) // 10 if skip_start is None else skip_start
+    stop = len(curve) - skip_end
+    if stop - start < 2:
+        start, stop = 0, len(curve)
+    return {"valley": float(rates[start + _valley_index(curve[start:stop])]),
+            "steepest": steepest, "minimum/10": minimum / 10}
+
+
+def _valley_index(curve: np.ndarray) -> int:
+    """fastai's valley rule on a curve (module docs): an index into ``curve``."""
+    n = len(curve)
+    longest = [1] * n  # longest strictly decreasing subsequence ending at i
+    for i in range(1, n):
+        longer = [longest[j] + 1 for j in range(i) if curve[i] < curve[j]]
+        longest[i] = max(longer, default=1)
+    end = int(np.argmax(longest))  # the first index of the longest
+    begin = end - longest[end]
+    third = (end - begin) / 3
+    return min(max(begin + int(third) + int(third / 2), 0), n - 1)
 
 
 def lr_range_test(
@@ -92,6 +169,8 @@ def lr_range_test(
     restore: bool = False,
     seed: int = 0,
     compile: bool = True,
+    suggestion: str = "valley",
+    seeds: Sequence[int] | None = None,
 ) -> RangeTestResult:
     """Sweep the learning rate from ``min_lr`` to ``max_lr`` over ``steps`` updates.
 
@@ -113,6 +192,12 @@ def lr_range_test(
             ``log_every``).
         compile: compile the training step (the trainer's ``compile=``); ``False`` for very
             short sweeps on the Linux CPU backend, where compiling costs seconds.
+        suggestion: the rule giving ``suggested_lr``: ``"valley"`` (default),
+            ``"steepest"`` or ``"minimum/10"``.
+        seeds: repeat the sweep once per seed, each from the same initial weights and
+            optimizer state, with the trainer's random key seeded from it and, when ``data``
+            is a :class:`trainers.data.ArrayBatches`, its shuffle seed offset by it; the
+            suggestions are the medians over the seeds and ``spread`` their band.
 
     Example:
         >>> import mlx.core as mx, mlx.nn as nn, mlx.optimizers as optim
@@ -123,60 +208,112 @@ def lr_range_test(
         ...                        min_lr=1e-4, max_lr=10.0, steps=50)
         >>> result.diverged_at is not None and result.suggested_lr < 1.0
         True
+        >>> sorted(result.suggestions)
+        ['minimum/10', 'steepest', 'valley']
     """
     sweep = mlx_schedules.range_sweep(min_lr, max_lr, steps, mode=mode)  # checks all four
     check_real("smoothing", smoothing, low=0.0, high=1.0, high_open=True)
     check_real("diverge_factor", diverge_factor, low=1.0, low_open=True)
     check_int("check_every", check_every, minimum=1)
+    check_choice("suggestion", suggestion, SUGGESTIONS)
+    if seeds is not None:
+        if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence) or not seeds:
+            raise TypeError(f"seeds must be a non-empty list of ints, got {seeds!r}")
+        seeds = [check_int(f"seeds[{i}]", v, minimum=0) for i, v in enumerate(seeds)]
 
     optimizer.init(model.trainable_parameters())
     saved_schedule = schedules_of(optimizer).get("learning_rate")
     saved_rate = optimizer.state["learning_rate"]
     saved_params = model.parameters()  # arrays are immutable: keeping references is a snapshot
     saved_state = dict(tree_flatten(optimizer.state))
-    start = int(optimizer.state["step"].item())  # a Python int: a closed-over array is illegal
-    set_schedule(optimizer, "learning_rate", lambda t: sweep(t - start))
-    watcher = _DivergenceWatch(smoothing, diverge_factor)
-    trainer = Trainer(model, loss_fn, optimizer, data, run_dir=None, max_steps=steps,
-                      log=False, checkpoint_every=0, report_every=0, log_every=check_every,
-                      seed=seed, compile=compile, callbacks=[watcher])
-    try:
-        trainer.fit()
-    except NonFiniteError:
-        pass  # the watcher saw the non-finite row and marked the divergence
-    finally:
-        if saved_schedule is None:
-            remove_schedule(optimizer, "learning_rate")
-        else:
-            set_schedule(optimizer, "learning_rate", saved_schedule)
-        optimizer.state["learning_rate"] = saved_rate
-        if restore:
-            model.update(saved_params)
-            for key, value in saved_state.items():
-                _set_leaf(optimizer.state, key, value)
 
-    rates, losses, smoothed = watcher.rates, watcher.losses, watcher.smoothed
-    finite = [(s, r) for s, r in zip(smoothed, rates, strict=True) if math.isfinite(s)]
-    if not finite:
+    def put_back() -> None:
+        model.update(saved_params)
+        for key, value in saved_state.items():
+            _set_leaf(optimizer.state, key, value)
+
+    def one(run_seed: int, run_data: Any) -> RangeTestResult:
+        start = int(optimizer.state["step"].item())  # a Python int: no closed-over array
+        set_schedule(optimizer, "learning_rate", lambda t: sweep(t - start))
+        watcher = _DivergenceWatch(smoothing, diverge_factor)
+        trainer = Trainer(model, loss_fn, optimizer, run_data, run_dir=None, max_steps=steps,
+                          log=False, checkpoint_every=0, report_every=0,
+                          log_every=check_every, seed=run_seed, compile=compile,
+                          callbacks=[watcher])
+        try:
+            trainer.fit()
+        except NonFiniteError:
+            pass  # the watcher saw the non-finite row and marked the divergence
+        finally:
+            if saved_schedule is None:
+                remove_schedule(optimizer, "learning_rate")
+            else:
+                set_schedule(optimizer, "learning_rate", saved_schedule)
+            optimizer.state["learning_rate"] = saved_rate
+        return _result(watcher, suggestion,
+                       {"mode": mode, "min_lr": min_lr, "max_lr": max_lr, "steps": steps,
+                        "seed": run_seed})
+
+    try:
+        if seeds is None:
+            result = one(seed, data)
+        else:
+            runs = []
+            for i, run_seed in enumerate(seeds):
+                if i:
+                    put_back()  # every sweep starts from the same weights and state
+                runs.append(one(run_seed, _reseeded(data, run_seed)))
+            result = _combine(runs, suggestion)
+    finally:
+        if restore:
+            put_back()
+    return result
+
+
+def _reseeded(data: Any, seed: int) -> Any:
+    """``ArrayBatches`` with its shuffle seed offset by ``seed``; other data as given."""
+    if isinstance(data, ArrayBatches):
+        data = copy.copy(data)
+        data.seed = data.seed + seed
+    return data
+
+
+def _result(watcher: _DivergenceWatch, suggestion: str, extra: dict) -> RangeTestResult:
+    found = suggest_lrs(watcher.rates, watcher.smoothed,
+                        skip_start=extra["steps"] // 10) if watcher.smoothed else None
+    if found is None or not any(math.isfinite(v) for v in watcher.smoothed):
         raise FloatingPointError("the loss was not finite at the first update of the range test")
-    min_loss_lr = min(finite)[1]
-    log_rates = np.log(np.array([r for _, r in finite]))
-    curve = np.array([s for s, _ in finite])
-    if len(curve) >= 2:
-        slopes = np.gradient(curve, log_rates) if np.all(np.diff(log_rates) > 0) else np.diff(curve)
-        steepest_lr = float(np.exp(log_rates[int(np.argmin(slopes))]))
-    else:
-        steepest_lr = min_loss_lr
     return RangeTestResult(
-        learning_rates=rates,
-        losses=losses,
-        smoothed_losses=smoothed,
-        suggested_lr=min_loss_lr / 10,
-        min_loss_lr=min_loss_lr,
-        steepest_lr=steepest_lr,
+        learning_rates=watcher.rates,
+        losses=watcher.losses,
+        smoothed_losses=watcher.smoothed,
+        suggested_lr=found[suggestion],
+        min_loss_lr=min((v, r) for v, r in zip(watcher.smoothed, watcher.rates, strict=True)
+                        if math.isfinite(v))[1],
+        steepest_lr=found["steepest"],
         diverged_at=watcher.diverged_at,
-        extra={"mode": mode, "min_lr": min_lr, "max_lr": max_lr, "steps": steps},
+        extra=extra,
+        valley_lr=found["valley"],
+        suggestions=found,
     )
+
+
+def _combine(runs: list[RangeTestResult], suggestion: str) -> RangeTestResult:
+    """One result from several seeds' sweeps: medians, and each rule's band."""
+    spread = {}
+    for rule in SUGGESTIONS:
+        values = [r.suggestions[rule] for r in runs]
+        spread[rule] = {"values": values, "median": float(np.median(values)),
+                        "low": min(values), "high": max(values),
+                        "log10_range": math.log10(max(values) / min(values))}
+    medians = {rule: spread[rule]["median"] for rule in SUGGESTIONS}
+    first = runs[0]
+    return dataclasses.replace(
+        first, suggested_lr=medians[suggestion],
+        min_loss_lr=float(np.median([r.min_loss_lr for r in runs])),
+        steepest_lr=medians["steepest"], valley_lr=medians["valley"], suggestions=medians,
+        spread=spread, runs=runs,
+        extra={**first.extra, "seeds": [r.extra["seed"] for r in runs]})
 
 
 class _DivergenceWatch:

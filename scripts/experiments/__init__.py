@@ -13,6 +13,8 @@ The scripts import them as ``experiments.<module>``: ``python scripts/<name>.py`
 - :mod:`experiments.models` — an MLP and a small CNN, and their memory estimate before
   allocation;
 - :mod:`experiments.run` — one training run through :class:`trainers.Trainer`;
+- :mod:`experiments.branch` — the config of a cooldown branched off a checkpoint
+  (``train.py --branch``);
 - :mod:`experiments.comparison` — the schedule comparison's protocol and report (with the seed
   article's table, kept in ``seed_table.md``);
 - :mod:`experiments.families` — the compared schedule families;

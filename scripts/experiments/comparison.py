@@ -160,7 +160,7 @@ def markdown_report(results: dict[str, Any]) -> str:
     rt = results["range_test"]
     lines += ["", "## Range test", "",
               f"Smoothed loss lowest at rate {rt['min_loss_lr']:.3g}; suggested max_lr "
-              f"(minimum / 10) {rt['suggested_lr']:.3g}; steepest descent at "
+              f"(valley rule) {rt['suggested_lr']:.3g}; steepest descent at "
               f"{rt['steepest_lr']:.3g}. Peak grid: {results['peaks']}"
               + (" (taken from the range test)" if results["peak_from_range_test"] else "")
               + ".", ""]

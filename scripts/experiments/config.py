@@ -31,13 +31,14 @@ import mlx.optimizers as optim
 
 import mlx_schedules as ms
 from mlx_schedules._checks import check_bool, check_choice, check_float32, check_int, check_real
+from trainers.schedule_free import ScheduleFreeAdamW, ScheduleFreeSGD
 
 from .datasets import DATASETS, DataError, DatasetUnavailable, check_available
 from .models import MODELS, NORMS
 
 __all__ = ["DEFAULT_CONFIG", "FIELD_CHECKS", "ConfigError", "build_optimizer", "check_field",
            "check_float32_numbers", "load_config_file",
-           "merge_config", "optimizer_names", "validate"]
+           "merge_config", "optimizer_class", "optimizer_names", "validate"]
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "dataset": {"name": "digits", "path": None, "cache_dir": None, "test_fraction": 0.25,
@@ -216,11 +217,22 @@ def check_float32_numbers(where: str, value: Any) -> None:
         check_field(where, check_float32, value)
 
 
+# Optimizers of this project a config can name beside MLX's own (the schedule-free baseline).
+_EXTRA_OPTIMIZERS = {"ScheduleFreeSGD": ScheduleFreeSGD, "ScheduleFreeAdamW": ScheduleFreeAdamW}
+
+
 def optimizer_names() -> list[str]:
-    """Every ``mlx.optimizers`` optimizer class a config can name."""
-    return sorted(name for name, cls in vars(optim).items()
-                  if isinstance(cls, type) and issubclass(cls, optim.Optimizer)
-                  and cls not in (optim.Optimizer, optim.MultiOptimizer))
+    """Every ``mlx.optimizers`` optimizer class a config can name, and the schedule-free ones
+    of :mod:`trainers.schedule_free`."""
+    return sorted([name for name, cls in vars(optim).items()
+                   if isinstance(cls, type) and issubclass(cls, optim.Optimizer)
+                   and cls not in (optim.Optimizer, optim.MultiOptimizer)]
+                  + list(_EXTRA_OPTIMIZERS))
+
+
+def optimizer_class(name: str) -> type:
+    """The optimizer class a config's ``optimizer.name`` names."""
+    return _EXTRA_OPTIMIZERS.get(name) or getattr(optim, name)
 
 
 # Hyperparameters that are not constructor keywords but can be scheduled.
@@ -257,7 +269,7 @@ def _check_optimizer(section: dict) -> None:
     check_field("optimizer.name", lambda n, v: check_choice(n, v, optimizer_names()),
                 section.get("name"))
     name = section["name"]
-    cls = getattr(optim, name)
+    cls = optimizer_class(name)
     parameters = {k: p for k, p in inspect.signature(cls.__init__).parameters.items()
                   if k != "self"}
     schedulable = ms.supported_hyperparameters(cls.__new__(cls))
@@ -297,8 +309,8 @@ def validate(config: dict[str, Any]) -> dict[str, Any]:
         Traceback (most recent call last):
         ...
         experiments.config.ConfigError: optimizer.name must be one of ['AdaDelta', \
-'Adafactor', 'Adagrad', 'Adam', 'AdamW', 'Adamax', 'Lion', 'Muon', 'RMSprop', 'SGD'], \
-got 'Adamm'
+'Adafactor', 'Adagrad', 'Adam', 'AdamW', 'Adamax', 'Lion', 'Muon', 'RMSprop', 'SGD', \
+'ScheduleFreeAdamW', 'ScheduleFreeSGD'], got 'Adamm'
         >>> validate(merge_config(DEFAULT_CONFIG, {"training": {"clip_norm": 1e39}}))
         Traceback (most recent call last):
         ...
@@ -338,7 +350,7 @@ def build_optimizer(section: dict[str, Any]) -> optim.Optimizer:
         >>> opt.state["momentum"]
         array(0.9, dtype=float32)
     """
-    cls = getattr(optim, section["name"])
+    cls = optimizer_class(section["name"])
     kwargs: dict[str, Any] = {}
     scheduled: dict[str, Any] = {}
     for key, value in section.items():

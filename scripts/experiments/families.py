@@ -12,6 +12,9 @@ shapes follow the seed article and the papers behind it:
 - ``triangular``: Smith's triangular CLR between ``peak / 25`` and ``peak``, two cycles, with
   momentum cycled inversely (0.95 -> 0.85).
 - ``cosine``: cosine decay from the peak to 0.
+- ``schedule_free``: no schedule: :class:`trainers.schedule_free.ScheduleFreeSGD` (Defazio et
+  al. 2024) at the peak rate after a 5% warmup, interpolation 0.9, evaluated at its averaged
+  weights. Its config names its optimizer (``"name"``), which replaces the run's SGD.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from typing import Any
 
 __all__ = ["FAMILIES", "FAMILY_LABELS", "MOMENTUM", "family_configs"]
 
-FAMILIES = ("constant", "exponential", "cyclic_exponential", "one_cycle", "triangular", "cosine")
+FAMILIES = ("constant", "exponential", "cyclic_exponential", "one_cycle", "triangular", "cosine",
+            "schedule_free")
 FAMILY_LABELS = {
     "constant": "constant",
     "exponential": "exponential decay",
@@ -29,6 +33,7 @@ FAMILY_LABELS = {
     "one_cycle": "1-cycle + momentum",
     "triangular": "triangular CLR + momentum",
     "cosine": "cosine decay",
+    "schedule_free": "schedule-free SGD",
 }
 MOMENTUM = 0.9  # the fixed momentum of the non-cyclical families
 _FINAL_FRACTION = 0.01  # exponential families end at peak / 100
@@ -48,6 +53,9 @@ def family_configs(family: str, peak_lr: float, steps: int) -> dict[str, Any]:
     if not (isinstance(steps, int) and steps >= 8):
         raise ValueError(f"steps must be an int >= 8 for a schedule family, got {steps!r}")
     decay_rate = math.exp(math.log(_FINAL_FRACTION) / (steps - 1))
+    if family == "schedule_free":
+        return {"name": "ScheduleFreeSGD", "learning_rate": peak_lr, "momentum": MOMENTUM,
+                "warmup_steps": max(1, steps // 20)}
     if family == "constant":
         return {"learning_rate": {"name": "constant", "value": peak_lr}, "momentum": MOMENTUM}
     if family == "exponential":

@@ -10,6 +10,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +21,8 @@ import numpy as np
 import mlx_schedules as ms
 from trainers import STOP, ArrayBatches, Trainer, accuracy
 from trainers import lr_range_test as trainer_range_test
+from trainers.files import write_json_atomic
+from trainers.schedule_free import evaluate_averaged, is_schedule_free
 
 from .config import build_optimizer
 from .datasets import check_data, load_dataset
@@ -86,6 +89,35 @@ class _StopAfter:
         if event.get("event") == "train" and event["step"] >= self.steps - 1:
             return STOP
         return None
+
+
+# What a branch changes against its checkpoint: the run's length and the rate's schedule (and
+# the fixed hyperparameters, where a constant rate becomes a schedule).
+_BRANCH_CHANGES = ("max_steps", "schedules", "hyperparameters")
+
+
+class _WriteSettings:
+    """At the ``start`` event of a branch, write ``config.json`` with the new run's settings
+    (the trainer writes it only for a fresh start, and a branch starts from a checkpoint)."""
+
+    def __init__(self, run_dir: str | None):
+        self.run_dir, self.trainer = run_dir, None
+
+    def __call__(self, event: dict) -> None:
+        if event.get("event") == "start" and self.trainer is not None:
+            write_json_atomic(os.path.join(self.run_dir, "config.json"),
+                              self.trainer.settings.to_json())
+
+
+def _copy_log(checkpoint: str, run_dir: str) -> None:
+    """The original run's log files, into the branch's directory: the trainer cuts them at
+    the checkpoint's position (rows after it belong to the original run only)."""
+    original = os.path.dirname(os.path.dirname(os.path.abspath(checkpoint)))
+    os.makedirs(run_dir, exist_ok=True)
+    for name in ("log.jsonl", "log.csv"):
+        source = os.path.join(original, name)
+        if os.path.isfile(source):
+            shutil.copyfile(source, os.path.join(run_dir, name))
 
 
 def _model(config: dict[str, Any], data: dict[str, np.ndarray]):
@@ -161,7 +193,8 @@ def summarise(train_rows: list[dict], eval_rows: list[dict], *, target: float | 
 def run_training(config: dict[str, Any], *, data: dict[str, np.ndarray] | None = None,
                  run_dir: str | None = None, log_files: bool = True, resume: bool = False,
                  overwrite: bool = False, stop_after: int | None = None,
-                 callbacks: tuple[Callable[[dict], Any], ...] = ()) -> tuple[dict, MemoryLog]:
+                 callbacks: tuple[Callable[[dict], Any], ...] = (),
+                 branch_from: str | None = None) -> tuple[dict, MemoryLog]:
     """Train the model of a validated config; return ``(summary, rows of this session)``.
 
     Args:
@@ -175,6 +208,10 @@ def run_training(config: dict[str, Any], *, data: dict[str, np.ndarray] | None =
         resume: continue from the newest checkpoint in ``run_dir``.
         stop_after: stop after exactly this many updates (counted from the start of the run,
             also when resuming); the trainer then evaluates and checkpoints at that step.
+        branch_from: a checkpoint of another run to start from (``train.py --branch``): its
+            weights, optimizer state and data position, with this config's (changed) run
+            length and schedules; the log up to the checkpoint is copied from that run, and
+            ``config.json`` is written with this run's settings.
     """
     training = config["training"]
     data = data if data is not None else prepare_data(config)
@@ -188,6 +225,7 @@ def run_training(config: dict[str, Any], *, data: dict[str, np.ndarray] | None =
     eval_data = [(data["x_test"], data["y_test"])]  # one batch: the whole test set
     memory = MemoryLog()
     extra = [_StopAfter(stop_after)] if stop_after else []
+    settings = _WriteSettings(run_dir)
     log_every = training["log_every"]
     if stop_after:
         # Rows (and STOP) arrive per block of log_every updates: make a block end at
@@ -202,10 +240,18 @@ def run_training(config: dict[str, Any], *, data: dict[str, np.ndarray] | None =
         keep_checkpoints=training["keep_checkpoints"], log_every=log_every,
         report_every=0, log=log_files, seed=seed, grad_accum=training["grad_accum"],
         clip_norm=training["clip_norm"], compile=compile_wanted(training["compile"]),
-        callbacks=[memory, *extra, *callbacks], config={"experiment": config},
+        callbacks=[memory, *extra, *callbacks, *([settings] if branch_from else [])],
+        config={"experiment": config},
     )
+    if is_schedule_free(optimizer):
+        evaluate_averaged(trainer)  # the method's answer is its averaged weights
     start = time.perf_counter()
-    trainer.fit(resume=resume, overwrite=overwrite)
+    if branch_from is not None:
+        settings.trainer = trainer
+        _copy_log(branch_from, run_dir)
+        trainer.fit(resume=branch_from, allow_changes=_BRANCH_CHANGES)
+    else:
+        trainer.fit(resume=resume, overwrite=overwrite)
     wall = time.perf_counter() - start
     summary = summarise(memory.train, memory.eval, target=training["target_accuracy"],
                         wall_time=wall)

@@ -128,7 +128,8 @@ def test_range_test_suggests_a_rate_train_can_take(tmp_path, capsys):
     assert "suggested max_lr" in capsys.readouterr().out
     sweep = ms.lr_range_test(1e-3, 30.0, 40).values(len(result["learning_rates"]))
     np.testing.assert_allclose(result["learning_rates"], sweep, rtol=1e-6)
-    assert result["suggested_lr"] == pytest.approx(result["min_loss_lr"] / 10)
+    assert result["suggested_lr"] == result["suggestions"]["valley"]
+    assert result["suggestions"]["minimum/10"] == pytest.approx(result["min_loss_lr"] / 10)
 
     run = tmp_path / "run"
     assert train.main(["--schedule", "cosine", "--max-lr-from", str(out / "range_test.json"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 
@@ -88,9 +89,125 @@ def test_reduce_on_plateau_scales_the_schedule(tmp_path):
     assert opt.state["lr_factor"].item() == 0.25
 
 
-def test_reduce_on_plateau_with_a_constant_rate_and_a_floor():
+def torch_plateau(metrics, lrs, *, mode="min", factor=0.1, patience=10, threshold=1e-4,
+                  threshold_mode="rel", cooldown=0, min_lr=0.0, eps=1e-8):
+    """PyTorch's ``ReduceLROnPlateau.step`` as documented, in plain Python float64: the rate
+    of every group after each metric value."""
+    min_lrs = list(min_lr) if isinstance(min_lr, list) else [min_lr] * len(lrs)
+    lrs = list(lrs)
+    best = math.inf if mode == "min" else -math.inf
+    bad = cooling = 0
+    out = []
+    for a in metrics:
+        if mode == "min" and threshold_mode == "rel":
+            better = a < best * (1.0 - threshold)
+        elif mode == "min":
+            better = a < best - threshold
+        elif threshold_mode == "rel":
+            better = a > best * (threshold + 1.0)
+        else:
+            better = a > best + threshold
+        if better:
+            best, bad = a, 0
+        else:
+            bad += 1
+        if cooling > 0:
+            cooling -= 1
+            bad = 0
+        if bad > patience:
+            for i, old in enumerate(lrs):
+                new = max(old * factor, min_lrs[i])
+                if old - new > eps:
+                    lrs[i] = new
+            cooling, bad = cooldown, 0
+        out.append(list(lrs))
+    return out
+
+
+def recorded_cases():
+    path = os.path.join(os.path.dirname(__file__), "data", "plateau_pytorch.json")
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)["cases"]
+
+
+@pytest.mark.parametrize("case", recorded_cases(), ids=lambda c: c["name"])
+def test_plateau_rates_equal_pytorchs(case):
+    """Recorded from torch 2.13 (the recorder is in the JSON file): the plain-Python reference
+    reproduces them exactly, and the rates our optimizer uses after each evaluation equal
+    them in float32."""
+    expected = case["rates"]
+    assert torch_plateau(case["metrics"], case["lrs"], **case["kwargs"]) == expected
+    parts = [optim.SGD(learning_rate=lr) for lr in case["lrs"]]
+    opt = parts[0] if len(parts) == 1 else optim.MultiOptimizer(
+        parts, [lambda path, _: path == "w0"][: len(parts) - 1])
+    kwargs = {"patience": 10, **case["kwargs"]}
+    plateau = ReduceLROnPlateau(opt, **kwargs)
+    params = {f"w{i}": mx.zeros((1,)) for i in range(len(parts))}
+    opt.init(params)
+    used = []
+    for step, value in enumerate(case["metrics"]):
+        plateau({"event": "eval", "step": step, "eval_loss": value})
+        opt.update(params, {k: mx.zeros((1,)) for k in params})  # zero gradients, one update
+        used.append([p.state["learning_rate"].item() for p in parts])
+    np.testing.assert_allclose(used, expected, rtol=2e-7, atol=0)
+    assert len({tuple(r) for r in expected}) > 1  # the case reduces at least once
+
+
+def test_plateau_on_a_schedule_floors_the_product_and_never_lifts_the_schedule(tmp_path):
+    total, floor = 24, 0.004
+    x, y = regression_data(32, 4, 2)
+    opt = optim.SGD(learning_rate=optim.cosine_decay(0.1, total))
+    plateau = ReduceLROnPlateau(opt, "eval_const", patience=0, factor=0.1, min_lr=floor)
+    Trainer(linear_model(4, 2), mse, opt, ArrayBatches((x, y), 8), run_dir=tmp_path,
+            max_steps=total, eval_data=[(x, y)], eval_every=3, report_every=0,
+            metrics={"const": constant_metric}, callbacks=[plateau]).fit()
+    # evals at 3 (best), then every 3 steps a reduction, skipped once the floor holds
+    cosine = [0.05 * (1 + math.cos(math.pi * t / total)) for t in range(total)]
+    factor, f = [], 1.0
+    for t in range(total):
+        if t in (6, 9, 12, 15, 18, 21) and cosine[t] * f - max(cosine[t] * f * 0.1, floor) > 1e-8:
+            f *= 0.1  # a reduction that moves the rate at the evaluation's step
+        factor.append(f)
+    expected = [min(c, max(c * f, floor)) for c, f in zip(cosine, factor, strict=True)]
+    rows = [r for r in read_jsonl(tmp_path / "log.jsonl") if r["kind"] == "train"]
+    # float32 cosine near its end: absolute error ~1e-9
+    np.testing.assert_allclose([r["learning_rate"] for r in rows], expected, rtol=1e-6, atol=1e-8)
+    # reductions at 6 and 9; from 12 on the rate sits at the floor and reductions are skipped
+    assert factor[-1] == pytest.approx(1e-2) and plateau.factors() == [pytest.approx(1e-2)]
+    assert rows[-1]["learning_rate"] < floor  # the cosine's own tail, not lifted to the floor
+
+
+def test_plateau_state_round_trip_continues_the_same_sequence():
+    metrics = [1.0, 0.9, 0.95, 0.97, 0.96, 0.99, 0.98, 0.97, 0.99, 1.0, 0.5, 0.6, 0.7]
+    settings = {"patience": 1, "factor": 0.5, "cooldown": 2, "threshold": 0.01}
+    expected = torch_plateau(metrics, [1.0], **settings)
+    whole = optim.SGD(learning_rate=1.0)
+    one = ReduceLROnPlateau(whole, **settings)
+    first = optim.SGD(learning_rate=1.0)
+    a = ReduceLROnPlateau(first, **settings)
+    for i, value in enumerate(metrics):
+        one({"event": "eval", "eval_loss": value})
+        if i < 5:
+            a({"event": "eval", "eval_loss": value})
+    saved = json.loads(json.dumps(a.state_dict()))  # checkpoints keep it as JSON
+    second = optim.SGD(learning_rate=1.0)
+    b = ReduceLROnPlateau(second, **settings)
+    b.load_state_dict(saved)
+    second.state["lr_factor"] = first.state["lr_factor"]  # the optimizer state's part
+    for value in metrics[5:]:
+        b({"event": "eval", "eval_loss": value})
+    assert b.factors() == one.factors() == [pytest.approx(expected[-1][0])]
+    assert b.state_dict() == one.state_dict()
+    fresh = json.loads(json.dumps(ReduceLROnPlateau(optim.SGD(0.1), mode="max").state_dict()))
+    c = ReduceLROnPlateau(optim.SGD(0.1), mode="max")
+    c.load_state_dict(fresh)
+    assert c.best == -math.inf
+
+
+def test_plateau_deprecated_keywords_still_work():
     opt = optim.Adam(learning_rate=0.01)
-    plateau = ReduceLROnPlateau(opt, patience=0, factor=0.1, min_factor=0.05)
+    with pytest.warns(DeprecationWarning, match="min_lr"):
+        plateau = ReduceLROnPlateau(opt, patience=0, factor=0.1, min_factor=0.05)
     for _ in range(3):
         plateau({"event": "eval", "eval_loss": 2.0})
     assert opt.state["lr_factor"].item() == pytest.approx(0.05)
@@ -98,10 +215,30 @@ def test_reduce_on_plateau_with_a_constant_rate_and_a_floor():
     opt.init(model.trainable_parameters())
     opt.update(model, {"weight": mx.zeros((1, 2)), "bias": mx.zeros((1,))})
     assert opt.learning_rate.item() == pytest.approx(0.0005)
-    with pytest.raises(ValueError, match="factor"):
-        ReduceLROnPlateau(optim.SGD(learning_rate=0.1), factor=1.5)
+    with pytest.warns(DeprecationWarning, match="threshold_mode='abs'"):
+        delta = ReduceLROnPlateau(optim.SGD(0.1), patience=0, min_delta=0.1)
+    assert (delta.threshold, delta.threshold_mode) == (0.1, "abs")
     with pytest.raises(ValueError, match="already"):
         ReduceLROnPlateau(opt)
+
+
+@pytest.mark.parametrize(("kwargs", "error", "match"), [
+    ({"factor": 1.5}, ValueError, "factor must be < 1.0, got 1.5"),
+    ({"factor": 0.0}, ValueError, "factor must be > 0.0"),
+    ({"mode": "mean"}, ValueError, "mode"),
+    ({"threshold_mode": "relative"}, ValueError, "threshold_mode"),
+    ({"threshold": -1e-4}, ValueError, "threshold must be >= 0.0"),
+    ({"patience": -1}, ValueError, "patience"),
+    ({"cooldown": 1.5}, TypeError, "cooldown"),
+    ({"min_lr": -0.1}, ValueError, "min_lr must be >= 0.0"),
+    ({"min_lr": [0.0, 0.1]}, ValueError, r"one per parameter group \(1\)"),
+    ({"min_lr": float("nan")}, ValueError, "min_lr must be finite"),
+])
+def test_plateau_bad_input(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        ReduceLROnPlateau(optim.SGD(learning_rate=0.1), **kwargs)
+    with pytest.raises(KeyError, match="eval_missing"):
+        ReduceLROnPlateau(optim.SGD(0.1), "eval_missing")({"event": "eval", "eval_loss": 1.0})
 
 
 def test_callback_events_in_order(tmp_path):

@@ -12,7 +12,8 @@ import pytest
 from helpers_trainer import flat_weights
 
 from mlx_schedules._mlx_compat import schedules_of
-from trainers import lr_range_test
+from trainers import ArrayBatches, lr_range_test
+from trainers.lr_finder import suggest_lrs
 
 
 def problem():
@@ -55,8 +56,9 @@ def test_exponential_sweep_stops_after_divergence_and_suggests_a_safe_rate():
     assert result.smoothed_losses[-1] > 4 * min(result.smoothed_losses)
     best = int(np.argmin(result.smoothed_losses))
     assert result.min_loss_lr == result.learning_rates[best]
-    assert result.suggested_lr == pytest.approx(result.min_loss_lr / 10)
-    assert result.suggested_lr < threshold
+    assert result.suggestions["minimum/10"] == pytest.approx(result.min_loss_lr / 10)
+    assert result.suggested_lr == result.valley_lr == result.suggestions["valley"]
+    assert result.suggested_lr < threshold and result.suggestions["minimum/10"] < threshold
     assert lo <= result.steepest_lr <= result.min_loss_lr
 
 
@@ -104,3 +106,72 @@ def test_bad_arguments():
         lr_range_test(model, mse, opt, data, mode="cosine")
     with pytest.raises(ValueError, match="steps"):
         lr_range_test(model, mse, opt, data, steps=1)
+
+
+def valley_by_the_rule(curve):
+    """fastai's valley rule as stated (plain Python, O(n^2))."""
+    longest = []
+    for i, v in enumerate(curve):
+        longest.append(1 + max([longest[j] for j in range(i) if curve[j] > v], default=0))
+    end = longest.index(max(longest))
+    begin = end - longest[end]
+    third = (end - begin) / 3
+    return begin + int(third) + int(third / 2)
+
+
+def test_each_rule_on_closed_form_curves():
+    x = np.linspace(math.log(1e-5), math.log(10.0), 61)
+    rates = np.exp(x).tolist()
+    # a parabola in log-rate with its minimum at x[30]: the descent is indices 0..30, so
+    # L = 31, begin = -1, and the valley index is -1 + int(31/3) + int(31/6) = 14
+    parabola = ((x - x[30]) ** 2).tolist()
+    found = suggest_lrs(rates, parabola, skip_start=0, skip_end=0)
+    assert found["valley"] == rates[14] == rates[valley_by_the_rule(parabola)]
+    assert found["minimum/10"] == pytest.approx(math.exp(x[30]) / 10, rel=1e-12)
+    # fastai's trimming: 5 points off each end; the descent is then 5..30 (L = 26 from -1)
+    trimmed = suggest_lrs(rates, parabola, skip_start=5, skip_end=5)
+    assert trimmed["valley"] == rates[5 + (-1 + int(26 / 3) + int(26 / 6))]
+    # -tanh(x - x0) falls fastest at x0 = x[20] (odd symmetry about it)
+    sigmoid = (-np.tanh(x - x[20])).tolist()
+    assert suggest_lrs(rates, sigmoid)["steepest"] == pytest.approx(rates[20], rel=1e-12)
+    # a blip inside the descent is skipped by the decreasing subsequence
+    blip = [10.0, 9.0, 8.0, 9.5, 7.0, 6.0, 5.0, 6.0, 7.0]
+    # 10, 9, 8, 7, 6, 5: L = 6 ending at index 6, begin 0, index 0 + 2 + 1 = 3
+    assert suggest_lrs(rates[:9], blip, skip_start=0, skip_end=0)["valley"] == rates[3]
+    # non-finite points are left out; none at all is an error
+    assert suggest_lrs([1.0, 2.0, 3.0], [math.nan, 2.0, 1.0], skip_end=0)["minimum/10"] == 0.3
+    with pytest.raises(FloatingPointError):
+        suggest_lrs([1.0], [math.inf])
+
+
+def test_seeds_report_medians_and_the_band():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 4)).astype(np.float32)
+    y = (x @ rng.normal(size=(4, 1)) + 0.3 * rng.normal(size=(256, 1))).astype(np.float32)
+
+    def fresh():
+        mx.random.seed(0)
+        return nn.Linear(4, 1)
+
+    data = ArrayBatches((x, y), 16)
+    settings = {"min_lr": 1e-3, "max_lr": 10.0, "steps": 40, "compile": False}
+    model = fresh()
+    result = lr_range_test(model, mse, optim.SGD(0.0), data, seeds=[0, 1, 2], restore=True,
+                           **settings)
+    single = lr_range_test(fresh(), mse, optim.SGD(0.0), data, seed=0, **settings)
+    assert result.runs[0].losses == single.losses  # seed 0 is the plain sweep
+    assert result.runs[1].losses != result.runs[0].losses  # another data order
+    for rule in ("valley", "steepest", "minimum/10"):
+        values = [r.suggestions[rule] for r in result.runs]
+        band = result.spread[rule]
+        assert band["values"] == values and band["median"] == float(np.median(values))
+        assert (band["low"], band["high"]) == (min(values), max(values))
+        assert band["log10_range"] == pytest.approx(math.log10(max(values) / min(values)))
+        assert result.suggestions[rule] == band["median"]
+    assert result.suggested_lr == result.spread["valley"]["median"]
+    assert result.extra["seeds"] == [0, 1, 2]
+    np.testing.assert_array_equal(np.array(model.weight), np.array(fresh().weight))  # restored
+    with pytest.raises(ValueError, match="suggestion"):
+        lr_range_test(fresh(), mse, optim.SGD(0.0), data, suggestion="valey", **settings)
+    with pytest.raises(TypeError, match="seeds"):
+        lr_range_test(fresh(), mse, optim.SGD(0.0), data, seeds=3, **settings)
