@@ -12,7 +12,9 @@ The public surface:
 - :class:`EarlyStopping`, :class:`ReduceLROnPlateau`, :data:`STOP` — callbacks;
   :class:`TensorBoard`, :class:`MLflow` — trackers (callbacks writing every column);
 - :func:`weight_decay_groups`, :func:`scheduled_hyperparameters` — parameter groups;
-- :func:`lr_range_test`, :class:`RangeTestResult` — the learning-rate range test;
+- :func:`lr_range_test`, :class:`RangeTestResult`, :func:`suggest_lrs` — the learning-rate
+  range test; :func:`audit_run`, :class:`AuditReport` — check a run's logged rates against its
+  schedules; :class:`ScheduleFreeSGD`, :class:`ScheduleFreeAdamW` — schedule-free baselines;
 - :class:`NonFiniteError`, :class:`CheckpointError`, :class:`StorageError`,
   :class:`UnsafePathError`, :class:`RunDirectoryBusy` — errors;
 - :func:`list_checkpoints`, :func:`load_checkpoint`, :func:`verify_checkpoint`,
@@ -20,21 +22,24 @@ The public surface:
 - :func:`find_openblas` — the fast BLAS path (``mlx-fastblas`` console script).
 """
 
+from .audit import AuditReport, audit_run
 from .blas import find_openblas
 from .callbacks import STOP, EarlyStopping, MLflow, ReduceLROnPlateau, TensorBoard
 from .checkpoint import find_resumable, list_checkpoints, load_checkpoint, verify_checkpoint
 from .data import ArrayBatches, load_arrays
 from .errors import CheckpointError, NonFiniteError, StorageError, UnsafePathError
 from .losses import bits_per_byte, causal_lm_loss, evaluate_lm, masked_cross_entropy, tokens_in
-from .lr_finder import RangeTestResult, lr_range_test
+from .lr_finder import RangeTestResult, lr_range_test, suggest_lrs
 from .metrics import accuracy, check_labels
 from .optimizers import scheduled_hyperparameters, weight_decay_groups
 from .run_dir import RunDirectoryBusy
+from .schedule_free import ScheduleFreeAdamW, ScheduleFreeSGD
 from .sequences import SequenceBatches, read_byte_documents
 from .trainer import Trainer
 
 __all__ = [
     "STOP",
+    "AuditReport",
     "ArrayBatches",
     "CheckpointError",
     "EarlyStopping",
@@ -43,12 +48,15 @@ __all__ = [
     "RangeTestResult",
     "ReduceLROnPlateau",
     "RunDirectoryBusy",
+    "ScheduleFreeAdamW",
+    "ScheduleFreeSGD",
     "SequenceBatches",
     "StorageError",
     "TensorBoard",
     "Trainer",
     "UnsafePathError",
     "accuracy",
+    "audit_run",
     "bits_per_byte",
     "causal_lm_loss",
     "check_labels",
@@ -62,6 +70,7 @@ __all__ = [
     "masked_cross_entropy",
     "read_byte_documents",
     "scheduled_hyperparameters",
+    "suggest_lrs",
     "tokens_in",
     "verify_checkpoint",
     "weight_decay_groups",

@@ -22,9 +22,9 @@ starting from :math:`z_1 = x_1 = y_1` (the initial weights). Without warmup :mat
 The model's weights hold ``y`` (where the gradient is taken); ``z``, ``x`` (and ``v``) and the
 running sum of :math:`\gamma_i^2` live in the optimizer state, so a checkpoint resumes exactly.
 The method's answer is ``x``: evaluate and export :meth:`ScheduleFreeSGD.averaged_parameters`
-(:func:`evaluate_averaged` makes a trainer's evaluations do so). A model with batch
-normalisation needs its statistics recomputed at ``x`` (the paper's note); the MLPs and CNNs
-of this project's scripts have none by default.
+(:class:`trainers.Trainer` does so for every evaluation and for ``restore_best``). A model
+with batch normalisation needs its statistics recomputed at ``x`` (the paper's note); the MLPs
+and CNNs of this project's scripts have none by default.
 
 ``learning_rate`` may be a schedule (a warmup, say) as for any MLX optimizer; the weights
 :math:`\gamma_t^2` then follow it.
@@ -41,7 +41,7 @@ from mlx.utils import tree_map
 
 from mlx_schedules._checks import check_int, check_real
 
-__all__ = ["ScheduleFreeAdamW", "ScheduleFreeSGD", "evaluate_averaged", "is_schedule_free"]
+__all__ = ["ScheduleFreeAdamW", "ScheduleFreeSGD", "is_schedule_free"]
 
 
 class ScheduleFreeSGD(optim.Optimizer):
@@ -162,29 +162,3 @@ class ScheduleFreeAdamW(ScheduleFreeSGD):
 def is_schedule_free(optimizer: optim.Optimizer) -> bool:
     """Whether ``optimizer`` is one of this module's (its answer is the averaged weights)."""
     return isinstance(optimizer, ScheduleFreeSGD)
-
-
-def evaluate_averaged(trainer: Any) -> None:
-    """Make every evaluation of ``trainer`` run on the averaged weights ``x``.
-
-    Replaces ``trainer.evaluate`` on this instance: each evaluation (the log's ``eval`` rows,
-    ``keep_best``, callbacks) swaps ``x`` into the model and puts ``y`` back afterwards.
-    Interim, until :class:`trainers.Trainer` asks the optimizer for its evaluation weights
-    itself.
-    """
-    optimizer = trainer.optimizer
-    if not is_schedule_free(optimizer):
-        raise TypeError(f"evaluate_averaged needs a schedule-free optimizer, got "
-                        f"{type(optimizer).__name__}")
-    plain = trainer.evaluate
-
-    def evaluate(eval_data: Any = None) -> dict[str, float]:
-        model = trainer.model
-        own = model.trainable_parameters()
-        model.update(optimizer.averaged_parameters(own))
-        try:
-            return plain(eval_data)
-        finally:
-            model.update(own)
-
-    trainer.evaluate = evaluate

@@ -546,7 +546,8 @@ class Trainer:
         })
 
     def _evaluate_and_log(self, run: _Run) -> None:
-        results = self.evaluate()
+        answer = self._answer_weights()
+        results = self.evaluate() if answer is None else self._with_weights(answer, self.evaluate)
         if self.settings.ema is not None:
             results.update({f"ema_{k}": v for k, v in
                             self._with_weights(ema_weights(self.train_state), self.evaluate)
@@ -597,6 +598,13 @@ class Trainer:
         prune_checkpoints(root, self.settings.keep_checkpoints, intact=self.last_checkpoint)
         self._dispatch({"event": "checkpoint", "step": run.step, "path": self.last_checkpoint})
 
+    def _answer_weights(self) -> Any:
+        """The weights an optimizer answers with when they are not the model's own: a
+        schedule-free optimizer trains at ``y`` but its result is the average ``x``
+        (``optimizer.averaged_parameters``). ``None`` for every other optimizer."""
+        averaged = getattr(self.optimizer, "averaged_parameters", None)
+        return averaged(self.model.trainable_parameters()) if callable(averaged) else None
+
     def _with_weights(self, weights: Any, fn: Callable[[], Any]) -> Any:
         """Call ``fn`` with the model's trainable weights replaced by ``weights``."""
         own = self.model.trainable_parameters()
@@ -636,6 +644,9 @@ class Trainer:
         if self.settings.keep_best[0].startswith("ema_"):
             arrays = mx.load(os.path.join(path, "train_state.safetensors"))
             weights = [(k[len("ema."):], v) for k, v in arrays.items() if k.startswith("ema.")]
+        elif self._answer_weights() is not None:  # schedule-free: the averaged x
+            arrays = mx.load(os.path.join(path, "optimizer.safetensors"))
+            weights = [(k[:-len(".x")], v) for k, v in arrays.items() if k.endswith(".x")]
         else:
             weights = list(mx.load(os.path.join(path, "model.safetensors")).items())
         self.model.load_weights(weights, strict=False)

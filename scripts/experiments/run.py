@@ -22,7 +22,6 @@ import mlx_schedules as ms
 from trainers import STOP, ArrayBatches, Trainer, accuracy
 from trainers import lr_range_test as trainer_range_test
 from trainers.files import write_json_atomic
-from trainers.schedule_free import evaluate_averaged, is_schedule_free
 
 from .config import build_optimizer
 from .datasets import check_data, load_dataset
@@ -243,8 +242,6 @@ def run_training(config: dict[str, Any], *, data: dict[str, np.ndarray] | None =
         callbacks=[memory, *extra, *callbacks, *([settings] if branch_from else [])],
         config={"experiment": config},
     )
-    if is_schedule_free(optimizer):
-        evaluate_averaged(trainer)  # the method's answer is its averaged weights
     start = time.perf_counter()
     if branch_from is not None:
         settings.trainer = trainer

@@ -5,14 +5,13 @@ from __future__ import annotations
 import math
 
 import mlx.core as mx
-import mlx.optimizers as optim
 import numpy as np
 import pytest
 from helpers_trainer import flat_weights, linear_model, mse, read_jsonl, regression_data
 
 import mlx_schedules as ms
 from trainers import STOP, ArrayBatches, Trainer
-from trainers.schedule_free import ScheduleFreeAdamW, ScheduleFreeSGD, evaluate_averaged
+from trainers.schedule_free import ScheduleFreeAdamW, ScheduleFreeSGD
 
 
 def reference(weight, bias, batches, *, lr, beta, decay, warmup, adam=None):
@@ -83,8 +82,7 @@ def test_evaluations_run_on_the_averaged_weights(tmp_path):
     opt = ScheduleFreeSGD(learning_rate=0.2, momentum=0.9)
     trainer = Trainer(model, mse, opt, data, run_dir=tmp_path, max_steps=steps,
                       eval_data=[(xs, ys)], eval_every=steps, report_every=0, compile=False)
-    evaluate_averaged(trainer)
-    trainer.fit()
+    trainer.fit()  # the trainer evaluates the optimizer's averaged weights by itself
     y, x = reference(start["weight"], start["bias"], batches, lr=0.2, beta=0.9, decay=0.0,
                      warmup=0)
 
@@ -96,9 +94,6 @@ def test_evaluations_run_on_the_averaged_weights(tmp_path):
     assert logged["eval_loss"] == pytest.approx(loss(x), rel=1e-5)
     assert abs(loss(x) - loss(y)) > 1e-3 * loss(x)  # not the loss at y
     np.testing.assert_allclose(flat_weights(model)["weight"], y["weight"], rtol=2e-5)  # y kept
-    with pytest.raises(TypeError, match="schedule-free"):
-        evaluate_averaged(Trainer(model, mse, optim.SGD(0.1), data, run_dir=None,
-                                  max_steps=1, log=False, checkpoint_every=0))
 
 
 def test_resume_is_exact(tmp_path):
