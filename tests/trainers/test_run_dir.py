@@ -150,8 +150,9 @@ def test_a_lock_left_by_a_killed_process_does_not_block(tmp_path):
     first.wait()
     assert (run_dir / ".lock").read_text().strip() == str(first.pid)  # stale, not held
     trainer, _ = make(run_dir, steps=4, every=2)
-    trainer.fit(resume=True)
+    trainer.fit(overwrite=True)  # another run: it is not blocked by the dead holder's lock
     assert list_checkpoints(run_dir / "checkpoints")[-1][0] == 4
+    assert (run_dir / ".lock").read_bytes() == b""
 
 
 def test_lock_in_one_process_names_the_holder(tmp_path):
