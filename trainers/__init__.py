@@ -20,6 +20,8 @@ The public surface:
 - :func:`find_openblas` — the fast BLAS path (``mlx-fastblas`` console script).
 """
 
+from mlx_schedules import __version__ as __version__  # one distribution, one version
+
 from .blas import find_openblas
 from .callbacks import STOP, EarlyStopping, MLflow, ReduceLROnPlateau, TensorBoard
 from .checkpoint import find_resumable, list_checkpoints, load_checkpoint, verify_checkpoint

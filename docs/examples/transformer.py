@@ -19,8 +19,15 @@ import mlx.nn as nn
 import mlx.optimizers as optim
 
 from mlx_schedules import cosine_decay, schedule_hyperparameters, warmup
-from trainers import (SequenceBatches, Trainer, bits_per_byte, causal_lm_loss,
-                      read_byte_documents, tokens_in, weight_decay_groups)
+from trainers import (
+    SequenceBatches,
+    Trainer,
+    bits_per_byte,
+    causal_lm_loss,
+    read_byte_documents,
+    tokens_in,
+    weight_decay_groups,
+)
 from trainers.callbacks import TensorBoard
 
 
