@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -212,3 +213,24 @@ def test_pages_load_their_images_and_nothing_from_the_network(browser, site: Pat
                                                         if not u.startswith("file://")]
     title = browser.execute_script("return document.querySelector('article h1').innerText")
     assert title.strip(), page
+
+
+def heading_texts(html: str) -> set[str]:
+    """The text of every heading of a page, without markup, spaces normalised."""
+    import html as html_lib
+
+    found = re.findall(r"<h[1-6][^>]*>(.*?)</h[1-6]>", html, re.S)
+    return {" ".join(html_lib.unescape(re.sub(r"<[^>]+>|¶", "", h)).split()) for h in found}
+
+
+def test_every_readme_section_is_on_the_site(site: Path):
+    """The README may shrink: each of its sections must be a heading somewhere on the site."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    sections = [" ".join(re.sub(r"`", "", h).split())
+                for h in re.findall(r"^#{2,3} (.+)$", readme, re.M)]
+    assert len(sections) >= 4, sections
+    on_site: set[str] = set()
+    for page in site.rglob("*.html"):
+        on_site |= heading_texts(page.read_text(encoding="utf-8"))
+    missing = [s for s in sections if s not in on_site]
+    assert missing == [], f"README sections with no heading on the site: {missing}"

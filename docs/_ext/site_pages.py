@@ -229,22 +229,30 @@ def resolve_own_names(app: Sphinx, env: Any, node: Any, contnode: Any) -> Any:
     if node.get("refdomain") != "py":
         return None
     target = node.get("reftarget", "").lstrip("~.")
-    module = node.get("py:module") or ""
-    klass = node.get("py:class") or ""
-    paths = [target]
-    if module:
-        paths += [f"{module}.{klass}.{target}" if klass else "", f"{module}.{target}"]
-    for path in filter(None, paths):
+    # Scopes to look the name up in: where the docstring is documented (the page's module
+    # and class), and where it is defined (its source names the object it belongs to).
+    scopes = []
+    if node.get("py:module"):
+        module = node["py:module"]
+        if node.get("py:class"):
+            scopes.append(f"{module}.{node['py:class']}")
+        scopes.append(module)
+    owner = re.search(r"docstring of ([\w.]+)", node.source or "")
+    if owner:
+        parts = owner.group(1).split(".")
+        scopes += [".".join(parts[:cut]) for cut in range(len(parts), 0, -1)]
+    paths = [target] + [f"{scope}.{target}" for scope in scopes]
+    domain = env.get_domain("py")
+    own = [p for p in paths if p.split(".")[0] in ("mlx_schedules", "trainers")]
+    for path in own:  # documented under its public name (attributes exist only there)
         parts = path.split(".")
-        if parts[0] not in ("mlx_schedules", "trainers") or _find(path) is None:
-            continue
-        domain = env.get_domain("py")
         for cut in range(1, len(parts)):
             candidate = f"{parts[0]}.{'.'.join(parts[cut:])}"
             if candidate in domain.objects:
                 return domain.resolve_xref(env, node["refdoc"], app.builder, node["reftype"],
                                            candidate, node, contnode)
-        return contnode
+    if any(_find(path) is not None for path in own):
+        return contnode  # an internal helper: shown as code
     return None
 
 
@@ -281,9 +289,9 @@ class IncludeIfExists(Include):
         if Path(path).exists():
             self.content = []  # type: ignore[assignment]
             return super().run()
-        container = nodes.container()
-        self.state.nested_parse(self.content, self.content_offset, container)
-        return container.children
+        # Read as if written in the page at this point, so the content may hold its title.
+        self.state_machine.insert_input(list(self.content), self.content.source(0))
+        return []
 
 
 def setup(app: Sphinx) -> dict[str, Any]:
