@@ -234,3 +234,19 @@ def test_every_readme_section_is_on_the_site(site: Path):
         on_site |= heading_texts(page.read_text(encoding="utf-8"))
     missing = [s for s in sections if s not in on_site]
     assert missing == [], f"README sections with no heading on the site: {missing}"
+
+
+def test_trainer_reference_describes_every_keyword(site: Path):
+    import trainers
+
+    html = (site / "api" / "trainers.html").read_text(encoding="utf-8")
+    for name, start, end in (("Trainer", 'id="trainers.Trainer"', 'id="trainers.Trainer.fit"'),
+                             ("fit", 'id="trainers.Trainer.fit"', "</dl>")):
+        entry = html[html.index(start):]
+        entry = entry[:entry.index(end, len(start))]
+        text = re.sub(r"<[^>]+>", " ", entry)
+        # The signature lists a keyword once; its description names it a second time.
+        function = trainers.Trainer if name == "Trainer" else trainers.Trainer.fit
+        undescribed = [p for p in inspect.signature(function).parameters
+                       if p != "self" and len(re.findall(rf"\b{p}\b", text)) < 2]
+        assert undescribed == [], f"{name}: keywords without a description: {undescribed}"
