@@ -82,7 +82,11 @@ def browser():
                 # Any request to the network goes to a port nothing listens on, and fails.
                 "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=<-loopback>"):
         options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+    # The suite runs under mlx-fastblas, whose LD_PRELOAD of OpenBLAS keeps chromium's
+    # renderer from starting: the browser gets the environment without it.
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    service = Service(executable_path=driver_path, env=env)
+    driver = webdriver.Chrome(service=service, options=options)
     driver.set_page_load_timeout(60)
     yield driver
     driver.quit()
