@@ -2,7 +2,9 @@
 # One entry point for a fresh machine: set up .venv from the project's own files, then
 #   bash scripts/dev.sh main   run the main job (compare schedules on the embedded data)
 #   bash scripts/dev.sh test   run the test suite (what CI runs)
-# Extra arguments are passed on (to compare_schedules.py or to pytest).
+#   bash scripts/dev.sh docs   build the documentation site into docs/_build/html, warnings as
+#                              errors (open docs/_build/html/index.html)
+# Extra arguments are passed on (to compare_schedules.py, to pytest or to sphinx-build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,8 +12,10 @@ task="${1:-}"
 [ $# -gt 0 ] && shift
 case "$task" in
   main) extra="scripts" ;;
-  test) extra="dev" ;;
-  *) echo "usage: bash scripts/dev.sh {main|test} [args...]" >&2; exit 2 ;;
+  # The docs extra holds the tools of the checks of what users get (browser, mypy, wheel).
+  test) extra="dev,docs" ;;
+  docs) extra="docs" ;;
+  *) echo "usage: bash scripts/dev.sh {main|test|docs} [args...]" >&2; exit 2 ;;
 esac
 
 # Linux: MLX's CPU wheel links a slow reference BLAS; Debian's OpenBLAS makes matmuls
@@ -38,4 +42,7 @@ echo "== installing mlx-schedules[$extra] into .venv"
 case "$task" in
   main) exec .venv/bin/mlx-fastblas .venv/bin/python scripts/compare_schedules.py "$@" ;;
   test) exec .venv/bin/mlx-fastblas .venv/bin/python -m pytest "$@" ;;
+  # -E -a: every page read and written again, so every warning shows (and fails) every time.
+  docs) exec .venv/bin/mlx-fastblas .venv/bin/python -m sphinx -W --keep-going -E -a -q \
+          -b html docs docs/_build/html "$@" ;;
 esac

@@ -22,6 +22,8 @@ The public surface:
 - :func:`find_openblas` — the fast BLAS path (``mlx-fastblas`` console script).
 """
 
+from mlx_schedules import __version__ as __version__  # one distribution, one version
+
 from .audit import AuditReport, audit_run
 from .blas import find_openblas
 from .callbacks import STOP, EarlyStopping, MLflow, ReduceLROnPlateau, TensorBoard

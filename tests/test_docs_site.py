@@ -1,0 +1,256 @@
+"""The documentation site, opened in a real headless browser with no network.
+
+The site is built with warnings as errors (a broken reference or a docstring that does not
+render fails the build), or taken from ``MLX_SCHEDULES_DOCS_HTML`` when CI has just built it
+with ``bash scripts/dev.sh docs``. Debian's ``chromium`` and ``chromium-driver`` open the
+pages through Selenium; every request to the network is refused by pointing the browser at a
+dead proxy, so formulas only render if the math renderer is served by the site itself.
+
+Needs the ``docs`` extra and the two Debian packages; elsewhere the tests are skipped, except
+under CI (``CI`` set), where a missing tool is a failure.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import mlx_schedules
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def require(module: str):
+    """Import a tool of the docs extra: skip without it, except under CI."""
+    if os.environ.get("CI"):
+        return importlib.import_module(module)
+    return pytest.importorskip(module, reason="needs the docs extra: pip install -e '.[docs]'")
+
+
+def require_program(*names: str) -> str:
+    for name in names:
+        found = shutil.which(name)
+        if found:
+            return found
+    message = f"needs {' or '.join(names)} (Debian: apt-get install chromium chromium-driver)"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The built site's folder (built here, warnings as errors, unless CI built it)."""
+    given = os.environ.get("MLX_SCHEDULES_DOCS_HTML")
+    if given:
+        path = Path(given).resolve()
+        assert (path / "index.html").is_file(), f"MLX_SCHEDULES_DOCS_HTML={given}: no index.html"
+        return path
+    require("sphinx")
+    out = tmp_path_factory.mktemp("site") / "html"
+    result = subprocess.run(
+        [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html",
+         str(ROOT / "docs"), str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, f"the docs build failed:\n{result.stdout}\n{result.stderr}"
+    return out
+
+
+@pytest.fixture(scope="session")
+def browser():
+    webdriver = require("selenium.webdriver")
+    chromium = require_program("chromium", "chromium-browser")
+    driver_path = require_program("chromedriver")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--disable-extensions",
+                "--no-first-run", "--window-size=1280,1600",
+                # Any request to the network goes to a port nothing listens on, and fails.
+                "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=<-loopback>"):
+        options.add_argument(arg)
+    # The suite runs under mlx-fastblas, whose LD_PRELOAD of OpenBLAS keeps chromium's
+    # renderer from starting: the browser gets the environment without it.
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    service = Service(executable_path=driver_path, env=env)
+    driver = webdriver.Chrome(service=service, options=options)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def open_page(browser, site: Path, page: str) -> None:
+    browser.get((site / page).as_uri())
+    wait_for(browser, "return document.readyState === 'complete'", f"{page} to load")
+
+
+def wait_for(browser, script: str, what: str, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = browser.execute_script(script)
+        if value:
+            return value
+        time.sleep(0.1)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def requested_urls(browser) -> list[str]:
+    """Every script, style sheet, image and other resource the page asked for."""
+    return browser.execute_script(
+        "return [...performance.getEntriesByType('resource').map(e => e.name),"
+        " ...[...document.scripts].map(s => s.src).filter(Boolean),"
+        " ...[...document.querySelectorAll('link[href]')].filter(l => l.rel !== 'canonical')"
+        "     .map(l => l.href),"
+        " ...[...document.images].map(i => i.currentSrc || i.src)]")
+
+
+def screenshot(browser, name: str) -> None:
+    """Save a screenshot where ``DOCS_SCREENSHOT_DIR`` says (to look at the pages by eye)."""
+    folder = os.environ.get("DOCS_SCREENSHOT_DIR")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(Path(folder) / f"{name}.png"))
+
+
+# Math typeset: MathJax 3 replaces each \[...\] / \(...\) by an <mjx-container>. Returns
+# the counts once typesetting is done (MathJax's startup promise has resolved).
+TYPESET = """
+if (!(window.MathJax && MathJax.startup && MathJax.startup.promise)) return null;
+if (window.__typeset === undefined) {
+  window.__typeset = false;
+  MathJax.startup.promise.then(() => { window.__typeset = true; });
+}
+if (!window.__typeset) return null;
+const blocks = [...document.querySelectorAll('div.math')];
+return {
+  blocks: blocks.length,
+  rendered_blocks: blocks.filter(b => b.querySelector('mjx-container')).length,
+  containers: document.querySelectorAll('mjx-container').length,
+  errors: document.querySelectorAll('mjx-merror, [data-mjx-error]').length,
+  zero_width: [...document.querySelectorAll('mjx-container')]
+      .filter(c => c.getBoundingClientRect().width === 0).length,
+  raw_tex: [...document.querySelectorAll('div.math, span.math')]
+      .filter(e => /\\\\[\\[\\(]|\\\\(frac|eta|cos|bigl|tfrac)/.test(e.textContent)).length,
+};
+"""
+
+
+def math_docstrings() -> list[str]:
+    """Public names of mlx_schedules whose docstring holds a ``.. math::`` block."""
+    return [name for name in mlx_schedules.__all__
+            if ".. math::" in (inspect.getdoc(getattr(mlx_schedules, name)) or "")]
+
+
+def test_schedule_formulas_render_as_math_without_network(browser, site: Path):
+    expected = math_docstrings()
+    assert len(expected) >= 15, expected  # the schedules' docstrings carry their formulas
+    open_page(browser, site, "api/schedules.html")
+    state = wait_for(browser, "return (() => {" + TYPESET + "})()", "MathJax to typeset")
+    screenshot(browser, "api-schedules")
+    assert state["blocks"] >= len(expected), state
+    assert state["rendered_blocks"] == state["blocks"], state  # every formula typeset
+    assert state["errors"] == 0, state  # no TeX that MathJax could not parse
+    assert state["zero_width"] == 0, state  # the fonts loaded: each formula takes room
+    assert state["raw_tex"] == 0, state  # no formula left as raw TeX
+    # Each schedule with a formula in its docstring has typeset math in its own entry.
+    without = browser.execute_script(
+        "return arguments[0].filter(n => { const dt = document.getElementById("
+        "'mlx_schedules.' + n); return !dt || !dt.parentElement.querySelector('mjx-container');"
+        "})", expected)
+    assert without == [], f"schedules whose formula is not rendered on the page: {without}"
+    urls = requested_urls(browser)
+    assert any("mathjax" in u.lower() for u in urls), urls  # MathJax came from the site...
+    assert all(u.startswith("file://") for u in urls), [u for u in urls
+                                                        if not u.startswith("file://")]
+
+
+def test_every_public_name_is_documented(browser, site: Path):
+    import trainers
+
+    for page, package in (("api/schedules.html", mlx_schedules), ("api/trainers.html",
+                                                                   trainers)):
+        open_page(browser, site, page)
+        missing = browser.execute_script(
+            "return arguments[0].filter(n => !document.getElementById(arguments[1] + '.' + n))",
+            list(package.__all__), package.__name__)
+        assert missing == [], f"{page} lacks {missing}"
+
+
+def test_gallery_images_load_and_cover_every_schedule(browser, site: Path):
+    open_page(browser, site, "gallery.html")
+    screenshot(browser, "gallery")
+    images = browser.execute_script(
+        "return [...document.querySelectorAll('article img')].map(i => ({src: i.src, "
+        "ok: i.complete && i.naturalWidth > 100 && i.naturalHeight > 100}))")
+    assert len(images) >= 20, images
+    assert [i["src"] for i in images if not i["ok"]] == []
+    text = browser.execute_script("return document.querySelector('article').innerText")
+    absent = [name for name in mlx_schedules.schedule_names() if name not in text]
+    assert absent == [], f"schedules missing from the gallery: {absent}"
+
+
+@pytest.mark.parametrize("page", ["index.html", "results.html", "comparison/comparison.html",
+                                  "TRAINERS.html", "guides/several-macs.html"])
+def test_pages_load_their_images_and_nothing_from_the_network(browser, site: Path, page: str):
+    open_page(browser, site, page)
+    if page == "index.html":
+        screenshot(browser, "index")
+    broken = browser.execute_script(
+        "return [...document.images].filter(i => !(i.complete && i.naturalWidth > 0))"
+        ".map(i => i.src)")
+    assert broken == []
+    urls = requested_urls(browser)
+    assert all(u.startswith("file://") for u in urls), [u for u in urls
+                                                        if not u.startswith("file://")]
+    title = browser.execute_script("return document.querySelector('article h1').innerText")
+    assert title.strip(), page
+
+
+def heading_texts(html: str) -> set[str]:
+    """The text of every heading of a page, without markup, spaces normalised."""
+    import html as html_lib
+
+    found = re.findall(r"<h[1-6][^>]*>(.*?)</h[1-6]>", html, re.S)
+    return {" ".join(html_lib.unescape(re.sub(r"<[^>]+>|¶", "", h)).split()) for h in found}
+
+
+def test_every_readme_section_is_on_the_site(site: Path):
+    """The README may shrink: each of its sections must be a heading somewhere on the site."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    sections = [" ".join(re.sub(r"`", "", h).split())
+                for h in re.findall(r"^#{2,3} (.+)$", readme, re.M)]
+    assert len(sections) >= 4, sections
+    on_site: set[str] = set()
+    for page in site.rglob("*.html"):
+        on_site |= heading_texts(page.read_text(encoding="utf-8"))
+    missing = [s for s in sections if s not in on_site]
+    assert missing == [], f"README sections with no heading on the site: {missing}"
+
+
+def test_trainer_reference_describes_every_keyword(site: Path):
+    import trainers
+
+    html = (site / "api" / "trainers.html").read_text(encoding="utf-8")
+    for name, start, end in (("Trainer", 'id="trainers.Trainer"', 'id="trainers.Trainer.fit"'),
+                             ("fit", 'id="trainers.Trainer.fit"', "</dl>")):
+        entry = html[html.index(start):]
+        entry = entry[:entry.index(end, len(start))]
+        text = re.sub(r"<[^>]+>", " ", entry)
+        # The signature lists a keyword once; its description names it a second time.
+        function = trainers.Trainer if name == "Trainer" else trainers.Trainer.fit
+        undescribed = [p for p in inspect.signature(function).parameters
+                       if p != "self" and len(re.findall(rf"\b{p}\b", text)) < 2]
+        assert undescribed == [], f"{name}: keywords without a description: {undescribed}"

@@ -1,0 +1,146 @@
+"""What users install: the sdist and the wheel hold exactly the packages and data they need,
+the wheel installs into a fresh virtual environment, and the README's quick start runs from
+that installation (not from the checkout). Also: one version everywhere.
+
+The build uses ``python -m build`` (the ``docs`` extra) with its usual isolated environment;
+packages come from pip's configured indexes and its cache, so a warm run takes well under
+two minutes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import subprocess
+import sys
+import tarfile
+import zipfile
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+import mlx_schedules
+import trainers
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("mlx_schedules", "trainers")
+
+
+def readme_quick_start(readme: Path) -> str:
+    """The first ``python`` block under the README's "Quick start" heading."""
+    text = readme.read_text(encoding="utf-8")
+    match = re.search(r"^## Quick start\n.*?^```python\n(.*?)^```", text, re.M | re.S)
+    assert match, f"{readme}: no ```python block under a '## Quick start' heading"
+    return match.group(1)
+
+
+def package_files() -> set[str]:
+    """Every file the wheel must hold: the packages' modules and their py.typed markers."""
+    files = set()
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*"):
+            if path.is_file() and "__pycache__" not in path.parts and \
+                    (path.suffix == ".py" or path.name == "py.typed"):
+                files.add(path.relative_to(ROOT).as_posix())
+    return files
+
+
+def test_one_version_everywhere():
+    version = mlx_schedules.__version__
+    assert re.fullmatch(r"\d+\.\d+\.\d+([ab]|rc)?\d*", version), version
+    assert trainers.__version__ == version
+    assert metadata.version("mlx-schedules") == version
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert re.search(rf'^version = "{re.escape(version)}"$', pyproject, re.M)
+    changelog = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
+    assert re.search(rf"^## {re.escape(version)}\b", changelog, re.M), \
+        f"CHANGELOG.md has no '## {version}' section"
+
+
+def test_quick_start_is_found_in_the_readme():
+    code = readme_quick_start(ROOT / "README.md")
+    compile(code, "README.md quick start", "exec")  # a whole program, not a fragment
+    assert "import mlx_schedules" in code or "from mlx_schedules import" in code
+
+
+def one_cycle_reference(t: int, max_lr: float, total: int) -> tuple[float, float]:
+    """PyTorch OneCycleLR's rate and momentum at step t (cosine, pct_start 0.3), float64."""
+    up = 0.3 * total - 1
+
+    def anneal(start: float, end: float, pct: float) -> float:
+        return end + (start - end) / 2 * (1 + math.cos(math.pi * pct))
+
+    assert t <= up
+    return anneal(max_lr / 25, max_lr, t / up), anneal(0.95, 0.85, t / up)
+
+
+@pytest.fixture(scope="module")
+def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if os.environ.get("CI") is None:
+        pytest.importorskip("build", reason="needs the docs extra: pip install -e '.[docs]'")
+    out = tmp_path_factory.mktemp("dist")
+    result = subprocess.run([sys.executable, "-m", "build", "--sdist", "--wheel",
+                             "--outdir", str(out), str(ROOT)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    return out
+
+
+@pytest.mark.slow
+def test_wheel_holds_exactly_the_packages(dist: Path):
+    (wheel,) = dist.glob("mlx_schedules-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    info = [n for n in names if n.split("/")[0].endswith(".dist-info")]
+    assert set(names) - set(info) == package_files()
+    assert {n.split("/")[0] for n in info} == {f"mlx_schedules-{mlx_schedules.__version__}"
+                                              ".dist-info"}
+    entry_points = zipfile.ZipFile(wheel).read(
+        f"mlx_schedules-{mlx_schedules.__version__}.dist-info/entry_points.txt").decode()
+    assert "mlx-fastblas = trainers.blas:main" in entry_points
+
+
+@pytest.mark.slow
+def test_sdist_holds_the_sources_and_no_build_output(dist: Path):
+    (sdist,) = dist.glob("mlx_schedules-*.tar.gz")
+    with tarfile.open(sdist) as tar:
+        names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
+    assert package_files() <= names
+    assert {"pyproject.toml", "README.md", "LICENSE"} <= names
+    leaked = sorted(n for n in names if n.split("/")[0] in (".venv", "docs", "runs", "dist",
+                                                             "build") or "__pycache__" in n)
+    assert leaked == []
+
+
+@pytest.mark.slow
+def test_readme_quick_start_runs_from_the_installed_wheel(dist: Path, tmp_path: Path):
+    (wheel,) = dist.glob("mlx_schedules-*.whl")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    install = subprocess.run([str(python), "-m", "pip", "install", "-q", str(wheel)],
+                             capture_output=True, text=True, timeout=600, env=env)
+    assert install.returncode == 0, install.stdout[-4000:] + install.stderr[-4000:]
+    assert (venv / "bin" / "mlx-fastblas").exists()
+
+    work = tmp_path / "elsewhere"  # not the checkout: nothing can be imported from it
+    work.mkdir()
+    code = readme_quick_start(ROOT / "README.md")
+    script = work / "quick_start.py"
+    script.write_text(code + "\nimport mlx_schedules, trainers\n"
+                      "print('FROM', mlx_schedules.__file__, trainers.__file__)\n")
+    run = subprocess.run([str(python), str(script)], cwd=work, capture_output=True,
+                         text=True, timeout=300, env=env)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    origin = run.stdout.split("FROM", 1)[1].split()
+    assert all(Path(p).is_relative_to(venv) for p in origin), origin
+
+    if "one_cycle(0.1, total_steps)" in code and "total_steps = 1000" in code \
+            and "range(3)" in code:
+        # After three updates (0, 1, 2) the optimizer holds what update 2 used.
+        values = [float(v) for v in re.findall(r"array\(([-+0-9.e]+)", run.stdout)]
+        rate, momentum = one_cycle_reference(2, 0.1, 1000)
+        assert values[:2] == [pytest.approx(rate, rel=1e-5),
+                              pytest.approx(momentum, rel=1e-6)]
