@@ -1,10 +1,11 @@
 """A short run that holds its run directory a while, for tests/trainers/test_run_dir.py.
 
-    python tests/trainers/_trainer_hold_script.py RUN_DIR STEPS SLEEP [--resume]
+    python tests/trainers/_trainer_hold_script.py RUN_DIR STEPS SLEEP [--resume] [--hold]
 
 It writes ``RUN_DIR.started`` (beside the run directory) once the trainer owns the directory,
-then sleeps ``SLEEP`` seconds in every training row's callback, so that a second process can
-try to use the directory while this one trains. Exit status 3 means the directory was busy.
+then sleeps ``SLEEP`` seconds in every training row's callback; with ``--hold`` it also waits
+at its first training row until ``RUN_DIR.release`` exists, so that a second process can try
+the directory while this one certainly still trains. Exit status 3: the directory was busy.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 def main() -> int:
     run_dir, steps, pause = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
     resume = "--resume" in sys.argv
+    hold = "--hold" in sys.argv
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import mlx.core as mx
     import mlx.optimizers as optim
@@ -30,6 +32,8 @@ def main() -> int:
             with open(run_dir + ".started", "w") as f:
                 f.write(str(os.getpid()))
         elif event["event"] == "train":
+            while hold and not os.path.exists(run_dir + ".release"):
+                time.sleep(0.02)
             time.sleep(pause)
 
     mx.random.seed(0)

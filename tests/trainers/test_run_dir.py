@@ -124,7 +124,7 @@ def _wait_for(path, proc, timeout=60.0):
 @pytest.mark.slow
 def test_a_second_process_fails_clearly_and_the_first_finishes_intact(tmp_path):
     run_dir = tmp_path / "run"
-    first = _hold(run_dir, 20, 0.1)
+    first = _hold(run_dir, 20, 0.0, "--hold")  # trains only once released below
     try:
         _wait_for(f"{run_dir}.started", first)
         for extra in ((), ("--resume",)):  # fresh or resuming, the second process is refused
@@ -133,6 +133,7 @@ def test_a_second_process_fails_clearly_and_the_first_finishes_intact(tmp_path):
             assert second.returncode == 3, second.stderr
             assert str(run_dir) in second.stderr
             assert f"in use by process {first.pid}" in second.stderr
+        open(f"{run_dir}.release", "w").close()
         assert first.wait(timeout=120) == 0
     finally:
         first.kill()
