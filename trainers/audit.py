@@ -100,7 +100,7 @@ class AuditReport:
 
     @property
     def first_mismatch(self) -> Mismatch | None:
-        """The mismatch at the smallest step (ties: the column logged first)."""
+        """The mismatch at the smallest step; of two at one step, the column logged first."""
         found = [c.mismatch for c in self.columns if c.mismatch is not None]
         return min(found, key=lambda m: m.step) if found else None
 

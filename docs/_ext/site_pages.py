@@ -91,6 +91,12 @@ def _plot_script(root: Path) -> Any:
     return module
 
 
+def _name(config: Any) -> str:
+    """A gallery item's schedule name: a config's, or a ``(title, schedule)`` pair's (a
+    schedule that is not data, such as ``cyclic_lr`` with a custom ``scale_fn``)."""
+    return config[1].name if isinstance(config, tuple) else config["name"]
+
+
 def _slug(index: int, name: str) -> str:
     return f"{index:02d}-{name}"
 
@@ -104,8 +110,10 @@ def write_gallery(root: Path, out: Path) -> dict[str, str]:
 
     configs = script.gallery(GALLERY_STEPS)
     entries = script.build_entries(configs, GALLERY_STEPS, True)
-    covered = {c["name"] for c in configs}
-    covered |= {m["name"] for c in configs if (m := script.momentum_for(c)) is not None}
+    names = [_name(c) for c in configs]
+    covered = set(names)
+    covered |= {m["name"] for c in configs if isinstance(c, dict)
+                and (m := script.momentum_for(c)) is not None}
     missing = sorted(set(ms.schedule_names()) - covered)
     if missing:
         logger.warning("schedule gallery: no example config in scripts/plot_schedules.py's "
@@ -121,17 +129,17 @@ def write_gallery(root: Path, out: Path) -> dict[str, str]:
         "(``from_config`` rebuilds it).\n",
     ]
     with tempfile.TemporaryDirectory() as tmp:
-        for i, (config, entry) in enumerate(zip(configs, entries)):
-            slug = _slug(i, config["name"])
+        for i, (config, entry, name) in enumerate(zip(configs, entries, names)):
+            slug = _slug(i, name)
             scratch = Path(tmp) / f"{slug}.png"
             plot_schedules([entry], str(scratch))
             _write_if_changed(images / f"{slug}.png", scratch.read_bytes())
-            first.setdefault(config["name"], f"/_generated/gallery/{slug}.png")
-            title = f"``{config['name']}``"
-            if i and configs[i - 1]["name"] == config["name"]:
+            first.setdefault(name, f"/_generated/gallery/{slug}.png")
+            title = f"``{name}``"
+            if i and names[i - 1] == name:
                 title += " (another setting)"
-            api = f"API: :func:`mlx_schedules.{config['name']}`"
-            momentum = script.momentum_for(config)
+            api = f"API: :func:`mlx_schedules.{name}`"
+            momentum = script.momentum_for(config) if isinstance(config, dict) else None
             if entry.get("momentum") is not None and momentum is not None:
                 api += f", with its momentum :func:`mlx_schedules.{momentum['name']}`"
             lines += [
@@ -139,7 +147,7 @@ def write_gallery(root: Path, out: Path) -> dict[str, str]:
                 _heading(title, "-"),
                 api + "\n",
                 f".. image:: /_generated/gallery/{slug}.png\n"
-                f"   :alt: {config['name']} over {GALLERY_STEPS} steps\n"
+                f"   :alt: {name} over {GALLERY_STEPS} steps\n"
                 f"   :class: schedule-plot\n",
             ]
         scratch = Path(tmp) / "all.png"
