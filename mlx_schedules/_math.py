@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 
 import mlx.core as mx
-import numpy as np
 
 
 def to_float(x: mx.array) -> mx.array:
@@ -164,7 +163,7 @@ def splitmix64_host(value: int) -> int:
 
 
 def _u32(value: int) -> mx.array:
-    return mx.array(np.uint32(value & _MASK32))
+    return mx.array(value & _MASK32, dtype=mx.uint32)
 
 
 _SHIFT8, _SHIFT15, _SHIFT16 = _u32(8), _u32(15), _u32(16)

@@ -144,7 +144,7 @@ class Schedule:
         self.name = name
         self._config = config
         # How many schedules deep this composition is: configs hold MAX_CONFIG_DEPTH.
-        self.depth = 1 + max((inner.depth for inner in _schedules_in(config)), default=0)
+        self.depth: int = 1 + max((inner.depth for inner in _schedules_in(config)), default=0)
         self._compiled: StepFunction | None = None
 
     def raw(self, steps: mx.array) -> mx.array:

@@ -91,10 +91,10 @@ def warmup(schedule: Callable, steps: int, *, init: float = 0.0,
     inner = body_of(schedule)
     # The peak schedule(0) is one number: evaluated once here, so that a call evaluates
     # the wrapped schedule once, and nested warmups cost time linear in their depth.
-    peak = inner(mx.zeros((), dtype=mx.int64))
-    if peak.size != 1:
-        raise ValueError(f"schedule(0) must be one number, got shape {peak.shape}")
-    peak = check_real("schedule(0)", peak.item())
+    at_zero = inner(mx.zeros((), dtype=mx.int64))
+    if at_zero.size != 1:
+        raise ValueError(f"schedule(0) must be one number, got shape {at_zero.shape}")
+    peak = check_real("schedule(0)", at_zero.item())
     check_span("schedule(0)", peak, "init", init)
 
     def body(t):

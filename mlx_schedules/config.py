@@ -47,7 +47,9 @@ def register(factory: Callable[..., StepFunction]) -> Callable[..., Schedule]:
         bound.apply_defaults()
         return Schedule(factory(*args, **kwargs), name, dict(bound.arguments))
 
-    build.__signature__ = signature.replace(return_annotation="Schedule")
+    # inspect.signature reads ``__signature__`` from the function's __dict__; typeshed
+    # declares no such attribute on functions, so it is set there directly.
+    build.__dict__["__signature__"] = signature.replace(return_annotation="Schedule")
     build.__annotations__ = {**factory.__annotations__, "return": "Schedule"}
     _FACTORIES[name] = build
     return build

@@ -266,7 +266,7 @@ def cosine_restarts(init: float, first_decay_steps: int, *, t_mul: float = 2.0,
         m_base = mx.array(m_mul, mx.float32)
         stop = None if cycle_limit is None else cycle_limit * first_decay_steps
 
-        def periodic(t):
+        def equal_cycles(t):
             cycle = t // first_decay_steps
             # Steps left to the restart, an exact integer (no (cycle+1)·T_0 to overflow).
             left = first_decay_steps - (t - cycle * first_decay_steps)
@@ -274,11 +274,13 @@ def cosine_restarts(init: float, first_decay_steps: int, *, t_mul: float = 2.0,
             if m_mul != 1.0:
                 wave = mx.power(m_base, to_float(cycle)) * wave
             return end + amplitude * wave
-        return _pin_ends(periodic, init, end, stop)
+        return _pin_ends(equal_cycles, init, end, stop)
 
     # Cycle starts S_i as host floats, walked the way Keras and PyTorch define them, for
     # every cycle that starts at a step the schedules support (S_i <= 2**62).
-    starts, lengths, length = [0.0], [], float(first_decay_steps)
+    starts: list[float] = [0.0]
+    lengths: list[float] = []
+    length = float(first_decay_steps)
     while starts[-1] <= MAX_STEP:
         if len(lengths) == MAX_RESTART_CYCLES:
             raise ValueError(

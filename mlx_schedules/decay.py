@@ -453,7 +453,7 @@ def piecewise_interpolate(init: float, boundaries_and_scales: Mapping[int, float
         return lambda t: mx.full(t.shape, init, dtype=mx.float32)
     bounds = [0] + [step for step, _ in pairs]
     # past the last boundary: length 1 and a rise of 0, so the level holds exactly
-    columns = [(bounds, mx.int64),
+    columns: list[tuple[list[Any], mx.Dtype]] = [(bounds, mx.int64),
                ([b - a for a, b in zip(bounds, bounds[1:])] + [1], mx.float32),
                (levels, mx.float32),
                ([b - a for a, b in zip(levels, levels[1:])] + [0.0], mx.float32)]

@@ -21,6 +21,7 @@ unmodified; what it needs from MLX beyond the public API is in
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import mlx.core as mx
 import mlx.optimizers as optim
@@ -97,7 +98,8 @@ def _scheduled_class(cls: type) -> type:
     scheduled; MLX's own ``apply_single`` then uses the scheduled arrays."""
     if cls not in _SCHEDULED_CLASSES:
         names = _SUPPORTED[next(c for c in cls.__mro__ if c in _SUPPORTED)]
-        namespace = {name: _state_property(name) for name in names if not name.startswith("beta")}
+        namespace: dict[str, Any] = {name: _state_property(name) for name in names
+                                     if not name.startswith("beta")}
         if "beta1" in names:
             namespace["betas"] = _betas_property()
         namespace["__doc__"] = f"{cls.__name__} with hyperparameters on schedules."
