@@ -41,7 +41,7 @@ import dataclasses
 import json
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import mlx.core as mx
 import numpy as np
@@ -239,7 +239,9 @@ def _checkpoint_factors(run_dir: str) -> dict[str, dict[int, float]]:
     out: dict[str, dict[int, float]] = {}
     for step, path in _checkpoints(run_dir):
         try:
-            state = mx.load(os.path.join(path, "optimizer.safetensors"))
+            # a .safetensors file loads as a dict (mx.load's stub is the union over formats)
+            state = cast(dict[str, mx.array],
+                         mx.load(os.path.join(path, "optimizer.safetensors")))
         except (OSError, ValueError, RuntimeError):
             continue  # an unreadable checkpoint says nothing; the log is still audited
         for key, value in state.items():
@@ -248,7 +250,8 @@ def _checkpoint_factors(run_dir: str) -> dict[str, dict[int, float]]:
                 continue
             # ``lr_factor`` (one optimizer) or ``optimizers.i.lr_factor`` (parameter groups)
             column = "learning_rate" if len(parts) == 1 else f"learning_rate/{parts[-2]}"
-            out.setdefault(column, {})[step] = float(value.item())
+            # lr_factor is a real scalar (item()'s stub includes complex)
+            out.setdefault(column, {})[step] = float(cast(float, value.item()))
     return out
 
 

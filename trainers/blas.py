@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 __all__ = ["ENV_VAR", "SEARCH_PATHS", "fast_blas_env", "find_openblas", "main"]
 
@@ -31,7 +31,7 @@ SEARCH_PATHS = tuple(
 ) + ("/usr/lib64/libopenblas.so.0", "/usr/lib/libopenblas.so.0", "/usr/local/lib/libopenblas.so.0")
 
 
-def find_openblas(environ: dict[str, str] | None = None) -> str | None:
+def find_openblas(environ: Mapping[str, str] | None = None) -> str | None:
     """Path of ``libopenblas.so.0`` to preload, or ``None`` (not Linux, or not installed).
 
     ``MLX_FASTBLAS_LIB`` overrides the search: a path is used if it exists (``None`` if not);
@@ -41,9 +41,9 @@ def find_openblas(environ: dict[str, str] | None = None) -> str | None:
         >>> find_openblas({"MLX_FASTBLAS_LIB": ""}) is None
         True
     """
-    environ = os.environ if environ is None else environ
-    if ENV_VAR in environ:
-        path = environ[ENV_VAR]
+    env: Mapping[str, str] = os.environ if environ is None else environ
+    if ENV_VAR in env:
+        path = env[ENV_VAR]
         return path if path and os.path.isfile(path) else None
     if platform.system() != "Linux":
         return None

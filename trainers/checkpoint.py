@@ -37,7 +37,7 @@ import re
 import stat
 import warnings
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -497,7 +497,8 @@ def _read_arrays(path: str) -> dict[str, mx.array]:
     if not os.path.exists(path):
         raise CheckpointFileMissing(f"checkpoint file missing: {path}")
     try:
-        arrays = mx.load(path)
+        # A .safetensors file loads as a dict (mx.load's stub is the union over formats)
+        arrays = cast(dict[str, mx.array], mx.load(path))
         mx.eval(arrays)  # host waits: read the file now, before it could be pruned
     except (RuntimeError, ValueError) as e:
         raise CheckpointError(f"corrupt checkpoint file {path}: {e}") from e
@@ -511,7 +512,9 @@ def _check_finite(path: str, weights: dict[str, mx.array]) -> None:
     finite = mx.stack([mx.all(mx.isfinite(v)) for _, v in floats])
     if bool(mx.all(finite).item()):  # host waits: one reduction over all weights
         return
-    bad = [k for (k, _), ok in zip(floats, finite.tolist(), strict=True) if not ok]
+    # one flag per array: tolist() of a 1-d array is a list (its stub is the scalar union)
+    flags = cast(list[bool], finite.tolist())
+    bad = [k for (k, _), ok in zip(floats, flags, strict=True) if not ok]
     raise CheckpointError(
         f"checkpoint {path} holds non-finite weights (NaN or inf) in {bad[:5]}; it cannot be "
         "resumed from (resume from an older checkpoint)")

@@ -49,7 +49,7 @@ import os
 import shutil
 import stat
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO, cast
 
 from .errors import StorageError, UnsafePathError
 
@@ -213,6 +213,8 @@ class NewFile(io.RawIOBase):
         return True
 
     def write(self, data: Any) -> int:
+        if self._fd is None:
+            raise ValueError(f"{self.path}: write to a closed file")
         view = memoryview(data).cast("B")
         try:
             _write_all(self._fd, view)
@@ -269,7 +271,10 @@ def save_safetensors(path: str | os.PathLike, arrays: dict, metadata: dict | Non
     import mlx.core as mx
 
     path = os.fspath(path)
-    with NewFile(path) as f:
+    with NewFile(path) as new_file:
+        # MLX writes to any object with write(); its stubs accept only typing.BinaryIO,
+        # which a RawIOBase subclass is not nominally.
+        f = cast(BinaryIO, new_file)
         try:
             if metadata:
                 mx.save_safetensors(f, arrays, metadata)
@@ -281,7 +286,7 @@ def save_safetensors(path: str | os.PathLike, arrays: dict, metadata: dict | Non
             raise storage_error(e, path) from e
         except RuntimeError as e:  # MLX's own write errors carry no path and no errno
             raise _mlx_write_error(e, path) from e
-    return f.size, f.sha256
+    return new_file.size, new_file.sha256
 
 
 def _mlx_write_error(error: RuntimeError, path: str) -> StorageError:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -215,11 +215,12 @@ def evaluate_lm(
             count = count + tokens_in({"lengths": lengths, "offsets": offsets})
     finally:
         model.train(was_training)
-    tokens = int(count.item())  # host waits for the whole evaluation
+    # item() is typed int | float | complex whatever the dtype: count is an integer array
+    tokens = int(cast(int, count.item()))  # host waits for the whole evaluation
     if tokens == 0:
         raise ValueError("evaluation batches hold no real token")
-    loss = total.item() / tokens
-    out = {"loss": loss, "tokens": tokens}
+    loss = cast(float, total.item()) / tokens  # total is a float32 scalar
+    out: dict[str, float] = {"loss": loss, "tokens": tokens}
     if byte_level:
         out["bits_per_byte"] = loss / LN2
     return out

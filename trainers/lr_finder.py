@@ -300,13 +300,14 @@ def _result(watcher: _DivergenceWatch, suggestion: str, extra: dict) -> RangeTes
 
 def _combine(runs: list[RangeTestResult], suggestion: str) -> RangeTestResult:
     """One result from several seeds' sweeps: medians, and each rule's band."""
-    spread = {}
+    spread: dict[str, dict[str, Any]] = {}
+    medians: dict[str, float] = {}
     for rule in SUGGESTIONS:
         values = [r.suggestions[rule] for r in runs]
-        spread[rule] = {"values": values, "median": float(np.median(values)),
+        medians[rule] = float(np.median(values))
+        spread[rule] = {"values": values, "median": medians[rule],
                         "low": min(values), "high": max(values),
                         "log10_range": math.log10(max(values) / min(values))}
-    medians = {rule: spread[rule]["median"] for rule in SUGGESTIONS}
     first = runs[0]
     return dataclasses.replace(
         first, suggested_lr=medians[suggestion],

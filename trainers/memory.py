@@ -32,6 +32,7 @@ def model_blocks(model: nn.Module) -> list[nn.Module]:
         3
     """
     custom = getattr(model, "grad_checkpoint_blocks", None)
+    blocks: object
     if callable(custom):
         blocks = list(custom())
     else:

@@ -108,7 +108,8 @@ class RunLog:
 
     def write(self, rows: Sequence[dict]) -> None:
         """Append rows to both files (buffered; :meth:`flush` pushes them to the OS)."""
-        if self._jsonl is None:
+        jsonl_file, csv_file = self._jsonl, self._csv
+        if jsonl_file is None or csv_file is None:
             raise RuntimeError("RunLog.write before open")
         rows = [{k: format_value(v) for k, v in row.items()} for row in rows]
         jsonl = "".join(json.dumps(row) + "\n" for row in rows)
@@ -116,8 +117,8 @@ class RunLog:
         writer = csv.writer(buffer, lineterminator="\n")
         for row in rows:
             writer.writerow([_csv_cell(row.get(c)) for c in self.columns])
-        self._guarded(self.jsonl_path, lambda: self._jsonl.write(jsonl))
-        self._guarded(self.csv_path, lambda: self._csv.write(buffer.getvalue()))
+        self._guarded(self.jsonl_path, lambda: jsonl_file.write(jsonl))
+        self._guarded(self.csv_path, lambda: csv_file.write(buffer.getvalue()))
 
     @staticmethod
     def _guarded(path: str, write: Any) -> None:
@@ -137,6 +138,8 @@ class RunLog:
 
     def position(self) -> dict:
         """Byte offsets of both files after everything written so far (flushes first)."""
+        if self._jsonl is None or self._csv is None:
+            raise RuntimeError("RunLog.position before open")
         self.flush()
         return {"jsonl": self._jsonl.tell(), "csv": self._csv.tell()}
 

@@ -214,7 +214,8 @@ class SequenceBatches:
             for length, count in zip(self.bucket_lengths, self._counts)
             if count >= self.batch_size or (count and not self.drop_last)
         )
-        self._buffer = None
+        # an mlx.data Buffer, made on first use; mlx.data ships no type stubs
+        self._buffer: Any = None
         if len(self) == 0:
             raise ValueError(
                 f"no bucket holds {self.batch_size} sequences (batch_size={self.batch_size}, "
@@ -428,13 +429,13 @@ def read_byte_documents(paths: Iterable[str | os.PathLike]) -> list[np.ndarray]:
         >>> read_byte_documents([path])[0].tolist()
         [104, 105, 10]
     """
-    paths = [os.fspath(p) for p in paths]
-    for p in paths:
+    names: list[str] = [os.fspath(p) for p in paths]
+    for p in names:
         if not os.path.isfile(p):
             raise FileNotFoundError(f"no such file: {p}")
     dx = _mlx_data()
-    if dx is None or not paths:
-        return [np.frombuffer(open(p, "rb").read(), dtype=np.uint8) for p in paths]
-    files = dx.buffer_from_vector([{"file": p.encode()} for p in paths]).load_file("file")
+    if dx is None or not names:
+        return [np.frombuffer(open(p, "rb").read(), dtype=np.uint8) for p in names]
+    files = dx.buffer_from_vector([{"file": p.encode()} for p in names]).load_file("file")
     # load_file gives int8; viewing as uint8 restores byte values above 127.
     return [np.asarray(files[i]["file"]).view(np.uint8).copy() for i in range(len(files))]
