@@ -11,8 +11,8 @@ buffer of batches, a list of batches or a callable ``epoch -> iterable`` are rep
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Collection, Iterable, Iterator, Sized
+from typing import Any, cast
 
 import mlx.core as mx
 import numpy as np
@@ -34,7 +34,9 @@ def _mlx_data_types() -> tuple[type, ...]:
         import mlx.data as dx
     except ImportError:  # mlx-data is optional
         return ()
-    return (dx.Buffer, dx.Stream)
+    # mlx.data's compiled module ships no stubs that name its classes
+    module: Any = dx
+    return (module.Buffer, module.Stream)
 
 
 def load_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -58,7 +60,9 @@ def load_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
         with np.load(path) as f:
             return {k: f[k] for k in f.files}
     if path.endswith(".safetensors"):
-        return {k: np.array(v) for k, v in mx.load(path).items()}
+        # a .safetensors file loads as a dict (mx.load's stub is the union over formats)
+        arrays = cast(dict[str, mx.array], mx.load(path))
+        return {k: np.array(v) for k, v in arrays.items()}
     raise ValueError(f"dataset file must end in .npz or .safetensors: {path}")
 
 
@@ -141,7 +145,9 @@ class ArrayBatches:
         self.shuffle = shuffle
         self.seed = seed
         self.drop_last = drop_last
-        self._buffer = None
+        # an mlx.data Buffer of samples (no stubs), or the arrays; exactly one is not None
+        self._buffer: Any = None
+        self._arrays: dict[Any, Any] | tuple[Any, ...] | None
         if isinstance(data, dict):
             self._arrays = dict(data)
         elif isinstance(data, tuple):
@@ -178,7 +184,7 @@ class ArrayBatches:
             if isinstance(self._arrays, dict):
                 self._arrays = {k: convert(v) for k, v in self._arrays.items()}
             else:
-                self._arrays = tuple(convert(v) for v in self._arrays)
+                self._arrays = tuple(convert(v) for v in self._values())
         except (RuntimeError, TypeError, ValueError) as e:
             raise ValueError(
                 f"ArrayBatches(device={device}) cannot convert the arrays ({e}); "
@@ -186,13 +192,15 @@ class ArrayBatches:
             ) from None
 
     def _values(self) -> Iterable[Any]:
+        if self._arrays is None:
+            raise RuntimeError("ArrayBatches over an mlx.data Buffer holds no arrays")
         return self._arrays.values() if isinstance(self._arrays, dict) else self._arrays
 
     def _rows(self, rows: slice | np.ndarray | mx.array) -> Batch:
         """The batch of the given rows (a slice, or an index array on the arrays' side)."""
         if isinstance(self._arrays, dict):
             return {k: _take_rows(v, rows) for k, v in self._arrays.items()}
-        return tuple(_take_rows(v, rows) for v in self._arrays)
+        return tuple(_take_rows(v, rows) for v in self._values())
 
     def __len__(self) -> int:
         full, rest = divmod(self.num_samples, self.batch_size)
@@ -205,7 +213,7 @@ class ArrayBatches:
         already trained on. Batches are ``mx.array`` with ``device=True``, NumPy otherwise.
         """
         size = self.batch_size
-        order = None
+        order: np.ndarray | None = None
         if self.shuffle:
             order = np.random.default_rng((self.seed, epoch)).permutation(self.num_samples)
         if self._buffer is not None:
@@ -214,13 +222,14 @@ class ArrayBatches:
                 idx = order[b * size : (b + 1) * size]
                 yield self._buffer.perm(idx).batch(len(idx))[0]
         else:
+            picks: np.ndarray | mx.array | None = order
             if order is not None and self.device:
                 # One copy of the order per epoch; each batch is then a lazy gather, evaluated
                 # with the training step that consumes it.
-                order = mx.array(order)
+                picks = mx.array(order)
             for b in range(start, len(self)):
                 rows = slice(b * size, (b + 1) * size)  # a plain slice copies nothing
-                yield self._rows(rows if order is None else order[rows])
+                yield self._rows(rows if picks is None else picks[rows])
 
 
 def _to_mx(array: Any) -> mx.array:
@@ -269,10 +278,10 @@ def as_source(data: Any, *, name: str = "training data") -> _Source:
                        can_start=can_start)
     mlx_types = _mlx_data_types()
     if mlx_types and isinstance(data, mlx_types[0]):
-        buffer = data
+        buffer: Any = data  # an mlx.data Buffer (no stubs)
         return _Source(lambda e: (buffer[i] for i in range(len(buffer))), len(buffer))
     if mlx_types and isinstance(data, mlx_types[1]):
-        stream = data
+        stream: Any = data  # an mlx.data Stream (no stubs)
 
         def stream_epoch(e: int) -> Iterable[Batch]:
             stream.reset()
@@ -284,7 +293,7 @@ def as_source(data: Any, *, name: str = "training data") -> _Source:
     if not isinstance(data, Iterable):
         raise TypeError(f"{name} must be iterable, got {type(data).__name__}")
     if iter(data) is data:  # a one-shot iterator: it can give only one epoch
-        used = []
+        used: list[int] = []
 
         def once(e: int) -> Iterable[Batch]:
             if used:
@@ -296,7 +305,7 @@ def as_source(data: Any, *, name: str = "training data") -> _Source:
             return data
 
         return _Source(once, None)
-    return _Source(lambda e: data, len(data) if hasattr(data, "__len__") else None)
+    return _Source(lambda e: data, len(data) if isinstance(data, Sized) else None)
 
 
 class BatchStream:
@@ -397,6 +406,8 @@ def to_device(batch: Batch) -> Batch:
         >>> to_device({"x": np.ones((2, 3)), "y": np.zeros(2)})["x"].shape
         (2, 3)
     """
+    out: dict[Any, mx.array] | tuple[mx.array, ...]
+    values: Collection[tuple[Any, mx.array]]
     if isinstance(batch, dict):
         out = {k: v if isinstance(v, mx.array) else mx.array(v) for k, v in batch.items()}
         values = out.items()

@@ -124,10 +124,10 @@ class TensorBoard:
             raise TypeError(f"log_dir must be a path or None, got {type(log_dir).__name__}")
         if not (isinstance(flush_secs, numbers.Real) and flush_secs > 0):
             raise ValueError(f"flush_secs must be a positive number, got {flush_secs!r}")
-        self.log_dir = None if log_dir is None else os.fspath(log_dir)
-        self.rank = _check_rank(rank)
-        self.flush_secs = flush_secs
-        self.every = _check_every(every)
+        self.log_dir: str | None = None if log_dir is None else os.fspath(log_dir)
+        self.rank: int | None = _check_rank(rank)
+        self.flush_secs: float = flush_secs
+        self.every: int = _check_every(every)
         self._writer: Any = None
         self._summary: Any = None
         self._last_eval: dict[str, Any] | None = None
