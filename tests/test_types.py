@@ -87,8 +87,6 @@ def test_mypy_error_counter_reads_mypy_output():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="mypy still reports errors in trainers/ and "
-                   "mlx_schedules/ (annotations to be fixed after the feature branches merge)")
 def test_mypy_is_clean():
     if importlib.util.find_spec("mypy") is None:
         if os.environ.get("CI"):

@@ -72,7 +72,8 @@ class TrainerSettings:
     log: bool = True
     precision: str = "float32"
     ema: float | None = None
-    keep_best: tuple[str, str] | None = None
+    # (metric, 'min' | 'max'): its length and values are checked in __post_init__
+    keep_best: tuple[str, ...] | None = None
     restore_best: bool = False
     grad_checkpoint: bool = False
     optimizer: str = ""

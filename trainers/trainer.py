@@ -16,7 +16,7 @@ import json
 import math
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -52,9 +52,16 @@ from .train_state import LossScale, ema_weights, init_train_state
 __all__ = ["Trainer", "accuracy", "scheduled_hyperparameters"]
 
 
+def _load_safetensors(path: str) -> dict[str, mx.array]:
+    # a .safetensors file loads as a dict (mx.load's stub is the union over formats)
+    return cast(dict[str, mx.array], mx.load(path))
+
+
 def _all_finite(tree: Any) -> bool:
     """Whether every array of a tree is finite (one reduction, one host wait)."""
-    arrays = [mx.all(mx.isfinite(a)) for _, a in tree_flatten(tree)]
+    # without ``destination`` tree_flatten returns a list (its stub is the union with dict)
+    leaves = cast(list[tuple[str, mx.array]], tree_flatten(tree))
+    arrays = [mx.all(mx.isfinite(a)) for _, a in leaves]
     return bool(mx.all(mx.stack(arrays)).item()) if arrays else True  # host waits
 
 
@@ -342,8 +349,8 @@ class Trainer:
                 self._update(run, train_step)
                 step, s = run.step, self.settings
                 due_report = run.report is not None and step % s.report_every == 0
-                due_eval = bool(s.eval_every) and step % s.eval_every == 0
-                due_save = bool(s.checkpoint_every) and step % s.checkpoint_every == 0
+                due_eval = bool(s.eval_every and step % s.eval_every == 0)
+                due_save = bool(s.checkpoint_every and step % s.checkpoint_every == 0)
                 if step % s.log_every == 0 or due_report or due_eval or due_save:
                     self._write_rows(run)
                 if due_report:
@@ -371,6 +378,8 @@ class Trainer:
               allowed: frozenset[str]) -> _Run:
         """Own the run directory, find the checkpoint, load it, open the log."""
         if resume not in (False, True):
+            if not isinstance(resume, (str, os.PathLike)):
+                raise TypeError(f"resume must be True, False or a checkpoint path, got {resume!r}")
             resume = os.fspath(resume)
             if not os.path.isdir(resume):
                 raise FileNotFoundError(f"checkpoint to resume from not found: {resume}")
@@ -416,7 +425,8 @@ class Trainer:
             run.evaluated_at = saved.get("evaluated_at", -1)
             run.last_row, run.last_eval = saved.get("last_row", {}), saved.get("last_eval", {})
             run.best = saved.get("best")
-        if self.rank == 0 and self.settings.log:
+        # settings.log needs a run_dir (checked in __init__)
+        if self.rank == 0 and self.settings.log and self.run_dir is not None:
             run.log = RunLog(self.run_dir, self.settings.columns)
             run.log.open(meta.get("log_position"))
             run.system = SystemLog(self.run_dir, start_step=run.step)
@@ -469,7 +479,10 @@ class Trainer:
             return run.step >= self.total_steps
         if self.settings.max_steps is not None and run.step >= self.settings.max_steps:
             return True
-        return run.data.peek_epoch() >= self.settings.epochs  # epochs of unknown length
+        # No total: max_steps is None (a total would be derived from it), so TrainerSettings
+        # holds the run length in epochs, each of unknown length.
+        assert self.settings.epochs is not None, "a run without max_steps needs epochs"
+        return run.data.peek_epoch() >= self.settings.epochs
 
     def _update(self, run: _Run, train_step: Callable) -> None:
         """One optimizer update; its values stay on the device (nothing here waits)."""
@@ -485,7 +498,8 @@ class Trainer:
                   *(state[key] for _, state, key in self.hparam_sources),
                   *([] if scale is None else [scale, self.train_state["skipped"]]),
                   *([] if self.count_tokens is None else  # the global batch's tokens
-                    [sum(self.count_tokens(b) for b in whole).astype(mx.float32)])]
+                    [sum((self.count_tokens(b) for b in whole[1:]),
+                         self.count_tokens(whole[0])).astype(mx.float32)])]
         run.shapes.add(_shapes(batches))
         mx.async_eval(self.model.state, self.optimizer.state, self.train_state, values)
         run.pending.add(run.step, run.data.epoch, values)
@@ -538,6 +552,8 @@ class Trainer:
         return stop
 
     def _report(self, run: _Run) -> None:
+        if run.report is None:  # no console report (report_every=0, or not rank 0)
+            return
         run.report({
             "step": run.step, "loss": run.last_row.get("loss", math.nan),
             "learning_rate": run.last_row.get(self._rate_column, math.nan),
@@ -590,8 +606,11 @@ class Trainer:
             "run": {"evaluated_at": run.evaluated_at, "last_row": run.last_row,
                     "last_eval": run.last_eval, "best": run.best},
             "config": self.settings.to_json(),
-            "mlx_version": mx.__version__,
+            # mlx.core sets __version__ at import; its stubs do not declare it
+            "mlx_version": mx.__version__,  # type: ignore[attr-defined]
         }
+        # checkpoint_every != 0 needs a run_dir (checked in __init__), so rank 0 has one
+        assert run.directory is not None, "a checkpoint needs the run directory"
         root = run.directory.checkpoints
         self.last_checkpoint = save_checkpoint(root, run.step, self.model, self.optimizer, meta,
                                                train_state=self.train_state)
@@ -616,6 +635,8 @@ class Trainer:
 
     def _keep_if_best(self, run: _Run, results: dict[str, float]) -> None:
         """Save this step's checkpoint under ``best/`` when its metric beats the best so far."""
+        if self.settings.keep_best is None:  # no best evaluation is kept
+            return
         metric, mode = self.settings.keep_best
         value = results[metric]
         best = run.best["value"] if run.best else None
@@ -625,7 +646,7 @@ class Trainer:
         run.best = {"value": value, "step": run.step}
         if self.rank != 0 or run.directory is None:
             return
-        root = os.path.join(self.run_dir, "best")
+        root = os.path.join(run.directory.path, "best")
         meta = {"best": {"metric": metric, "mode": mode, **run.best},
                 "config": self.settings.to_json()}
         save_checkpoint(root, run.step, self.model, self.optimizer, meta,
@@ -635,20 +656,21 @@ class Trainer:
     def _restore_best(self, run: _Run) -> None:
         """Load the best evaluation's weights into the model (the EMA ones for an ``ema_``
         metric), after the last checkpoint was saved."""
-        if run.best is None:
+        # run.best is set only with keep_best (restore_best needs it: TrainerSettings)
+        if run.best is None or self.settings.keep_best is None:
             return
         if run.directory is None:
             raise ValueError("restore_best needs a run_dir (the best weights are kept on disk)")
-        path = os.path.join(self.run_dir, "best", f"step_{run.best['step']:08d}")
+        path = os.path.join(run.directory.path, "best", f"step_{run.best['step']:08d}")
         verify_checkpoint(path)
         if self.settings.keep_best[0].startswith("ema_"):
-            arrays = mx.load(os.path.join(path, "train_state.safetensors"))
+            arrays = _load_safetensors(os.path.join(path, "train_state.safetensors"))
             weights = [(k[len("ema."):], v) for k, v in arrays.items() if k.startswith("ema.")]
         elif self._answer_weights() is not None:  # schedule-free: the averaged x
-            arrays = mx.load(os.path.join(path, "optimizer.safetensors"))
+            arrays = _load_safetensors(os.path.join(path, "optimizer.safetensors"))
             weights = [(k[:-len(".x")], v) for k, v in arrays.items() if k.endswith(".x")]
         else:
-            weights = list(mx.load(os.path.join(path, "model.safetensors")).items())
+            weights = list(_load_safetensors(os.path.join(path, "model.safetensors")).items())
         self.model.load_weights(weights, strict=False)
         mx.eval(self.model.parameters())  # host waits: read the files now
 
@@ -709,10 +731,10 @@ class Trainer:
         sums = mx.stack([*totals.values(), count])
         if self.world_size > 1:
             sums = mx.distributed.all_sum(sums, group=self.group)
-        sums = np.array(sums, dtype=np.float64)  # host waits for the evaluation
-        if sums[-1] == 0:
+        host = np.array(sums, dtype=np.float64)  # host waits for the evaluation
+        if host[-1] == 0:
             raise ValueError("eval_data gave no batch")
-        means = sums[:-1] / sums[-1]
+        means = host[:-1] / host[-1]
         return {f"eval_{k}": float(v) for k, v in zip(totals, means.tolist(), strict=True)}
 
     def _on_all_ranks(self, fn: Callable[[], Any]) -> Any:
