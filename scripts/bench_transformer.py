@@ -59,7 +59,7 @@ def setup(steps: int):
     mx.random.seed(0)
     model = ByteLM()
     opt = optim.AdamW(learning_rate=warmup(cosine_decay(1e-3, steps), 10), weight_decay=0.01)
-    stream = np.random.default_rng(0).integers(0, 256, BATCH * LENGTH * 64)
+    stream = np.random.default_rng(0).integers(0, 256, BATCH * LENGTH * 512)  # 512 batches
     data = SequenceBatches.windows(stream, LENGTH, BATCH, seed=0, backend="numpy")
     return model, opt, data
 
