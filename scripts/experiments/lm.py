@@ -19,6 +19,8 @@ function needs it.
   models (:data:`LM_SCHEDULES`: the digits families plus warmup-cosine and warmup-stable-decay)
   as AdamW configs for :func:`experiments.config.build_optimizer`;
 - :func:`save_model_dir` — a trained model as an mlx-lm model directory;
+  :func:`make_local_model_dir` — a tiny random one with a tokenizer trained here (tests,
+  benchmarks and trying the LoRA path without a download);
 - :func:`plot_lm_run` — the run's curves as a PNG;
 - the data loaders of :mod:`experiments.lm_data` (:func:`stdlib_corpus`,
   :func:`load_jsonl_dir`, :func:`unigram_entropy`), re-exported here.
@@ -54,9 +56,10 @@ from .lm_data import (
 __all__ = [
     "ARCHITECTURES", "LM_SCHEDULES", "PRESETS", "Corpus", "DataFileError", "adapter_weights",
     "apply_lora", "build_model", "corpus_batches", "example_batches", "generate_tokens",
-    "load_jsonl_dir", "load_model_dir", "model_config", "optimizer_section", "plot_lm_run",
-    "read_adapter_config", "read_jsonl", "save_adapters", "save_model_dir", "schedule_configs",
-    "stdlib_corpus", "unigram_entropy", "validation_batches", "validation_metrics",
+    "load_jsonl_dir", "load_model_dir", "make_local_model_dir", "model_config",
+    "optimizer_section", "plot_lm_run", "read_adapter_config", "read_jsonl", "save_adapters",
+    "save_model_dir", "schedule_configs", "stdlib_corpus", "unigram_entropy", "validation_batches",
+    "validation_metrics"
 ]
 
 #: selectable ``model_type`` -> the mlx-lm module implementing it (mlx-lm maps mistral to llama)
@@ -381,10 +384,11 @@ def optimizer_section(family: str, peak: float, steps: int, *, weight_decay: flo
     (and cycled ``beta1``) sized to a run.
 
     Example:
+        >>> import mlx.optimizers as optim
         >>> from experiments.config import build_optimizer
         >>> opt = build_optimizer(optimizer_section("one_cycle", 3e-3, 100))
-        >>> type(opt).__name__, round(opt.state["beta1"].item(), 2)
-        ('AdamW', 0.95)
+        >>> isinstance(opt, optim.AdamW), round(opt.state["beta1"].item(), 2)
+        (True, 0.95)
     """
     chosen = schedule_configs(family, peak, steps, warmup_steps=warmup_steps)
     section = {"name": "AdamW", "learning_rate": chosen["learning_rate"],
@@ -410,6 +414,44 @@ def save_model_dir(model: nn.Module, config: Mapping[str, Any], directory: str |
     if tokenizer is not None:
         tokenizer.save_pretrained(directory)
     return directory
+
+
+#: the chat template of :func:`make_local_model_dir` (role tags as special tokens)
+CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>"
+                 "{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}")
+SPECIAL_TOKENS = ("<|end|>", "<|user|>", "<|assistant|>", "<|system|>")
+
+
+def make_local_model_dir(directory: str | os.PathLike, texts: Sequence[str], *,
+                         architecture: str = "llama", preset: str = "tiny",
+                         vocab_size: int = 384, seed: int = 0, **overrides: Any) -> str:
+    """Write a random-weight mlx-lm model directory whose tokenizer is trained here, on
+    ``texts`` (a byte-level BPE of ``vocab_size`` tokens with a chat template; nothing is
+    downloaded). ``mlx_lm.load(directory)`` loads it.
+
+    Example:
+        >>> import tempfile, mlx_lm
+        >>> path = make_local_model_dir(tempfile.mkdtemp(), ["def f(x):\\n    return x\\n"] * 9,
+        ...                             vocab_size=300)
+        >>> model, tokenizer = mlx_lm.load(path)
+        >>> tokenizer.decode(tokenizer.encode("return x"))
+        'return x'
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from tokenizers import trainers as token_trainers
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(list(texts), token_trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token=SPECIAL_TOKENS[0])
+    tokenizer.chat_template = CHAT_TEMPLATE
+    mx.random.seed(seed)
+    config = model_config(architecture, preset, vocab_size=len(tokenizer), **overrides)
+    return save_model_dir(build_model(config), config, directory, tokenizer)
 
 
 def plot_lm_run(train_rows: Sequence[Mapping[str, Any]], eval_rows: Sequence[Mapping[str, Any]],
