@@ -80,7 +80,7 @@ DEFAULTS: dict[str, Any] = {
     "plots": True,
 }
 #: the default peak rate: a random-weight model from scratch, or an adaptation of a trained one
-DEFAULT_PEAK = {"scratch": 1e-2, "lora": 1e-4, "full": 1e-5}
+DEFAULT_PEAK = {"scratch": 1e-3, "lora": 1e-4, "full": 1e-5}
 SEQ_LEN = {"corpus": 128, "jsonl": 2048}
 SETTINGS_FILE = "experiment.json"
 
@@ -112,7 +112,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--batch-size", type=int, help=f"sequences per update (default {DEFAULTS['batch_size']})")
     add("--schedule", choices=list(LM_SCHEDULES), help="rate schedule, sized to --steps "
         "(default warmup_cosine)")
-    add("--max-lr", type=float, help="peak rate (default 1e-2 from scratch, 1e-4 LoRA, "
+    add("--max-lr", type=float, help="peak rate (default 1e-3 from scratch, 1e-4 LoRA, "
         "1e-5 full fine-tuning)")
     add("--warmup-steps", type=int, help="warmup of warmup_cosine/wsd (default 5%% of steps)")
     add("--weight-decay", type=float, help="AdamW weight decay (default 0)")
@@ -393,6 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"done: validation loss {metrics['val_loss']:.4f}{bits} after {summary['steps']} "
           f"steps, {wall:.1f} s, {summary['tokens_per_s']:.0f} tokens/s")
     if args.sample:
+        print(f"sample ({args.sample} tokens, temperature {args.temperature:g}):")
         print(sample_text(model, tokenizer, args.sample_prompt, args.sample,
                           temperature=args.temperature, seed=settings["seed"]))
     return 0
