@@ -343,10 +343,10 @@ def main(argv: list[str] | None = None) -> int:
         tokens=tokens_in, callbacks=[started], group=group,
         config={"experiment": settings, "model": config},
     )
+    described = (f"{config.get('model_type')} from {os.path.basename(settings['model_path'])}"
+                 if settings["model_path"] else f"{settings['arch']} '{settings['preset']}'")
+    lora = f" + LoRA rank {settings['lora_rank']}" if settings["lora_rank"] else ""
     if rank == 0:
-        described = (f"{config.get('model_type')} from {settings['model_path']}"
-                     if settings["model_path"] else f"{settings['arch']} '{settings['preset']}'")
-        lora = f" + LoRA rank {settings['lora_rank']}" if settings["lora_rank"] else ""
         data = settings["data_path"] or "the standard library"
         print(f"training {described}{lora} ({count(model)} parameters, "
               f"{count(model, trainable=True)} trained) on {data}: {len(corpus.train)} "
@@ -386,7 +386,9 @@ def main(argv: list[str] | None = None) -> int:
             train_rows, eval_rows = read_log(run_dir)
             plot_lm_run(train_rows, eval_rows, os.path.join(run_dir, "curves.png"),
                         byte_level=byte_level,
-                        title=f"{settings['schedule']} peak {settings['max_lr']:g}")
+                        title=f"{described}{lora}: {settings['schedule']}, peak "
+                              f"{settings['max_lr']:g}, batch {settings['batch_size']} x "
+                              f"{settings['seq_len']}")
         except RuntimeError as e:
             print(f"warning: no plots: {e}", file=sys.stderr)
     bits = (f", {metrics['val_bits_per_byte']:.3f} bits/byte" if byte_level else "")

@@ -278,3 +278,60 @@ def test_bf16_gradient_checkpointing_and_other_architectures_train(train_lm, tmp
     assert type(model).__module__ == f"mlx_lm.models.{arch}"
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["val_bits_per_byte"] < 8.5
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_data_parallel_under_mlx_launch_matches_one_process(tmp_path):
+    if not mx.distributed.is_available():
+        pytest.skip("mlx built without distributed support")
+    import shutil
+    import socket
+
+    def free_port_pair() -> int:  # the ring backend listens on one port per rank
+        for _ in range(50):
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            try:
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port + 1))
+                return port
+            except OSError:
+                continue
+        raise RuntimeError("no free port pair")
+
+    launch = os.path.join(os.path.dirname(sys.executable), "mlx.launch")
+    launch = launch if os.path.exists(launch) else shutil.which("mlx.launch")
+    args = ["--steps", "8", "--seq-len", "32", "--batch-size", "4", "--valid-windows", "8",
+            "--eval-every", "8", "--log-every", "4", *TINY]
+    proc = subprocess.Popen([launch, "-n", "2", "--backend", "ring", "-p",
+                             str(free_port_pair()), sys.executable, SCRIPT, *args,
+                             "--run-dir", str(tmp_path / "two")], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        output, _ = proc.communicate(timeout=600)
+    except subprocess.TimeoutExpired:  # a hung collective must fail, not stall the suite
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail(f"mlx.launch timed out:\n{proc.communicate()[0][-3000:]}")
+    assert proc.returncode == 0, output[-3000:]
+    single = _run_script([*args, "--run-dir", str(tmp_path / "one")])
+    assert single.wait(timeout=600) == 0, single.stderr.read()
+
+    def rows(name):
+        lines = (tmp_path / name / "log.jsonl").read_text().splitlines()
+        return [json.loads(line) for line in lines]
+
+    two, one = rows("two"), rows("one")
+    assert [(r["kind"], r["step"]) for r in two] == [(r["kind"], r["step"]) for r in one]
+    for a, b in zip(two, one):  # the global batch's loss and tokens, the same rates
+        assert a.get("loss", a.get("eval_loss")) == pytest.approx(
+            b.get("loss", b.get("eval_loss")), rel=1e-4)
+        assert a.get("tokens") == b.get("tokens") and a.get("learning_rate") == \
+            b.get("learning_rate")
+    w2 = mx.load(str(tmp_path / "two" / "model" / "model.safetensors"))
+    w1 = mx.load(str(tmp_path / "one" / "model" / "model.safetensors"))
+    for key in w1:
+        np.testing.assert_allclose(np.array(w2[key]), np.array(w1[key]), rtol=1e-4, atol=1e-5,
+                                   err_msg=key)
