@@ -63,6 +63,14 @@ def _log_softmax_loss(logits: np.ndarray, targets: np.ndarray) -> float:
     return float((log_z - picked).mean())
 
 
+def test_help_shows_the_usage_examples(train_lm, capsys):
+    with pytest.raises(SystemExit) as stop:
+        train_lm.main(["--help"])
+    assert stop.value.code == 0
+    out = capsys.readouterr().out
+    assert "python scripts/train_lm.py --resume runs/lm" in out and "--lora-rank R" in out
+
+
 # ---------------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize("args, message", [
     (["--steps", "3"], "--steps must be an int >= 8, got 3"),
