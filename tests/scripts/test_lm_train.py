@@ -43,7 +43,10 @@ def train_lm():
 
 
 def _run_script(args: list[str], **kwargs) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONHASHSEED="0")
+    # OpenBLAS's threaded kernels (the mlx-fastblas path) round differently from one process
+    # to the next (measured: two uninterrupted runs differ in a loss's last bit); one thread
+    # each makes runs bit-reproducible, which the resume test needs.
+    env = dict(os.environ, PYTHONHASHSEED="0", OPENBLAS_NUM_THREADS="1")
     return subprocess.Popen([sys.executable, SCRIPT, *args], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
 
