@@ -1,0 +1,538 @@
+"""The seed's schedules on a byte-level language model: the protocol of
+``scripts/compare_lm.py``.
+
+A small mlx-lm model (llama) is trained with AdamW on the embedded corpus (the standard
+library's own source, :func:`experiments.lm.stdlib_corpus`) under six schedule families, each a
+function of (peak rate, run length):
+
+- ``constant``: the rate held at the peak (the baseline, tuned like the others);
+- ``cosine_warmup``: linear warm-up over 10% of the run, then cosine decay to 0;
+- ``wsd``: warmup-stable-decay: 10% warm-up, the peak held, linear decay to 0 over the last 20%;
+- ``exponential``: the seed's ``peak * exp(-k t)``, ending at ``peak / 100``;
+- ``cyclic_exponential``: the seed's CED, the same envelope with 3.5 cosine cycles;
+- ``one_cycle``: PyTorch ``OneCycleLR`` (30% warm-up, cosine) with ``beta1`` cycled
+  0.95 -> 0.85 -> 0.95 (:func:`mlx_schedules.schedule_hyperparameters`).
+
+The last three are the shapes of :func:`experiments.families.family_configs` (the digits
+comparison), so the two comparisons test the same schedules. Every other family keeps
+``beta1 = 0.9``.
+
+Protocol: the validation files are split in two halves, *tuning* and *test*. At every budget,
+each family's peak is chosen from a grid by the tuning half's bits per byte after one run
+(seed 0); then seeds 1, 2, ... run at the tuned peak, and every seed (seed 0's tuning run
+included) is scored on the test half. :func:`compare_lm` runs it and returns every number;
+:func:`markdown_report_lm` writes ``comparison.md``; :func:`plot_comparison_lm` the figure.
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import mlx.core as mx
+import mlx.nn as nn
+import mlx.optimizers as optim
+import numpy as np
+
+from mlx_schedules import from_config, schedule_hyperparameters
+from trainers import NonFiniteError, Trainer, causal_lm_loss, tokens_in
+
+from .comparison import seed_table_markdown
+from .families import family_configs
+from .files import atomic_path
+from .lm import (
+    build_model,
+    corpus_batches,
+    model_config,
+    stdlib_corpus,
+    unigram_entropy,
+    validation_batches,
+    validation_metrics,
+)
+
+__all__ = ["LM_FAMILIES", "LM_LABELS", "LMSettings", "compare_lm", "lm_family_configs",
+           "markdown_report_lm", "plot_comparison_lm", "split_validation", "train_lm_run",
+           "training_batches"]
+
+LM_FAMILIES = ("constant", "cosine_warmup", "wsd", "exponential", "cyclic_exponential",
+               "one_cycle")
+LM_LABELS = {
+    "constant": "constant",
+    "cosine_warmup": "cosine with warmup",
+    "wsd": "warmup-stable-decay",
+    "exponential": "exponential decay",
+    "cyclic_exponential": "cyclic exponential decay",
+    "one_cycle": "1-cycle + cycled beta1",
+}
+BETA1 = 0.9  # the fixed beta1 of every family but 1-cycle
+WARMUP_FRACTION = 0.1
+WSD_DECAY_FRACTION = 0.2
+
+
+def lm_family_configs(family: str, peak_lr: float, steps: int) -> dict[str, Any]:
+    """``{"learning_rate": schedule config, "beta1": config or number}`` for one family.
+
+    Example:
+        >>> lm_family_configs("wsd", 0.01, 100)["learning_rate"]["decay_steps"]
+        20
+        >>> lm_family_configs("one_cycle", 0.01, 100)["beta1"]["name"]
+        'one_cycle_momentum'
+    """
+    if family not in LM_FAMILIES:
+        raise ValueError(f"unknown schedule family {family!r}; valid families are "
+                         f"{list(LM_FAMILIES)}")
+    if not (isinstance(steps, int) and steps >= 8):
+        raise ValueError(f"steps must be an int >= 8 for a schedule family, got {steps!r}")
+    if not (isinstance(peak_lr, int | float) and math.isfinite(peak_lr) and peak_lr > 0):
+        raise ValueError(f"peak_lr must be a positive number, got {peak_lr!r}")
+    warm = max(1, round(WARMUP_FRACTION * steps))
+    if family == "cosine_warmup":
+        rate = {"name": "warmup", "steps": warm, "init": 0.0,
+                "schedule": {"name": "cosine_decay", "init": peak_lr,
+                             "decay_steps": steps - warm, "end": 0.0}}
+        return {"learning_rate": rate, "beta1": BETA1}
+    if family == "wsd":
+        rate = {"name": "warmup_stable_decay", "peak": peak_lr, "total_steps": steps,
+                "warmup_steps": warm, "decay_steps": max(1, round(WSD_DECAY_FRACTION * steps)),
+                "init": 0.0, "end": 0.0, "decay_shape": "linear"}
+        return {"learning_rate": rate, "beta1": BETA1}
+    shared = family_configs(family, peak_lr, steps)  # the digits comparison's shapes
+    beta1 = shared["momentum"] if isinstance(shared["momentum"], dict) else BETA1
+    return {"learning_rate": shared["learning_rate"], "beta1": beta1}
+
+
+@dataclass
+class LMSettings:
+    """What every run of one comparison shares: the model, the data layout, the optimizer."""
+
+    preset: str = "tiny"
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    seq_len: int = 32
+    batch_size: int = 16
+    weight_decay: float = 0.1
+    beta2: float = 0.99
+    clip_norm: float = 1.0
+    tune_windows: int = 256
+    test_windows: int = 512
+    eval_batch_size: int = 64
+    valid_fraction: float = 0.1
+
+    def model_config(self) -> dict[str, Any]:
+        return model_config("llama", self.preset, **self.model_overrides)
+
+
+def split_validation(documents: Sequence[np.ndarray]) -> tuple[list, list]:
+    """The validation files in two halves, alternately: (tuning, test).
+
+    Example:
+        >>> split_validation([np.arange(2), np.arange(3), np.arange(4)])[1][0].size
+        3
+    """
+    if len(documents) < 2:
+        raise ValueError(f"need at least 2 validation files to split, got {len(documents)}")
+    return list(documents[0::2]), list(documents[1::2])
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class _Rows:
+    """A trainer callback keeping the training rows in memory."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+
+    def __call__(self, event: dict) -> None:
+        if event.get("event") == "train":
+            self.rows.append(event)
+
+
+def training_batches(settings: LMSettings, train_docs: Sequence[np.ndarray],
+                     seed: int) -> Any:
+    """The training windows of one seed (their order is a pure function of the seed and the
+    epoch, so one object serves every run of that seed)."""
+    return corpus_batches(train_docs, settings.seq_len, settings.batch_size, seed=seed,
+                          drop_last=True)
+
+
+def train_lm_run(settings: LMSettings, data: Any, family: str, peak: float, steps: int,
+                 seed: int) -> dict[str, Any]:
+    """Train one model on ``data`` (:func:`training_batches`); return ``{"model", "diverged",
+    "curves", "wall_time_s"}``.
+
+    ``curves`` holds every step's ``learning_rate``, ``beta1`` and ``loss`` as the trainer
+    logged them (the optimizer's own state, not recomputed).
+    """
+    mx.random.seed(seed)
+    model = build_model(settings.model_config())
+    configs = lm_family_configs(family, peak, steps)
+    optimizer = optim.AdamW(learning_rate=from_config(configs["learning_rate"]),
+                            betas=[BETA1, settings.beta2], weight_decay=settings.weight_decay)
+    beta1 = configs["beta1"]
+    schedule_hyperparameters(optimizer,
+                             beta1=from_config(beta1) if isinstance(beta1, dict) else beta1)
+    rows = _Rows()
+    trainer = Trainer(model, causal_lm_loss, optimizer, data, run_dir=None, log=False,
+                      checkpoint_every=0, max_steps=steps, log_every=steps, report_every=0,
+                      seed=seed, clip_norm=settings.clip_norm, tokens=tokens_in,
+                      callbacks=[rows], progress=False)
+    start = time.perf_counter()
+    try:
+        trainer.fit()
+    except NonFiniteError as e:
+        return {"model": None, "diverged": True, "error": str(e), "curves": None,
+                "wall_time_s": time.perf_counter() - start}
+    wall = time.perf_counter() - start
+    curves = {key: [r.get(key) for r in rows.rows]
+              for key in ("step", "learning_rate", "beta1", "loss")}
+    return {"model": model, "diverged": False, "curves": curves, "wall_time_s": wall}
+
+
+def _bpb(model: nn.Module | None, batches: Any) -> float | None:
+    if model is None:
+        return None
+    bpb = validation_metrics(model, batches, byte_level=True)["val_bits_per_byte"]
+    return bpb if math.isfinite(bpb) else None
+
+
+def _mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None]:
+    finite = [v for v in values if v is not None]
+    if not finite:
+        return None, None
+    return float(np.mean(finite)), float(np.std(finite))
+
+
+def compare_lm(settings: LMSettings, *, families: Sequence[str], budgets: Sequence[int],
+               peaks: Sequence[float], seeds: int,
+               report: Callable[[str], Any] = print) -> dict[str, Any]:
+    """Run the whole protocol; return every number (``results.json`` less the command and
+    the machine, which the caller adds).
+
+    Args:
+        settings: the model, data layout and optimizer settings shared by every run.
+        families: keys of :data:`LM_FAMILIES`.
+        budgets: run lengths (updates).
+        peaks: the peak-rate grid (one value: no tuning).
+        seeds: measured seeds per family and budget (seed 0 is the tuning run).
+        report: called with a line of progress.
+    """
+    budgets = sorted(set(budgets))
+    families = list(families)
+    peaks = sorted(set(peaks))
+    start, cpu_start = time.perf_counter(), _cpu_seconds()
+    corpus = stdlib_corpus(settings.valid_fraction)
+    tune_docs, test_docs = split_validation(corpus.valid)
+    eval_options = {"backend": "numpy"}
+    tune_set = validation_batches(tune_docs, settings.seq_len, settings.eval_batch_size,
+                                  windows=settings.tune_windows, **eval_options)
+    test_set = validation_batches(test_docs, settings.seq_len, settings.eval_batch_size,
+                                  windows=settings.test_windows, **eval_options)
+    report(f"corpus: {len(corpus.train)} training files "
+           f"({sum(d.size for d in corpus.train):,} bytes), validation {len(tune_docs)} "
+           f"tuning + {len(test_docs)} test files")
+
+    tuned: dict[str, dict[str, float]] = {f: {} for f in families}
+    tuning: dict[str, dict[str, dict[str, float | None]]] = {f: {} for f in families}
+    measured: dict[str, dict[str, Any]] = {f: {} for f in families}
+    curves: dict[str, dict[str, Any]] = {}
+    main_budget = max(budgets)
+    runs = 0
+    data = {seed: training_batches(settings, corpus.train, seed) for seed in range(seeds)}
+    for steps in budgets:
+        for family in families:
+            trials = {}
+            for peak in peaks:
+                run = train_lm_run(settings, data[0], family, peak, steps, 0)
+                run["tune_bpb"] = _bpb(run["model"], tune_set)
+                trials[peak] = run
+                runs += 1
+            best = min(peaks, key=lambda p: (trials[p]["tune_bpb"] is None,
+                                             trials[p]["tune_bpb"] or 0.0))
+            tuned[family][str(steps)] = best
+            tuning[family][str(steps)] = {f"{p:g}": trials[p]["tune_bpb"] for p in peaks}
+            seed_runs = [trials[best]]
+            for seed in range(1, seeds):
+                seed_runs.append(train_lm_run(settings, data[seed], family, best, steps, seed))
+                runs += 1
+            per_seed = []
+            for seed, run in enumerate(seed_runs):
+                per_seed.append({"seed": seed, "diverged": run["diverged"],
+                                 "test_bpb": _bpb(run["model"], test_set),
+                                 "final_train_loss": None if run["diverged"]
+                                 else run["curves"]["loss"][-1],
+                                 "wall_time_s": run["wall_time_s"]})
+            if steps == main_budget and not trials[best]["diverged"]:
+                curves[family] = trials[best]["curves"]
+            mean, std = _mean_std([r["test_bpb"] for r in per_seed])
+            measured[family][str(steps)] = {
+                "test_bpb": mean, "test_bpb_std": std, "seeds": len(per_seed),
+                "diverged": sum(r["diverged"] for r in per_seed), "runs": per_seed,
+                "wall_time_s": _mean_std([r["wall_time_s"] for r in per_seed])[0]}
+            trial_bpb = ", ".join(f"{p}: {_fmt(v)}" for p, v in tuning[family][str(steps)].items())
+            report(f"  {steps:>5} steps  {LM_LABELS[family]:<26} peak {best:<8g} "
+                   f"test {_fmt(mean, std)} bits/byte  (tuning: {trial_bpb})")
+    return {
+        "dataset": "stdlib corpus (bytes)", "families": families, "budgets": budgets,
+        "main_budget": main_budget, "peaks": peaks, "seeds": seeds, "runs": runs,
+        "settings": asdict(settings), "model_config": settings.model_config(),
+        "tokens_per_step": settings.seq_len * settings.batch_size,
+        "corpus": {"train_files": len(corpus.train), "tune_files": len(tune_docs),
+                   "test_files": len(test_docs),
+                   "train_bytes": int(sum(d.size for d in corpus.train)),
+                   "test_unigram_entropy": unigram_entropy(test_docs)},
+        "schedules": {f: {str(b): lm_family_configs(f, tuned[f][str(b)], b) for b in budgets}
+                      for f in families},
+        "tuned_peaks": tuned, "tuning_bpb": tuning, "measured": measured, "curves": curves,
+        "wall_time_s": time.perf_counter() - start, "cpu_time_s": _cpu_seconds() - cpu_start,
+    }
+
+
+# ------------------------------------------------------------------------------ the report
+def _fmt(mean: float | None, std: float | None = None) -> str:
+    if mean is None:
+        return "diverged"
+    return f"{mean:.3f}" + (f" ± {std:.3f}" if std is not None else "")
+
+
+def _cell(results: Mapping[str, Any], family: str, budget: int) -> tuple[float | None, float]:
+    cell = results["measured"][family][str(budget)]
+    return cell["test_bpb"], cell["test_bpb_std"] or 0.0
+
+
+def _verdict(diff: float, noise: float, better: str, worse: str) -> str:
+    """Words for a difference in bits per byte (negative: the first schedule is better)."""
+    if abs(diff) <= noise:
+        return "within the seed noise"
+    return better if diff < 0 else worse
+
+
+def _versus(results: Mapping[str, Any], a: str, b: str) -> tuple[list[str], list[float], float]:
+    """Per budget, ``a`` minus ``b`` in mean test bits per byte, and the noise bound (twice
+    the larger seed std of the two cells, the widest at any budget)."""
+    cells, diffs, noise = [], [], 0.0
+    for budget in results["budgets"]:
+        (ma, sa), (mb, sb) = _cell(results, a, budget), _cell(results, b, budget)
+        if ma is None or mb is None:
+            cells.append(f"{budget}: diverged")
+            continue
+        diffs.append(ma - mb)
+        noise = max(noise, 2 * max(sa, sb))
+        cells.append(f"{budget}: {ma - mb:+.3f}")
+    return cells, diffs, noise
+
+
+def _ranks(results: Mapping[str, Any], budget: int) -> list[str]:
+    scored = [(m, f) for f in results["families"]
+              if (m := _cell(results, f, budget)[0]) is not None]
+    return [f for _, f in sorted(scored)]
+
+
+def claims_table(results: Mapping[str, Any]) -> list[str]:
+    """The "what the seed claims / what we measured" rows, written from the numbers."""
+    families, budgets = results["families"], results["budgets"]
+    rows = ["| the seed claims | what we measured (test bits/byte, a - b per budget; "
+            "negative: a is better) | verdict |", "|---|---|---|"]
+
+    def pair(claim: str, a: str, b: str, better: str, worse: str) -> None:
+        if a not in families or b not in families:
+            return
+        cells, diffs, noise = _versus(results, a, b)
+        if not diffs:
+            rows.append(f"| {claim} | {LM_LABELS[a]} - {LM_LABELS[b]}: all diverged | - |")
+            return
+        words = sorted({_verdict(d, noise, better, worse) for d in diffs})
+        verdict = (words[0] if len(words) == 1 else
+                   "mixed: " + "; ".join(f"{b}: {_verdict(d, noise, better, worse)}"
+                                         for b, d in zip(budgets, diffs)))
+        rows.append(f"| {claim} | {LM_LABELS[a]} - {LM_LABELS[b]}: {', '.join(cells)} "
+                    f"(noise: ±{noise:.3f}) | {verdict} |")
+
+    def rank_row(claim: str, family: str) -> None:
+        if family not in families:
+            return
+        places = []
+        for budget in budgets:
+            order = _ranks(results, budget)
+            place = order.index(family) + 1 if family in order else None
+            places.append(f"{budget}: {place}/{len(families)}" if place else f"{budget}: diverged")
+        best = [_ranks(results, b)[0] if _ranks(results, b) else None for b in budgets]
+        wins = sum(b == family for b in best)
+        rows.append(f"| {claim} | rank of {LM_LABELS[family]} among {len(families)} "
+                    f"schedules: {', '.join(places)} | best at {wins} of {len(budgets)} "
+                    f"budgets |")
+
+    pair("CED: for non-convex, rugged loss surfaces and larger models prone to poor minima "
+         "(its swells escape poor minima)", "cyclic_exponential", "exponential",
+         "holds: CED beats its own envelope", "does not hold: CED is worse than its envelope")
+    rank_row("CED (as above): a schedule to choose for such models", "cyclic_exponential")
+    pair("1-cycle: for large datasets and complex models when training time is limited",
+         "one_cycle", "cosine_warmup", "holds: 1-cycle beats cosine with warmup",
+         "does not hold: 1-cycle is worse than cosine with warmup")
+    rank_row("1-cycle (as above): a schedule to choose under a time limit", "one_cycle")
+    pair("Exponential decay: a smooth cool-down settles into a minimum (better than no decay)",
+         "exponential", "constant", "holds: decaying beats the tuned constant",
+         "does not hold: the tuned constant is better")
+    return rows
+
+
+def markdown_report_lm(results: Mapping[str, Any]) -> str:
+    """comparison.md: the measured tables, the claims table, the seed's table, the protocol."""
+    budgets, families, main = results["budgets"], results["families"], results["main_budget"]
+    s, mc = results["settings"], results["model_config"]
+    lines = ["# The seed's schedules on a byte-level language model "
+             "(mlx-lm llama, AdamW, standard-library corpus)", ""]
+    lines += [f"Command: `{results['command']}`", "",
+              f"Machine: {results['machine']}. Wall time {results['wall_time_s']:.0f} s, "
+              f"CPU time {results['cpu_time_s']:.0f} s ({results['runs']} training runs).", ""]
+    lines += [f"Model: llama, {mc['num_hidden_layers']} layers, width {mc['hidden_size']}, "
+              f"MLP {mc['intermediate_size']}, {mc['num_attention_heads']} heads, byte "
+              f"vocabulary (256); batch {s['batch_size']} x {s['seq_len']} bytes "
+              f"({results['tokens_per_step']} tokens per update); AdamW (weight decay "
+              f"{s['weight_decay']}, beta2 {s['beta2']}), gradients clipped to norm "
+              f"{s['clip_norm']}. Corpus: {results['corpus']['train_files']} training files "
+              f"({results['corpus']['train_bytes']:,} bytes); scores on "
+              f"{s['test_windows']} windows of the {results['corpus']['test_files']} test "
+              f"files (unigram entropy {results['corpus']['test_unigram_entropy']:.2f} "
+              f"bits/byte; an untrained model scores about 8).", ""]
+    lines += [f"## Measured at {main} steps (tuned peak, {results['seeds']} seeds, test bits "
+              "per byte, lower is better)", "",
+              "| schedule | tuned peak | test bits/byte (mean ± std) | per seed | "
+              "wall time / run |", "|---|---|---|---|---|"]
+    for family in families:
+        a = results["measured"][family][str(main)]
+        peak = results["tuned_peaks"][family][str(main)]
+        per_seed = ", ".join(_fmt(r["test_bpb"]) for r in a["runs"])
+        edge = " (grid edge)" if len(results["peaks"]) > 1 and peak in (
+            results["peaks"][0], results["peaks"][-1]) else ""
+        wall = f"{a['wall_time_s']:.1f} s" if a["wall_time_s"] is not None else "-"
+        lines.append(f"| {LM_LABELS[family]} | {peak:g}{edge} | "
+                     f"{_fmt(a['test_bpb'], a['test_bpb_std'])} | {per_seed} | {wall} |")
+    lines += ["", "## Budget sweep: test bits per byte (mean ± std over seeds) and the "
+              "tuned peak", "",
+              "| schedule | " + " | ".join(f"{b} steps" for b in budgets) + " |",
+              "|---|" + "---|" * len(budgets)]
+    for family in families:
+        cells = []
+        for b in budgets:
+            mean, std = _cell(results, family, b)
+            cells.append(f"{_fmt(mean, std)} (peak {results['tuned_peaks'][family][str(b)]:g})")
+        lines.append(f"| {LM_LABELS[family]} | " + " | ".join(cells) + " |")
+    lines.append("| *best* | " + " | ".join(
+        LM_LABELS[_ranks(results, b)[0]] if _ranks(results, b) else "-" for b in budgets)
+        + " |")
+    stds = [c["test_bpb_std"] for f in families for c in results["measured"][f].values()
+            if c["test_bpb_std"] is not None]
+    spreads = [max(c["test_bpb"] for f in families
+                   if (c := results["measured"][f][str(b)])["test_bpb"] is not None)
+               - min(c["test_bpb"] for f in families
+                     if (c := results["measured"][f][str(b)])["test_bpb"] is not None)
+               for b in budgets if _ranks(results, b)]
+    if stds:
+        lines += ["", f"Seed noise: the std over {results['seeds']} seeds is "
+                  f"{np.median(stds):.3f} bits/byte (median over the cells), at most "
+                  f"{max(stds):.3f}. The spread between the best and the worst schedule is "
+                  + ", ".join(f"{s:.3f}" for s in spreads)
+                  + f" at {', '.join(map(str, budgets))} steps."]
+    lines += ["", "## What the seed claims / what we measured", "",
+              "A difference counts when it exceeds the noise: twice the larger seed std of the "
+              "two cells compared, the widest over the budgets.", ""]
+    lines += claims_table(results)
+    lines += ["", "## Tuning: bits per byte on the tuning files after one run (seed 0) at "
+              "each peak", "",
+              "| schedule | budget | " + " | ".join(f"{p:g}" for p in results["peaks"]) + " |",
+              "|---|---|" + "---|" * len(results["peaks"])]
+    for family in families:
+        for b in budgets:
+            row = results["tuning_bpb"][family][str(b)]
+            lines.append(f"| {LM_LABELS[family]} | {b} | "
+                         + " | ".join(_fmt(row[f"{p:g}"]) for p in results["peaks"]) + " |")
+    lines += ["", "## The seed article's table (restated)", "", seed_table_markdown(), ""]
+    lines += ["## Protocol", "",
+              "The validation files (10% of the standard library's top-level modules, chosen "
+              "by a hash of the file name) are split alternately into tuning and test files. "
+              "At every budget, each schedule's peak rate is chosen from the grid by the "
+              "tuning files' bits per byte after one run (seed 0). Seeds 1, 2, ... then run "
+              "at the tuned peak, and every seed, the tuning run included, is scored on the "
+              "test files. A seed sets the initial weights and the data order. Shapes: "
+              "cosine with warmup and warmup-stable-decay warm up linearly over 10% of the "
+              "run and end at 0 (WSD decays linearly over the last 20%); exponential decay "
+              "ends at peak/100; CED has the same envelope and 3.5 cosine cycles (the run "
+              "ends in a trough); 1-cycle is PyTorch's OneCycleLR (30% warm-up, cosine, "
+              "from peak/25 to peak/25e4) with beta1 0.95 -> 0.85 -> 0.95; the others keep "
+              "beta1 0.9. The rates and beta1 in the figure and in results.json are the "
+              "trainer's logged values (the optimizer's state).", ""]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------ the figure
+def plot_comparison_lm(results: Mapping[str, Any], path: str) -> None:
+    """Four panels: rates (and 1-cycle's beta1), training loss, the budget sweep, tuning."""
+    from .plotting import pyplot, smooth
+
+    plt = pyplot()
+    families, budgets, main = results["families"], results["budgets"], results["main_budget"]
+    colors = {f: plt.get_cmap("tab10")(i) for i, f in enumerate(LM_FAMILIES)}
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8.5))
+    (rate_ax, loss_ax), (sweep_ax, tune_ax) = axes
+    beta_ax = None
+    for family in families:
+        c = results["curves"].get(family)
+        if not c:
+            continue
+        rate_ax.plot(c["step"], c["learning_rate"], color=colors[family], lw=1.4,
+                     label=LM_LABELS[family])
+        bits = np.array(c["loss"], dtype=np.float64) / math.log(2)
+        loss_ax.plot(c["step"], smooth(bits, max(1, main // 40)), color=colors[family], lw=1.2,
+                     label=LM_LABELS[family])
+        if family == "one_cycle":
+            beta_ax = rate_ax.twinx()
+            beta_ax.plot(c["step"], c["beta1"], color=colors[family], lw=1.0, ls=":")
+            beta_ax.set_ylabel("beta1 of 1-cycle (dotted)", fontsize=8)
+    rate_ax.set(title=f"rates at the tuned peaks, {main} steps (logged)", xlabel="step",
+                ylabel="learning rate")
+    rate_ax.legend(fontsize=7, loc="upper right")
+    loss_ax.set(title=f"training loss, {main} steps, seed 0 (smoothed)", xlabel="step",
+                ylabel="bits per byte")
+    finals = [b for f in families if (c := results["curves"].get(f)) for b in c["loss"][-20:]]
+    if finals:
+        loss_ax.set_ylim(min(finals) / math.log(2) - 0.3, min(finals) / math.log(2) + 2.5)
+    for family in families:
+        xs, ys, es = [], [], []
+        for b in budgets:
+            mean, std = _cell(results, family, b)
+            if mean is not None:
+                xs.append(b)
+                ys.append(mean)
+                es.append(std)
+        sweep_ax.errorbar(xs, ys, yerr=es, color=colors[family], marker="o", ms=4, capsize=3,
+                          lw=1.2, label=LM_LABELS[family])
+        row = results["tuning_bpb"][family][str(main)]
+        points = [(p, row[f"{p:g}"]) for p in results["peaks"] if row[f"{p:g}"] is not None]
+        if points:
+            tune_ax.plot(*zip(*points), color=colors[family], marker="o", ms=4, lw=1.2,
+                         label=LM_LABELS[family])
+    sweep_ax.set_xscale("log")
+    sweep_ax.set_xticks(budgets, [str(b) for b in budgets])
+    sweep_ax.set(title=f"test bits/byte at each budget (mean ± std, {results['seeds']} seeds)",
+                 xlabel="budget (updates)", ylabel="bits per byte")
+    sweep_ax.legend(fontsize=7)
+    tune_ax.set_xscale("log")
+    tune_ax.set(title=f"tuning at {main} steps: tuning-file bits/byte by peak (seed 0)",
+                xlabel="peak learning rate", ylabel="bits per byte")
+    tune_ax.legend(fontsize=7)
+    fig.suptitle("The seed's schedules on a byte-level llama (mlx-lm), AdamW, "
+                 "standard-library corpus", fontsize=11)
+    fig.tight_layout()
+    import matplotlib.pyplot as mpl
+
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110)
+    finally:
+        mpl.close(fig)
