@@ -22,6 +22,7 @@ Needs mlx-lm (``pip install 'mlx-schedules[lm]'``).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shlex
@@ -41,7 +42,8 @@ from experiments.files import write_json, write_text
 from experiments.lm import PRESETS
 
 DEFAULT_BUDGETS = (100, 200, 400)
-DEFAULT_PEAKS = (0.003, 0.01, 0.03)
+DEFAULT_PEAKS = (0.001, 0.003, 0.01)
+DEFAULT_JOBS = min(2, os.cpu_count() or 1)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -71,8 +73,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--test-windows", type=int, default=d.test_windows,
                    help=f"validation windows scoring the measured runs (default "
                         f"{d.test_windows})")
+    p.add_argument("--jobs", type=int, default=DEFAULT_JOBS,
+                   help=f"worker processes (default {DEFAULT_JOBS}: MLX's CPU backend keeps "
+                        "about one core busy per process; the numbers do not depend on it)")
     p.add_argument("--out-dir", default="runs/compare_lm", help="where results go")
     p.add_argument("--no-plot", action="store_true", help="skip the figure")
+    p.add_argument("--render", metavar="RESULTS_JSON",
+                   help="train nothing: rewrite comparison.md and comparison.png in --out-dir "
+                        "from a results.json this script wrote (its command is kept)")
     return p.parse_args(argv)
 
 
@@ -93,6 +101,8 @@ def _settings(args: argparse.Namespace) -> LMSettings:
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')}: need >= 1, got "
                              f"{getattr(args, name)}")
+    if args.jobs < 1:
+        raise ValueError(f"--jobs: need >= 1, got {args.jobs}")
     if not args.weight_decay >= 0:
         raise ValueError(f"--weight-decay: need >= 0, got {args.weight_decay}")
     overrides = {key: value for key, value in (
@@ -104,6 +114,20 @@ def _settings(args: argparse.Namespace) -> LMSettings:
                           tune_windows=args.tune_windows, test_windows=args.test_windows)
     settings.model_config()  # validates the overrides (names the field and the value)
     return settings
+
+
+def write_outputs(results: dict, out_dir: str, *, plot: bool, with_json: bool = True) -> str:
+    """Write comparison.md (returned), results.json and the figure into ``out_dir``."""
+    report = markdown_report_lm(results)
+    write_text(os.path.join(out_dir, "comparison.md"), report)
+    if with_json:
+        write_json(os.path.join(out_dir, "results.json"), results)
+    if plot:
+        try:
+            plot_comparison_lm(results, os.path.join(out_dir, "comparison.png"))
+        except RuntimeError as e:
+            print(f"warning: no figure: {e}", file=sys.stderr)
+    return report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,25 +145,29 @@ def main(argv: list[str] | None = None) -> int:
         print("error: this comparison needs mlx-lm: pip install 'mlx-schedules[lm]'",
               file=sys.stderr)
         return 2
+    if args.render:
+        try:
+            with open(args.render, encoding="utf-8") as f:
+                results = json.load(f)
+        except (OSError, ValueError) as e:
+            print(f"error: --render {args.render}: {e}", file=sys.stderr)
+            return 2
+        os.makedirs(args.out_dir, exist_ok=True)
+        write_outputs(results, args.out_dir, plot=not args.no_plot, with_json=False)
+        print(f"wrote {args.out_dir}/comparison.md, comparison.png from {args.render}")
+        return 0
     os.makedirs(args.out_dir, exist_ok=True)
     results = compare_lm(settings, families=args.families, budgets=args.budgets,
-                         peaks=args.peaks, seeds=args.seeds,
+                         peaks=args.peaks, seeds=args.seeds, jobs=args.jobs,
                          report=lambda line: print(line, flush=True))
     results = {
         "command": "python scripts/compare_lm.py" + "".join(f" {shlex.quote(a)}" for a in argv),
         "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, "
                    f"mlx {mx.__version__}, load average at the end "
                    f"{os.getloadavg()[0]:.1f}",
-        **results, "wall_time_s": time.perf_counter() - start,
+        **results, "jobs": args.jobs, "wall_time_s": time.perf_counter() - start,
     }
-    report = markdown_report_lm(results)
-    write_text(os.path.join(args.out_dir, "comparison.md"), report)
-    write_json(os.path.join(args.out_dir, "results.json"), results)
-    if not args.no_plot:
-        try:
-            plot_comparison_lm(results, os.path.join(args.out_dir, "comparison.png"))
-        except RuntimeError as e:
-            print(f"warning: no figure: {e}", file=sys.stderr)
+    report = write_outputs(results, args.out_dir, plot=not args.no_plot)
     print()
     print(report)
     print(f"wrote {args.out_dir}/comparison.md, comparison.png, results.json "

@@ -27,9 +27,11 @@ included) is scored on the test half. :func:`compare_lm` runs it and returns eve
 from __future__ import annotations
 
 import math
+import multiprocessing
 import resource
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -37,6 +39,7 @@ import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
 import numpy as np
+from mlx.utils import tree_flatten
 
 from mlx_schedules import from_config, schedule_hyperparameters
 from trainers import NonFiniteError, Trainer, causal_lm_loss, tokens_in
@@ -55,8 +58,8 @@ from .lm import (
 )
 
 __all__ = ["LM_FAMILIES", "LM_LABELS", "LMSettings", "compare_lm", "lm_family_configs",
-           "markdown_report_lm", "plot_comparison_lm", "split_validation", "train_lm_run",
-           "training_batches"]
+           "markdown_report_lm", "parameter_count", "plot_comparison_lm", "split_validation",
+           "train_lm_run", "training_batches", "tune_and_measure"]
 
 LM_FAMILIES = ("constant", "cosine_warmup", "wsd", "exponential", "cyclic_exponential",
                "one_cycle")
@@ -125,6 +128,16 @@ class LMSettings:
         return model_config("llama", self.preset, **self.model_overrides)
 
 
+def parameter_count(config: Mapping[str, Any]) -> int:
+    """The number of weights of the model ``config`` describes (built once to count them).
+
+    Example:
+        >>> parameter_count(model_config("llama", "tiny"))
+        123200
+    """
+    return sum(v.size for _, v in tree_flatten(build_model(config).parameters()))
+
+
 def split_validation(documents: Sequence[np.ndarray]) -> tuple[list, list]:
     """The validation files in two halves, alternately: (tuning, test).
 
@@ -138,8 +151,9 @@ def split_validation(documents: Sequence[np.ndarray]) -> tuple[list, list]:
 
 
 def _cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    """CPU time of this process and of its finished worker processes."""
+    return sum(u.ru_utime + u.ru_stime for u in (resource.getrusage(resource.RUSAGE_SELF),
+                                                 resource.getrusage(resource.RUSAGE_CHILDREN)))
 
 
 class _Rows:
@@ -166,8 +180,9 @@ def train_lm_run(settings: LMSettings, data: Any, family: str, peak: float, step
     """Train one model on ``data`` (:func:`training_batches`); return ``{"model", "diverged",
     "curves", "wall_time_s"}``.
 
-    ``curves`` holds every step's ``learning_rate``, ``beta1`` and ``loss`` as the trainer
-    logged them (the optimizer's own state, not recomputed).
+    ``curves`` holds every step's ``learning_rate``, ``beta1`` (``None`` where it is a fixed
+    number: the trainer logs the scheduled ones only) and ``loss`` as the trainer logged them
+    (the optimizer's own state, not recomputed).
     """
     mx.random.seed(seed)
     model = build_model(settings.model_config())
@@ -208,8 +223,73 @@ def _mean_std(values: Sequence[float | None]) -> tuple[float | None, float | Non
     return float(np.mean(finite)), float(np.std(finite))
 
 
+_SHARED: dict[str, Any] = {}
+
+
+def _shared_data(settings: LMSettings) -> tuple[Any, list, list, Any, Any]:
+    """(corpus, tuning files, test files, tuning windows, test windows), loaded once per
+    process and layout."""
+    key = (settings.valid_fraction, settings.seq_len, settings.eval_batch_size,
+           settings.tune_windows, settings.test_windows)
+    if _SHARED.get("key") != key:
+        corpus = stdlib_corpus(settings.valid_fraction)
+        tune_docs, test_docs = split_validation(corpus.valid)
+        options = {"backend": "numpy"}
+        tune_set = validation_batches(tune_docs, settings.seq_len, settings.eval_batch_size,
+                                      windows=settings.tune_windows, **options)
+        test_set = validation_batches(test_docs, settings.seq_len, settings.eval_batch_size,
+                                      windows=settings.test_windows, **options)
+        _SHARED.clear()
+        _SHARED.update(key=key, value=(corpus, tune_docs, test_docs, tune_set, test_set),
+                       batches={})
+    return _SHARED["value"]
+
+
+def _batches_of(settings: LMSettings, seed: int) -> Any:
+    corpus = _shared_data(settings)[0]
+    cache = _SHARED["batches"]
+    key = (settings.seq_len, settings.batch_size, seed)
+    if key not in cache:
+        cache[key] = training_batches(settings, corpus.train, seed)
+    return cache[key]
+
+
+def tune_and_measure(settings: LMSettings, family: str, steps: int, peaks: Sequence[float],
+                     seeds: int) -> dict[str, Any]:
+    """One family at one budget: the peak grid on seed 0 (scored on the tuning files), then
+    seeds 1.. at the tuned peak; every seed scored on the test files.
+
+    Returns ``{"peak", "tuning", "measured", "curves", "runs"}`` (``curves``: the logged
+    rates and losses of seed 0 at the tuned peak).
+    """
+    _, _, _, tune_set, test_set = _shared_data(settings)
+    trials = {}
+    for peak in peaks:
+        run = train_lm_run(settings, _batches_of(settings, 0), family, peak, steps, 0)
+        run["tune_bpb"] = _bpb(run["model"], tune_set)
+        trials[peak] = run
+    best = min(peaks, key=lambda p: (trials[p]["tune_bpb"] is None,
+                                     trials[p]["tune_bpb"] or 0.0))
+    seed_runs = [trials[best]]
+    for seed in range(1, seeds):
+        seed_runs.append(train_lm_run(settings, _batches_of(settings, seed), family, best,
+                                      steps, seed))
+    per_seed = [{"seed": seed, "diverged": run["diverged"],
+                 "test_bpb": _bpb(run["model"], test_set),
+                 "final_train_loss": None if run["diverged"] else run["curves"]["loss"][-1],
+                 "wall_time_s": run["wall_time_s"]} for seed, run in enumerate(seed_runs)]
+    mean, std = _mean_std([r["test_bpb"] for r in per_seed])
+    return {
+        "peak": best, "tuning": {f"{p:g}": trials[p]["tune_bpb"] for p in peaks},
+        "measured": {"test_bpb": mean, "test_bpb_std": std, "seeds": len(per_seed),
+                     "diverged": sum(r["diverged"] for r in per_seed), "runs": per_seed,
+                     "wall_time_s": _mean_std([r["wall_time_s"] for r in per_seed])[0]},
+        "curves": trials[best]["curves"], "runs": len(peaks) + seeds - 1,
+    }
+
+
 def compare_lm(settings: LMSettings, *, families: Sequence[str], budgets: Sequence[int],
-               peaks: Sequence[float], seeds: int,
+               peaks: Sequence[float], seeds: int, jobs: int = 1,
                report: Callable[[str], Any] = print) -> dict[str, Any]:
     """Run the whole protocol; return every number (``results.json`` less the command and
     the machine, which the caller adds).
@@ -220,67 +300,57 @@ def compare_lm(settings: LMSettings, *, families: Sequence[str], budgets: Sequen
         budgets: run lengths (updates).
         peaks: the peak-rate grid (one value: no tuning).
         seeds: measured seeds per family and budget (seed 0 is the tuning run).
+        jobs: worker processes, each training one family at one budget at a time (MLX's CPU
+            backend keeps about one core busy per process); the numbers do not depend on it.
         report: called with a line of progress.
     """
     budgets = sorted(set(budgets))
     families = list(families)
     peaks = sorted(set(peaks))
+    if not (isinstance(jobs, int) and jobs >= 1):
+        raise ValueError(f"jobs must be an int >= 1, got {jobs!r}")
     start, cpu_start = time.perf_counter(), _cpu_seconds()
-    corpus = stdlib_corpus(settings.valid_fraction)
-    tune_docs, test_docs = split_validation(corpus.valid)
-    eval_options = {"backend": "numpy"}
-    tune_set = validation_batches(tune_docs, settings.seq_len, settings.eval_batch_size,
-                                  windows=settings.tune_windows, **eval_options)
-    test_set = validation_batches(test_docs, settings.seq_len, settings.eval_batch_size,
-                                  windows=settings.test_windows, **eval_options)
+    corpus, tune_docs, test_docs, _, _ = _shared_data(settings)
     report(f"corpus: {len(corpus.train)} training files "
            f"({sum(d.size for d in corpus.train):,} bytes), validation {len(tune_docs)} "
-           f"tuning + {len(test_docs)} test files")
+           f"tuning + {len(test_docs)} test files; {jobs} worker process(es)")
 
-    tuned: dict[str, dict[str, float]] = {f: {} for f in families}
-    tuning: dict[str, dict[str, dict[str, float | None]]] = {f: {} for f in families}
-    measured: dict[str, dict[str, Any]] = {f: {} for f in families}
-    curves: dict[str, dict[str, Any]] = {}
     main_budget = max(budgets)
-    runs = 0
-    data = {seed: training_batches(settings, corpus.train, seed) for seed in range(seeds)}
-    for steps in budgets:
-        for family in families:
-            trials = {}
-            for peak in peaks:
-                run = train_lm_run(settings, data[0], family, peak, steps, 0)
-                run["tune_bpb"] = _bpb(run["model"], tune_set)
-                trials[peak] = run
-                runs += 1
-            best = min(peaks, key=lambda p: (trials[p]["tune_bpb"] is None,
-                                             trials[p]["tune_bpb"] or 0.0))
-            tuned[family][str(steps)] = best
-            tuning[family][str(steps)] = {f"{p:g}": trials[p]["tune_bpb"] for p in peaks}
-            seed_runs = [trials[best]]
-            for seed in range(1, seeds):
-                seed_runs.append(train_lm_run(settings, data[seed], family, best, steps, seed))
-                runs += 1
-            per_seed = []
-            for seed, run in enumerate(seed_runs):
-                per_seed.append({"seed": seed, "diverged": run["diverged"],
-                                 "test_bpb": _bpb(run["model"], test_set),
-                                 "final_train_loss": None if run["diverged"]
-                                 else run["curves"]["loss"][-1],
-                                 "wall_time_s": run["wall_time_s"]})
-            if steps == main_budget and not trials[best]["diverged"]:
-                curves[family] = trials[best]["curves"]
-            mean, std = _mean_std([r["test_bpb"] for r in per_seed])
-            measured[family][str(steps)] = {
-                "test_bpb": mean, "test_bpb_std": std, "seeds": len(per_seed),
-                "diverged": sum(r["diverged"] for r in per_seed), "runs": per_seed,
-                "wall_time_s": _mean_std([r["wall_time_s"] for r in per_seed])[0]}
-            trial_bpb = ", ".join(f"{p}: {_fmt(v)}" for p, v in tuning[family][str(steps)].items())
-            report(f"  {steps:>5} steps  {LM_LABELS[family]:<26} peak {best:<8g} "
-                   f"test {_fmt(mean, std)} bits/byte  (tuning: {trial_bpb})")
+    # The longest units first, so that parallel workers finish together.
+    units = [(family, steps) for steps in reversed(budgets) for family in families]
+    done: dict[tuple[str, int], dict[str, Any]] = {}
+
+    def finished(key: tuple[str, int], unit: dict[str, Any]) -> None:
+        done[key] = unit
+        trial_bpb = ", ".join(f"{p}: {_fmt(v)}" for p, v in unit["tuning"].items())
+        report(f"  {key[1]:>5} steps  {LM_LABELS[key[0]]:<26} peak {unit['peak']:<8g} "
+               f"test {_fmt(unit['measured']['test_bpb'], unit['measured']['test_bpb_std'])}"
+               f" bits/byte  (tuning: {trial_bpb})")
+
+    if jobs == 1:
+        for family, steps in units:
+            finished((family, steps), tune_and_measure(settings, family, steps, peaks, seeds))
+    else:
+        # spawn: a fresh interpreter per worker (forking a process that holds MLX state is
+        # unsafe); every run seeds itself, so the numbers do not depend on the worker count.
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+            futures = {pool.submit(tune_and_measure, settings, family, steps, peaks,
+                                   seeds): (family, steps) for family, steps in units}
+            for future in as_completed(futures):
+                finished(futures[future], future.result())
+
+    tuned = {f: {str(b): done[f, b]["peak"] for b in budgets} for f in families}
+    tuning = {f: {str(b): done[f, b]["tuning"] for b in budgets} for f in families}
+    measured = {f: {str(b): done[f, b]["measured"] for b in budgets} for f in families}
+    curves = {f: done[f, main_budget]["curves"] for f in families
+              if done[f, main_budget]["curves"] is not None}
+    runs = sum(unit["runs"] for unit in done.values())
     return {
         "dataset": "stdlib corpus (bytes)", "families": families, "budgets": budgets,
         "main_budget": main_budget, "peaks": peaks, "seeds": seeds, "runs": runs,
         "settings": asdict(settings), "model_config": settings.model_config(),
+        "model_parameters": parameter_count(settings.model_config()),
         "tokens_per_step": settings.seq_len * settings.batch_size,
         "corpus": {"train_files": len(corpus.train), "tune_files": len(tune_docs),
                    "test_files": len(test_docs),
@@ -388,9 +458,12 @@ def markdown_report_lm(results: Mapping[str, Any]) -> str:
     lines = ["# The seed's schedules on a byte-level language model "
              "(mlx-lm llama, AdamW, standard-library corpus)", ""]
     lines += [f"Command: `{results['command']}`", "",
-              f"Machine: {results['machine']}. Wall time {results['wall_time_s']:.0f} s, "
-              f"CPU time {results['cpu_time_s']:.0f} s ({results['runs']} training runs).", ""]
-    lines += [f"Model: llama, {mc['num_hidden_layers']} layers, width {mc['hidden_size']}, "
+              f"Machine: {results['machine']}. Wall time {results['wall_time_s']:.0f} s with "
+              f"{results.get('jobs', 1)} worker process(es), CPU time "
+              f"{results['cpu_time_s']:.0f} s ({results['runs']} training runs).", ""]
+    n_params = results.get("model_parameters") or parameter_count(mc)
+    lines += [f"Model: llama ({n_params:,} weights), {mc['num_hidden_layers']} layers, "
+              f"width {mc['hidden_size']}, "
               f"MLP {mc['intermediate_size']}, {mc['num_attention_heads']} heads, byte "
               f"vocabulary (256); batch {s['batch_size']} x {s['seq_len']} bytes "
               f"({results['tokens_per_step']} tokens per update); AdamW (weight decay "
@@ -440,9 +513,15 @@ def markdown_report_lm(results: Mapping[str, Any]) -> str:
                   + ", ".join(f"{s:.3f}" for s in spreads)
                   + f" at {', '.join(map(str, budgets))} steps."]
     lines += ["", "## What the seed claims / what we measured", "",
-              "A difference counts when it exceeds the noise: twice the larger seed std of the "
-              "two cells compared, the widest over the budgets.", ""]
+              "A difference counts when it exceeds the noise: twice the larger seed std "
+              "(population std over the seeds) of the two cells compared, the widest over "
+              "the budgets.", ""]
     lines += claims_table(results)
+    lines += ["", f"Scope: one small model ({n_params:,} weights) trained for at most "
+              f"{main} updates of {results['tokens_per_step']} bytes. The seed's conditions, "
+              "\"larger models\" and \"large datasets and complex models\", are not reached "
+              "here: a verdict above says what the schedules do at this scale, not at "
+              "theirs."]
     lines += ["", "## Tuning: bits per byte on the tuning files after one run (seed 0) at "
               "each peak", "",
               "| schedule | budget | " + " | ".join(f"{p:g}" for p in results["peaks"]) + " |",
@@ -519,6 +598,7 @@ def plot_comparison_lm(results: Mapping[str, Any], path: str) -> None:
                          label=LM_LABELS[family])
     sweep_ax.set_xscale("log")
     sweep_ax.set_xticks(budgets, [str(b) for b in budgets])
+    sweep_ax.minorticks_off()
     sweep_ax.set(title=f"test bits/byte at each budget (mean ± std, {results['seeds']} seeds)",
                  xlabel="budget (updates)", ylabel="bits per byte")
     sweep_ax.legend(fontsize=7)
