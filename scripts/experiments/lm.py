@@ -15,6 +15,13 @@ function needs it.
   buckets for fine-tuning examples);
 - :func:`validation_metrics` — validation loss (and bits per byte for byte-level data);
 - :func:`generate_tokens` — a sample from a trained model;
+- :func:`schedule_configs`, :func:`optimizer_section` — the schedule families for language
+  models (:data:`LM_SCHEDULES`: the digits families plus warmup-cosine and warmup-stable-decay)
+  as AdamW configs for :func:`experiments.config.build_optimizer`;
+- :func:`save_model_dir` — a trained model as an mlx-lm model directory;
+  :func:`make_local_model_dir` — a tiny random one with a tokenizer trained here (tests,
+  benchmarks and trying the LoRA path without a download);
+- :func:`plot_lm_run` — the run's curves as a PNG;
 - the data loaders of :mod:`experiments.lm_data` (:func:`stdlib_corpus`,
   :func:`load_jsonl_dir`, :func:`unigram_entropy`), re-exported here.
 """
@@ -32,8 +39,10 @@ import mlx.nn as nn
 import numpy as np
 from mlx.utils import tree_flatten
 
+import mlx_schedules as ms
 from trainers import SequenceBatches, evaluate_lm
 
+from .families import FAMILIES, family_configs
 from .files import atomic_path, write_json
 from .lm_data import (
     Corpus,
@@ -45,10 +54,12 @@ from .lm_data import (
 )
 
 __all__ = [
-    "ARCHITECTURES", "PRESETS", "Corpus", "DataFileError", "adapter_weights", "apply_lora",
-    "build_model", "corpus_batches", "example_batches", "generate_tokens", "load_jsonl_dir",
-    "load_model_dir", "model_config", "read_jsonl", "save_adapters", "stdlib_corpus",
-    "unigram_entropy", "validation_batches", "validation_metrics",
+    "ARCHITECTURES", "LM_SCHEDULES", "PRESETS", "Corpus", "DataFileError", "adapter_weights",
+    "apply_lora", "build_model", "corpus_batches", "example_batches", "generate_tokens",
+    "load_jsonl_dir", "load_model_dir", "make_local_model_dir", "model_config",
+    "optimizer_section", "plot_lm_run", "read_adapter_config", "read_jsonl", "save_adapters",
+    "save_model_dir", "schedule_configs", "stdlib_corpus", "unigram_entropy", "validation_batches",
+    "validation_metrics"
 ]
 
 #: selectable ``model_type`` -> the mlx-lm module implementing it (mlx-lm maps mistral to llama)
@@ -314,3 +325,172 @@ def read_adapter_config(directory: str | os.PathLike) -> dict[str, Any]:
     """The ``adapter_config.json`` of an adapters directory."""
     with open(os.path.join(os.fspath(directory), "adapter_config.json"), encoding="utf-8") as f:
         return json.load(f)
+
+
+# ---------------------------------------------------------------------------------- schedules
+#: the schedule families for language models: the digits comparison's families
+#: (:data:`experiments.families.FAMILIES`) and the two usual for transformers
+LM_SCHEDULES = ("warmup_cosine", "wsd", *FAMILIES)
+#: warmup-cosine ends at this fraction of the peak (as nanoGPT's ``min_lr``)
+COSINE_FLOOR = 0.1
+#: warmup-stable-decay decays over this fraction of the run (linearly, to 0)
+WSD_DECAY_FRACTION = 0.2
+
+
+def schedule_configs(family: str, peak: float, steps: int, *,
+                     warmup_steps: int | None = None) -> dict[str, Any]:
+    """``{"learning_rate": config, "beta1": config or None}`` of a family sized to a run.
+
+    ``warmup_cosine`` warms up linearly over ``warmup_steps`` (default 5% of the run), then
+    decays by a cosine to ``peak * COSINE_FLOOR``; ``wsd`` warms up the same way, holds the
+    peak and decays linearly to 0 over the last ``WSD_DECAY_FRACTION`` of the run. The other
+    families are :func:`experiments.families.family_configs`; their cycled momentum
+    (``one_cycle``, ``triangular``) becomes AdamW's ``beta1``.
+
+    Example:
+        >>> schedule_configs("wsd", 0.01, 100)["learning_rate"]["decay_steps"]
+        20
+        >>> schedule_configs("one_cycle", 0.01, 100)["beta1"]["name"]
+        'one_cycle_momentum'
+    """
+    if family not in LM_SCHEDULES:
+        raise ValueError(f"schedule must be one of {list(LM_SCHEDULES)}, got {family!r}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 8:
+        raise ValueError(f"steps must be an int >= 8 for a schedule family, got {steps!r}")
+    if warmup_steps is None:
+        warmup_steps = max(1, steps // 20)
+    if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or \
+            not 0 <= warmup_steps < steps // 2:
+        raise ValueError(f"warmup_steps must be an int in [0, {steps // 2}), "
+                         f"got {warmup_steps!r}")
+    if family == "warmup_cosine":
+        rate = ms.cosine_decay(peak, steps - warmup_steps, peak * COSINE_FLOOR)
+        if warmup_steps:
+            rate = ms.warmup(rate, warmup_steps)
+        return {"learning_rate": rate.to_config(), "beta1": None}
+    if family == "wsd":
+        rate = ms.warmup_stable_decay(peak, steps, warmup_steps=warmup_steps,
+                                      decay_steps=max(1, round(steps * WSD_DECAY_FRACTION)))
+        return {"learning_rate": rate.to_config(), "beta1": None}
+    chosen = family_configs(family, peak, steps)
+    momentum = chosen["momentum"]
+    return {"learning_rate": chosen["learning_rate"],
+            "beta1": momentum if isinstance(momentum, dict) else None}
+
+
+def optimizer_section(family: str, peak: float, steps: int, *, weight_decay: float = 0.0,
+                      warmup_steps: int | None = None) -> dict[str, Any]:
+    """An AdamW section for :func:`experiments.config.build_optimizer` with a family's rate
+    (and cycled ``beta1``) sized to a run.
+
+    Example:
+        >>> import mlx.optimizers as optim
+        >>> from experiments.config import build_optimizer
+        >>> opt = build_optimizer(optimizer_section("one_cycle", 3e-3, 100))
+        >>> isinstance(opt, optim.AdamW), round(opt.state["beta1"].item(), 2)
+        (True, 0.95)
+    """
+    chosen = schedule_configs(family, peak, steps, warmup_steps=warmup_steps)
+    section = {"name": "AdamW", "learning_rate": chosen["learning_rate"],
+               "weight_decay": float(weight_decay)}
+    if chosen["beta1"] is not None:
+        section["beta1"] = chosen["beta1"]
+    return section
+
+
+# ---------------------------------------------------------------------------------- outputs
+def save_model_dir(model: nn.Module, config: Mapping[str, Any], directory: str | os.PathLike,
+                   tokenizer: Any = None) -> str:
+    """Write ``model.safetensors`` and ``config.json`` (and the tokenizer's files when given)
+    into ``directory``: an mlx-lm model directory (``mlx_lm.utils.load_model`` reads it;
+    ``mlx_lm.load`` also needs the tokenizer)."""
+    directory = os.fspath(directory)
+    os.makedirs(directory, exist_ok=True)
+    weights = dict(tree_flatten(model.parameters()))
+    mx.eval(weights)
+    with atomic_path(os.path.join(directory, "model.safetensors")) as tmp:
+        mx.save_safetensors(tmp, weights, metadata={"format": "mlx"})
+    write_json(os.path.join(directory, "config.json"), dict(config))
+    if tokenizer is not None:
+        tokenizer.save_pretrained(directory)
+    return directory
+
+
+#: the chat template of :func:`make_local_model_dir` (role tags as special tokens)
+CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>"
+                 "{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}")
+SPECIAL_TOKENS = ("<|end|>", "<|user|>", "<|assistant|>", "<|system|>")
+
+
+def make_local_model_dir(directory: str | os.PathLike, texts: Sequence[str], *,
+                         architecture: str = "llama", preset: str = "tiny",
+                         vocab_size: int = 384, seed: int = 0, **overrides: Any) -> str:
+    """Write a random-weight mlx-lm model directory whose tokenizer is trained here, on
+    ``texts`` (a byte-level BPE of ``vocab_size`` tokens with a chat template; nothing is
+    downloaded). ``mlx_lm.load(directory)`` loads it.
+
+    Example:
+        >>> import tempfile, mlx_lm
+        >>> path = make_local_model_dir(tempfile.mkdtemp(), ["def f(x):\\n    return x\\n"] * 9,
+        ...                             vocab_size=300)
+        >>> model, tokenizer = mlx_lm.load(path)
+        >>> tokenizer.decode(tokenizer.encode("return x"))
+        'return x'
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from tokenizers import trainers as token_trainers
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(list(texts), token_trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token=SPECIAL_TOKENS[0])
+    tokenizer.chat_template = CHAT_TEMPLATE
+    mx.random.seed(seed)
+    config = model_config(architecture, preset, vocab_size=len(tokenizer), **overrides)
+    return save_model_dir(build_model(config), config, directory, tokenizer)
+
+
+def plot_lm_run(train_rows: Sequence[Mapping[str, Any]], eval_rows: Sequence[Mapping[str, Any]],
+                path: str, *, byte_level: bool, title: str = "") -> None:
+    """The run's curves against step: the rate (and any scheduled beta1), and the training
+    and validation loss (in bits per byte for byte-level data)."""
+    from .plotting import pyplot, smooth
+
+    plt = pyplot()
+    unit = 1 / np.log(2) if byte_level else 1.0
+    steps = np.array([r["step"] for r in train_rows])
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    rate_key = next((k for k in (train_rows[0] if train_rows else {})
+                     if k.startswith("learning_rate")), "learning_rate")
+    axes[0].plot(steps, [r[rate_key] for r in train_rows], color="tab:blue", label=rate_key)
+    axes[0].set_ylabel("learning rate")
+    axes[0].set_ylim(bottom=0)
+    if train_rows and "beta1" in train_rows[0]:
+        twin = axes[0].twinx()
+        twin.plot(steps, [r["beta1"] for r in train_rows], color="tab:orange", label="beta1")
+        twin.set_ylabel("beta1")
+    axes[0].set_title("schedule (from optimizer.state)")
+    loss = np.array([r["loss"] for r in train_rows]) * unit
+    axes[1].plot(steps, loss, color="tab:gray", alpha=0.35, lw=0.8, label="train, per step")
+    axes[1].plot(steps, smooth(loss, max(1, len(loss) // 50)), color="tab:red",
+                 label="train, moving average")
+    if eval_rows:
+        axes[1].plot([r["step"] for r in eval_rows],
+                     [r["eval_loss"] * unit for r in eval_rows], "o-", color="tab:green", ms=3,
+                     label="validation")
+    axes[1].set_ylabel("bits per byte" if byte_level else "loss (nats per token)")
+    axes[1].set_title("loss")
+    axes[1].legend()
+    for ax in axes:
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
