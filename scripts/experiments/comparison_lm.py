@@ -6,16 +6,16 @@ library's own source, :func:`experiments.lm.stdlib_corpus`) under six schedule f
 function of (peak rate, run length):
 
 - ``constant``: the rate held at the peak (the baseline, tuned like the others);
-- ``cosine_warmup``: linear warm-up over 10% of the run, then cosine decay to 0;
-- ``wsd``: warmup-stable-decay: 10% warm-up, the peak held, linear decay to 0 over the last 20%;
+- ``warmup_cosine``: linear warm-up over 5% of the run, then cosine decay to peak/10;
+- ``wsd``: warmup-stable-decay: 5% warm-up, the peak held, linear decay to 0 over the last 20%;
 - ``exponential``: the seed's ``peak * exp(-k t)``, ending at ``peak / 100``;
 - ``cyclic_exponential``: the seed's CED, the same envelope with 3.5 cosine cycles;
 - ``one_cycle``: PyTorch ``OneCycleLR`` (30% warm-up, cosine) with ``beta1`` cycled
   0.95 -> 0.85 -> 0.95 (:func:`mlx_schedules.schedule_hyperparameters`).
 
-The last three are the shapes of :func:`experiments.families.family_configs` (the digits
-comparison), so the two comparisons test the same schedules. Every other family keeps
-``beta1 = 0.9``.
+The shapes are :func:`experiments.lm.schedule_configs` (what ``train_lm.py --schedule`` uses;
+the last three are the digits comparison's :func:`experiments.families.family_configs`).
+Every family but 1-cycle keeps ``beta1 = 0.9``.
 
 Protocol: the validation files are split in two halves, *tuning* and *test*. At every budget,
 each family's peak is chosen from a grid by the tuning half's bits per byte after one run
@@ -45,12 +45,12 @@ from mlx_schedules import from_config, schedule_hyperparameters
 from trainers import NonFiniteError, Trainer, causal_lm_loss, tokens_in
 
 from .comparison import seed_table_markdown
-from .families import family_configs
 from .files import atomic_path
 from .lm import (
     build_model,
     corpus_batches,
     model_config,
+    schedule_configs,
     stdlib_corpus,
     unigram_entropy,
     validation_batches,
@@ -61,23 +61,23 @@ __all__ = ["LM_FAMILIES", "LM_LABELS", "LMSettings", "compare_lm", "lm_family_co
            "markdown_report_lm", "parameter_count", "plot_comparison_lm", "split_validation",
            "train_lm_run", "training_batches", "tune_and_measure"]
 
-LM_FAMILIES = ("constant", "cosine_warmup", "wsd", "exponential", "cyclic_exponential",
+LM_FAMILIES = ("constant", "warmup_cosine", "wsd", "exponential", "cyclic_exponential",
                "one_cycle")
 LM_LABELS = {
     "constant": "constant",
-    "cosine_warmup": "cosine with warmup",
+    "warmup_cosine": "cosine with warmup",
     "wsd": "warmup-stable-decay",
     "exponential": "exponential decay",
     "cyclic_exponential": "cyclic exponential decay",
     "one_cycle": "1-cycle + cycled beta1",
 }
 BETA1 = 0.9  # the fixed beta1 of every family but 1-cycle
-WARMUP_FRACTION = 0.1
-WSD_DECAY_FRACTION = 0.2
 
 
 def lm_family_configs(family: str, peak_lr: float, steps: int) -> dict[str, Any]:
-    """``{"learning_rate": schedule config, "beta1": config or number}`` for one family.
+    """``{"learning_rate": schedule config, "beta1": config or number}`` for one family:
+    :func:`experiments.lm.schedule_configs` (the shapes ``train_lm.py --schedule`` uses), with
+    the fixed ``beta1`` written out.
 
     Example:
         >>> lm_family_configs("wsd", 0.01, 100)["learning_rate"]["decay_steps"]
@@ -92,20 +92,9 @@ def lm_family_configs(family: str, peak_lr: float, steps: int) -> dict[str, Any]
         raise ValueError(f"steps must be an int >= 8 for a schedule family, got {steps!r}")
     if not (isinstance(peak_lr, int | float) and math.isfinite(peak_lr) and peak_lr > 0):
         raise ValueError(f"peak_lr must be a positive number, got {peak_lr!r}")
-    warm = max(1, round(WARMUP_FRACTION * steps))
-    if family == "cosine_warmup":
-        rate = {"name": "warmup", "steps": warm, "init": 0.0,
-                "schedule": {"name": "cosine_decay", "init": peak_lr,
-                             "decay_steps": steps - warm, "end": 0.0}}
-        return {"learning_rate": rate, "beta1": BETA1}
-    if family == "wsd":
-        rate = {"name": "warmup_stable_decay", "peak": peak_lr, "total_steps": steps,
-                "warmup_steps": warm, "decay_steps": max(1, round(WSD_DECAY_FRACTION * steps)),
-                "init": 0.0, "end": 0.0, "decay_shape": "linear"}
-        return {"learning_rate": rate, "beta1": BETA1}
-    shared = family_configs(family, peak_lr, steps)  # the digits comparison's shapes
-    beta1 = shared["momentum"] if isinstance(shared["momentum"], dict) else BETA1
-    return {"learning_rate": shared["learning_rate"], "beta1": beta1}
+    chosen = schedule_configs(family, float(peak_lr), steps)
+    beta1 = chosen["beta1"] if chosen["beta1"] is not None else BETA1
+    return {"learning_rate": chosen["learning_rate"], "beta1": beta1}
 
 
 @dataclass
@@ -442,7 +431,7 @@ def claims_table(results: Mapping[str, Any]) -> list[str]:
          "holds: CED beats its own envelope", "does not hold: CED is worse than its envelope")
     rank_row("CED (as above): a schedule to choose for such models", "cyclic_exponential")
     pair("1-cycle: for large datasets and complex models when training time is limited",
-         "one_cycle", "cosine_warmup", "holds: 1-cycle beats cosine with warmup",
+         "one_cycle", "warmup_cosine", "holds: 1-cycle beats cosine with warmup",
          "does not hold: 1-cycle is worse than cosine with warmup")
     rank_row("1-cycle (as above): a schedule to choose under a time limit", "one_cycle")
     pair("Exponential decay: a smooth cool-down settles into a minimum (better than no decay)",
@@ -539,8 +528,9 @@ def markdown_report_lm(results: Mapping[str, Any]) -> str:
               "tuning files' bits per byte after one run (seed 0). Seeds 1, 2, ... then run "
               "at the tuned peak, and every seed, the tuning run included, is scored on the "
               "test files. A seed sets the initial weights and the data order. Shapes: "
-              "cosine with warmup and warmup-stable-decay warm up linearly over 10% of the "
-              "run and end at 0 (WSD decays linearly over the last 20%); exponential decay "
+              "cosine with warmup and warmup-stable-decay warm up linearly over 5% of the "
+              "run; the cosine ends at peak/10, WSD decays linearly to 0 over the last 20% "
+              "(experiments.lm.schedule_configs, as train_lm.py); exponential decay "
               "ends at peak/100; CED has the same envelope and 3.5 cosine cycles (the run "
               "ends in a trough); 1-cycle is PyTorch's OneCycleLR (30% warm-up, cosine, "
               "from peak/25 to peak/25e4) with beta1 0.95 -> 0.85 -> 0.95; the others keep "

@@ -35,15 +35,16 @@ def one_cycle_reference(t: int, peak: float, total: int) -> tuple[float, float]:
 
 def reference(family: str, peak: float, total: int, t: int) -> tuple[float, float]:
     """(learning rate, beta1) of the k-th update, from the definitions in the module docs."""
-    warm = max(1, round(0.1 * total))
+    warm = max(1, total // 20)
     decay = (0.01) ** (1 / (total - 1))  # exponential families end at peak / 100
     if family == "constant":
         return peak, 0.9
-    if family == "cosine_warmup":
+    if family == "warmup_cosine":
         if t < warm:
             return peak * t / warm, 0.9
-        return peak * 0.5 * (1 + math.cos(math.pi * min(t - warm, total - warm)
-                                          / (total - warm))), 0.9
+        floor = peak / 10
+        return floor + (peak - floor) * 0.5 * (1 + math.cos(
+            math.pi * min(t - warm, total - warm) / (total - warm))), 0.9
     if family == "wsd":
         tail = max(1, round(0.2 * total))
         if t < warm:
@@ -83,7 +84,7 @@ def test_family_bad_input_is_named():
     (["--budgets", "4", "100"], "--budgets: every budget must be >= 8 steps, got [4, 100]"),
     (["--peaks", "0.01", "-1"], "--peaks: need positive rates, got [0.01, -1.0]"),
     (["--seeds", "0"], "--seeds: need >= 1, got 0"),
-    (["--families", "cosine_warmup", "sgdr"], "--families: unknown ['sgdr']"),
+    (["--families", "warmup_cosine", "sgdr"], "--families: unknown ['sgdr']"),
     (["--seq-len", "0"], "--seq-len: need >= 1, got 0"),
     (["--jobs", "0"], "--jobs: need >= 1, got 0"),
     (["--heads", "5"], "hidden_size=64 must be a multiple of num_attention_heads=5"),
@@ -186,3 +187,12 @@ def test_worker_processes_do_not_change_the_numbers(tiny_run, tmp_path):
                         parallel["measured"][family][str(BUDGET)]["runs"], strict=True):
             assert (a["seed"], a["test_bpb"], a["final_train_loss"]) == \
                 (b["seed"], b["test_bpb"], b["final_train_loss"])
+
+
+def test_help_shows_the_usage(capsys):
+    with pytest.raises(SystemExit) as stop:
+        compare_lm.main(["--help"])
+    assert stop.value.code == 0
+    out = capsys.readouterr().out
+    assert "python scripts/compare_lm.py --out-dir docs/comparison_lm" in out
+    assert "--jobs" in out and "--render" in out
