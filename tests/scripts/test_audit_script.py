@@ -63,3 +63,18 @@ def test_a_config_sized_for_another_length_exits_1_at_its_first_step(tmp_path, c
 def test_not_a_run_directory_exits_2(tmp_path, capsys):
     assert audit.main([str(tmp_path)]) == 2
     assert "config.json" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_train_lm_runs_pass_with_a_cycled_beta1(tmp_path, capsys):
+    pytest.importorskip("mlx_lm")
+    train_lm = load_script("train_lm")
+    run = tmp_path / "lm"
+    assert train_lm.main(["--steps", "12", "--preset", "tiny", "--seq-len", "16",
+                          "--batch-size", "4", "--schedule", "one_cycle", "--run-dir", str(run),
+                          "--no-plots", "--eval-every", "6", "--quiet"]) == 0
+    capsys.readouterr()
+    assert audit.main([str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "learning_rate [config.json]: ok, 12 rows (12 bit-exact)" in out
+    assert "beta1 [config.json]: ok, 12 rows (12 bit-exact)" in out

@@ -17,7 +17,7 @@ from mlx.utils import tree_flatten
 MODULES = sorted(n[:-3] for n in os.listdir(os.path.join(SCRIPTS, "experiments"))
                  if n.endswith(".py") and n != "__init__.py")
 SCRIPT_NAMES = ["train", "compare_schedules", "lr_range_test", "plot_schedules",
-                "download_data"]
+                "download_data", "audit_run", "train_lm", "compare_lm"]
 
 
 @pytest.mark.parametrize("name", MODULES)
