@@ -40,7 +40,6 @@ root_doc = "index"
 exclude_patterns = [
     "_build",
     "_generated",  # written by site_pages; reached through include directives only
-    "README_short.md",  # the shorter README proposed for the repository root, not a page
     "LANGUAGE_MODELS.md",  # included by guides/language-models.rst when it exists
     "**/.ipynb_checkpoints",
 ]
