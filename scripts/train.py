@@ -47,6 +47,7 @@ from experiments.config import DEFAULT_CONFIG, ConfigError, load_config_file, me
 from experiments.datasets import DataError, DatasetUnavailable
 from experiments.files import write_json
 from experiments.models import ModelTooLarge
+from experiments.paths import first_missing, remove_empty_dirs
 from experiments.run import OnStart, prepare_data, read_log, run_training, summarise
 
 from trainers import list_checkpoints
@@ -146,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"training {config['model']['kind']} on {config['dataset']['name']} with "
           f"{opt['name']}, rate {json.dumps(opt.get('learning_rate'))}, "
           f"{config['training']['steps']} steps -> {run_dir}")
-    created = _first_missing(run_dir)  # the folder this run would create, if any
+    created = first_missing(run_dir)  # the folder this run would create, if any
     started = OnStart(write_experiment)
     try:
         session, _ = run_training(config, data=data, resume=bool(args.resume),
@@ -164,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
                 if os.path.isfile(path):
                     os.remove(path)
         if created is not None:
-            _remove_empty_dirs(created)
+            remove_empty_dirs(created)
         print(f"error: {e}", file=sys.stderr)
         if not (args.resume or args.overwrite) and _holds_run(run_dir):
             print(f"train.py: pass --overwrite to replace the run in {run_dir}, or "
@@ -194,25 +195,6 @@ def main(argv: list[str] | None = None) -> int:
 def _holds_run(run_dir: str) -> bool:
     return any(os.path.lexists(os.path.join(run_dir, name))
                for name in ("log.jsonl", "checkpoints"))
-
-
-def _first_missing(path: str) -> str | None:
-    """The outermost folder of ``path`` that does not exist yet (``None`` if ``path`` does)."""
-    path = os.path.abspath(path)
-    if os.path.lexists(path):
-        return None
-    while not os.path.lexists(os.path.dirname(path)):
-        path = os.path.dirname(path)
-    return path
-
-
-def _remove_empty_dirs(top: str) -> None:
-    """Remove ``top`` and the folders below it that are empty (files are never removed)."""
-    for folder, _, _ in sorted(os.walk(top), key=lambda w: -len(w[0])):
-        try:
-            os.rmdir(folder)
-        except OSError:
-            pass
 
 
 def _rate_name(optimizer: dict[str, Any]) -> str:

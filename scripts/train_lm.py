@@ -65,6 +65,7 @@ from experiments.lm import (
     validation_batches,
     validation_metrics,
 )
+from experiments.paths import first_missing, remove_empty_dirs
 from experiments.run import OnStart, read_log
 from mlx.utils import tree_flatten
 
@@ -438,25 +439,6 @@ def sample_text(model: Any, tokenizer: Any, prompt: str, count: int, *, temperat
 def count(model: Any, trainable: bool = False) -> int:
     params = model.trainable_parameters() if trainable else model.parameters()
     return sum(v.size for _, v in tree_flatten(params))
-
-
-def first_missing(path: str) -> str | None:
-    """The outermost folder of ``path`` that does not exist yet (``None`` if ``path`` does)."""
-    path = os.path.abspath(path)
-    if os.path.lexists(path):
-        return None
-    while not os.path.lexists(os.path.dirname(path)):
-        path = os.path.dirname(path)
-    return path
-
-
-def remove_empty_dirs(top: str) -> None:
-    """Remove ``top`` and the folders below it that are empty (files are never removed)."""
-    for folder, _, _ in sorted(os.walk(top), key=lambda w: -len(w[0])):
-        try:
-            os.rmdir(folder)
-        except OSError:
-            pass
 
 
 if __name__ == "__main__":
