@@ -83,3 +83,9 @@ __all__ = [
     "from_config",
     "schedule_names",
 ]
+
+# Renamed module, still importable (with a DeprecationWarning): mlx_schedules.range_test.
+from . import sweep as _sweep  # noqa: E402
+from ._aliases import register_alias as _register_alias  # noqa: E402
+
+_register_alias(__name__ + ".range_test", _sweep, ("lr_range_test", "range_sweep", "SWEEP_MODES"))

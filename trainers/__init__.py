@@ -77,3 +77,15 @@ __all__ = [
     "verify_checkpoint",
     "weight_decay_groups",
 ]
+
+# Renamed modules, still importable (with a DeprecationWarning): trainers.logging shadowed the
+# standard library's logging, trainers.range_test looked like a test module to test tools.
+from mlx_schedules._aliases import register_alias as _register_alias  # noqa: E402
+
+from . import lr_finder as _lr_finder  # noqa: E402
+from . import runlog as _runlog  # noqa: E402
+
+_register_alias("trainers.logging", _runlog,
+                ("ConsoleReport", "ProgressBar", "RunLog", "format_value"))
+_register_alias("trainers.range_test", _lr_finder,
+                ("RangeTestResult", "lr_range_test", "smooth_losses"))
