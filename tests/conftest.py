@@ -9,9 +9,51 @@ basenames must stay unique across folders.
 
 from __future__ import annotations
 
+import os
+import shutil
+import socket
+import sys
+
+import pytest
+
 try:
     import matplotlib
 except ImportError:  # the schedule and trainer tests run without the plotting extra
     matplotlib = None
 else:
     matplotlib.use("Agg")  # no display on CI machines; every figure is written to a file
+
+
+def _launcher() -> list[str]:
+    exe = os.path.join(os.path.dirname(sys.executable), "mlx.launch")
+    if os.path.exists(exe):
+        return [exe]
+    found = shutil.which("mlx.launch")
+    return [found] if found else [sys.executable, "-m", "mlx.launch"]
+
+
+def _free_port_pair() -> int:
+    """A port p with p and p + 1 free (the ring backend listens on one port per rank)."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        try:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", port + 1))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free port pair")
+
+
+@pytest.fixture
+def mlx_launch():
+    """``mlx_launch(n)``: the command prefix that runs a program on ``n`` local ranks (ring
+    backend, a fresh pair of ports each call); skips when MLX has no distributed support."""
+    import mlx.core as mx
+
+    if not mx.distributed.is_available():
+        pytest.skip("mlx built without distributed support")
+    return lambda n: [*_launcher(), "-n", str(n), "--backend", "ring", "-p",
+                      str(_free_port_pair())]

@@ -293,31 +293,10 @@ def test_bf16_gradient_checkpointing_and_other_architectures_train(train_lm, tmp
 
 @pytest.mark.slow
 @pytest.mark.distributed
-def test_data_parallel_under_mlx_launch_matches_one_process(tmp_path):
-    if not mx.distributed.is_available():
-        pytest.skip("mlx built without distributed support")
-    import shutil
-    import socket
-
-    def free_port_pair() -> int:  # the ring backend listens on one port per rank
-        for _ in range(50):
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                port = s.getsockname()[1]
-            try:
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port + 1))
-                return port
-            except OSError:
-                continue
-        raise RuntimeError("no free port pair")
-
-    launch = os.path.join(os.path.dirname(sys.executable), "mlx.launch")
-    launch = launch if os.path.exists(launch) else shutil.which("mlx.launch")
+def test_data_parallel_under_mlx_launch_matches_one_process(tmp_path, mlx_launch):
     args = ["--steps", "8", "--seq-len", "32", "--batch-size", "4", "--valid-windows", "8",
             "--eval-every", "8", "--log-every", "4", *TINY]
-    proc = subprocess.Popen([launch, "-n", "2", "--backend", "ring", "-p",
-                             str(free_port_pair()), sys.executable, SCRIPT, *args,
+    proc = subprocess.Popen([*mlx_launch(2), sys.executable, SCRIPT, *args,
                              "--run-dir", str(tmp_path / "two")], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)

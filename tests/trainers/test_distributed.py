@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 
@@ -18,35 +16,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.join(HERE, "_trainer_dist_script.py")
 
 
-def launcher() -> list[str]:
-    exe = os.path.join(os.path.dirname(sys.executable), "mlx.launch")
-    if os.path.exists(exe):
-        return [exe]
-    found = shutil.which("mlx.launch")
-    return [found] if found else [sys.executable, "-m", "mlx.launch"]
-
-
-def free_port_pair() -> int:
-    """A port p with p and p + 1 free (the ring backend listens on one port per rank)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        try:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", port + 1))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no free port pair")
-
-
 @pytest.mark.distributed
-def test_two_ranks_match_each_other_and_a_single_process(tmp_path):
-    if not mx.distributed.is_available():
-        pytest.skip("mlx built without distributed support")
-    cmd = [*launcher(), "-n", "2", "--backend", "ring", "-p", str(free_port_pair()),
-           sys.executable, SCRIPT, str(tmp_path)]
+def test_two_ranks_match_each_other_and_a_single_process(tmp_path, mlx_launch):
+    cmd = [*mlx_launch(2), sys.executable, SCRIPT, str(tmp_path)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             cwd=os.path.dirname(os.path.dirname(HERE)), start_new_session=True)
     try:
