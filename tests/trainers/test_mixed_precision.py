@@ -69,12 +69,13 @@ def test_low_precision_computes_in_its_dtype_and_keeps_float32_masters(tmp_path,
 
 
 def test_bf16_update_is_the_float32_update_of_bf16_gradients():
-    """One SGD step: master - lr * float32(bf16 gradient), computed independently."""
+    """One SGD step: master - lr * float32(gradient of the bf16 forward), the gradient written
+    out by hand here (mse of a linear layer) on bf16 copies of weights and inputs."""
     mx.random.seed(1)
     model = nn.Linear(4, 1)
     x = mx.random.normal((8, 4))
     y = mx.random.normal((8, 1))
-    w0, b0 = np.array(model.weight), np.array(model.bias)
+    w0, b0 = model.weight, model.bias
     opt = optim.SGD(learning_rate=0.5)
     opt.init(model.trainable_parameters())
     mse = lambda m, x, y: nn.losses.mse_loss(m(x), y)  # noqa: E731
@@ -82,16 +83,20 @@ def test_bf16_update_is_the_float32_update_of_bf16_gradients():
     step = make_train_step(model, mse, opt, precision="bfloat16", train_state=state,
                            compile=False)
     step((x, y))
-    # reference: the gradient of the bf16 forward, by hand, in NumPy
-    bf = lambda a: np.array(mx.array(a).astype(mx.bfloat16).astype(mx.float32))  # noqa: E731
-    xb, wb, bb = bf(np.array(x)), bf(w0), bf(b0)
-    pred = bf(xb @ wb.T + bb)
-    diff = pred - np.array(y)
-    grad_w = 2 * diff.T @ xb / 8
-    grad_b = 2 * diff.sum(0) / 8
-    np.testing.assert_allclose(np.array(model.weight), w0 - 0.5 * grad_w, atol=2e-2)
-    np.testing.assert_allclose(np.array(model.bias), b0 - 0.5 * grad_b, atol=2e-2)
+    bf = mx.bfloat16
+    xb, wb, bb, yb = x.astype(bf), w0.astype(bf), b0.astype(bf), y.astype(bf)
+    diff = xb @ wb.T + bb - yb  # the bf16 forward
+    grad_w = (2.0 / 8) * (diff.T @ xb)  # d mean((x w^T + b - y)^2) / dw, in bf16
+    grad_b = (2.0 / 8) * diff.sum(0)
+    want_w = w0 - 0.5 * grad_w.astype(mx.float32)
+    want_b = b0 - 0.5 * grad_b.astype(mx.float32)
     assert model.weight.dtype == mx.float32
+    np.testing.assert_allclose(np.array(model.weight), np.array(want_w), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(np.array(model.bias), np.array(want_b), rtol=0, atol=1e-6)
+    # and it is not the float32 update (which differs by ~1e-3 here)
+    grad32_w = (2.0 / 8) * ((x @ w0.T + b0 - y).T @ x)
+    f32_w = np.array(w0 - 0.5 * grad32_w)
+    assert np.abs(np.array(model.weight) - f32_w).max() > 1e-4
 
 
 def test_float16_skips_an_overflowing_update_without_moving_the_step(tmp_path):
