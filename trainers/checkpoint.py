@@ -55,6 +55,7 @@ __all__ = [
     "load_checkpoint",
     "prune_checkpoints",
     "quarantine",
+    "read_meta",
     "save_checkpoint",
     "verify_checkpoint",
 ]
@@ -491,6 +492,17 @@ def _check_meta(meta: Any, meta_path: str, required: Iterable[str]) -> dict[str,
     if position is not None and min(position["epoch"], position["index"]) < 0:
         raise CheckpointError(f"{meta_path}: field 'data_position' holds a negative number")
     return meta
+
+
+def read_meta(path: str, *, required: Iterable[str] = ()) -> dict[str, Any]:
+    """A checkpoint's ``meta.json``, its fields checked (as :func:`load_checkpoint` does), without
+    loading or verifying the arrays: what a resume compares before it changes anything.
+
+    Raises:
+        CheckpointError: the file is missing, not JSON, or a field is missing or mistyped.
+    """
+    meta_path = os.path.join(os.fspath(path), "meta.json")
+    return _check_meta(_load_json(meta_path, "meta.json"), meta_path, required)
 
 
 def _read_arrays(path: str) -> dict[str, mx.array]:

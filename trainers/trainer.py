@@ -12,7 +12,6 @@ values on the device), :mod:`trainers.runlog` (log files, console report),
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -31,6 +30,7 @@ from .checkpoint import (
     TRAINER_META_KEYS,
     load_checkpoint,
     prune_checkpoints,
+    read_meta,
     save_checkpoint,
     verify_checkpoint,
 )
@@ -439,7 +439,7 @@ class Trainer:
 
     def _load(self, path: str, allowed: frozenset[str]) -> dict:
         """Load a checkpoint after checking it continues this run; return its meta."""
-        meta = _read_meta(path)
+        meta = read_meta(path, required=TRAINER_META_KEYS)
         changed = self.settings.differences(meta["config"], allowed)
         if changed:
             raise CheckpointError(
@@ -762,27 +762,13 @@ def _check_allowed(allow_changes: Iterable[str]) -> frozenset[str]:
     if isinstance(allow_changes, str):
         allow_changes = (allow_changes,)
     allowed = frozenset(allow_changes)
-    unknown = sorted(allowed - set(RESUME_KEYS) - {"columns"})
-    if unknown or "columns" in allowed:
-        bad = unknown or ["columns"]
+    # the log's columns cannot change: the resumed rows continue the same files
+    changeable = [k for k in RESUME_KEYS if k != "columns"]
+    bad = sorted(allowed - set(changeable))
+    if bad:
         raise ValueError(f"allow_changes: {bad} cannot be changed on resume; choose from "
-                         f"{[k for k in RESUME_KEYS if k != 'columns']}")
+                         f"{changeable}")
     return allowed
-
-
-def _read_meta(path: str) -> dict:
-    """A checkpoint's ``meta.json``, checked for what a resume reads before loading."""
-    meta_path = os.path.join(path, "meta.json")
-    try:
-        with open(meta_path, encoding="utf-8") as f:
-            meta = json.load(f)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"checkpoint file missing: {meta_path}") from None
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"corrupt checkpoint file {meta_path}: {e}") from e
-    if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
-        raise CheckpointError(f"checkpoint file {meta_path} lacks its run settings ('config')")
-    return meta
 
 
 def _shapes(batches: list) -> tuple:
