@@ -418,3 +418,24 @@ def assert_close(got, expected, scale: float, steps=None, rtol: float = RTOL) ->
         detail = ", ".join(f"t={s}: got {got.reshape(-1)[i]!r}, want {expected.reshape(-1)[i]!r}"
                            for s, i in zip(labels, where))
         raise AssertionError(f"{bad.sum()} of {bad.size} values differ: {detail}")
+
+
+def rates_used(learning_rate: Callable, steps: int, optimizer: str = "SGD") -> list[float]:
+    """The rate each of ``steps`` compiled training steps used (read back from
+    ``optimizer.learning_rate``), with the trainer's own compiled step."""
+    import mlx.core as mx
+    import mlx.nn as nn
+    import mlx.optimizers as optim
+
+    from trainers.step import make_train_step
+
+    model = nn.Linear(2, 1)
+    opt = getattr(optim, optimizer)(learning_rate=learning_rate)
+    opt.init(model.trainable_parameters())
+    step = make_train_step(model, lambda m, x: m(x).sum(), opt, grad_norm=False)
+    rates = []
+    for _ in range(steps):
+        loss, _ = step((mx.ones((1, 2)),))
+        mx.eval(model.state, opt.state, loss)
+        rates.append(opt.learning_rate.item())
+    return rates
