@@ -36,9 +36,12 @@ from functools import partial
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
-from experiments.cli import script_parser
-from experiments.config import build_optimizer
-from experiments.lm import (
+
+from trainers import Trainer, causal_lm_loss, tokens_in
+from trainers.cli.args import script_parser
+from trainers.experiments.config import build_optimizer
+from trainers.experiments.lm_schedules import optimizer_section
+from trainers.lm import (
     PRESETS,
     apply_lora,
     build_model,
@@ -46,11 +49,8 @@ from experiments.lm import (
     load_model_dir,
     make_local_model_dir,
     model_config,
-    optimizer_section,
     stdlib_corpus,
 )
-
-from trainers import Trainer, causal_lm_loss, tokens_in
 
 
 def parse_args(argv):

@@ -1,5 +1,7 @@
-"""The architecture, checked: scripts -> trainers -> mlx_schedules, no cycles, and MLX's
-private API touched only by ``mlx_schedules/_mlx_compat.py``."""
+"""The architecture, checked: mlx_schedules -> the trainer's core -> trainers.lm ->
+trainers.experiments -> trainers.cli -> scripts, each importing only layers below it, no
+cycles, nothing installed importing from ``scripts/``, and MLX's private API touched only by
+``mlx_schedules/_mlx_compat.py``."""
 
 from __future__ import annotations
 
@@ -12,8 +14,11 @@ import mlx.optimizers as optim
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-# Layer of each top-level package; an import may only go to the same or a lower layer.
-LAYERS = {"mlx_schedules": 0, "trainers": 1, "experiments": 2, "scripts": 2}
+# Layer of each part; an import may only go to the same or a lower layer. The core of
+# ``trainers`` is every module of the package outside its three subpackages.
+LAYERS = {"mlx_schedules": 0, "trainers": 1, "trainers.lm": 2, "trainers.experiments": 3,
+          "trainers.cli": 4, "scripts": 5}
+SUBPACKAGES = ("trainers.lm", "trainers.experiments", "trainers.cli")
 COMPAT = ROOT / "mlx_schedules" / "_mlx_compat.py"
 
 
@@ -23,11 +28,22 @@ def product_files() -> list[Path]:
     return sorted(f for f in files if "__pycache__" not in f.parts)
 
 
+def layer_of_module(name: str) -> str | None:
+    """The layer a dotted module name belongs to (``None``: not ours)."""
+    for sub in SUBPACKAGES:
+        if name == sub or name.startswith(sub + "."):
+            return sub
+    top = name.split(".")[0]
+    return top if top in LAYERS else None
+
+
 def package_of(path: Path) -> str:
     rel = path.relative_to(ROOT).parts
     if rel[0] == "scripts":
-        return "experiments" if len(rel) > 2 and rel[1] == "experiments" else "scripts"
-    return rel[0]
+        return "scripts"
+    layer = layer_of_module(module_name(path))
+    assert layer is not None
+    return layer
 
 
 def module_name(path: Path) -> str:
@@ -64,9 +80,27 @@ def imports(path: Path, *, top_level_only: bool = False) -> list[str]:
 def test_nothing_imports_upward(path):
     own = LAYERS[package_of(path)]
     for name in imports(path):
-        target = name.split(".")[0]
-        if target in LAYERS:
+        target = layer_of_module(name)
+        if target is not None:
             assert LAYERS[target] <= own, f"{path.relative_to(ROOT)} imports {name} (upward)"
+
+
+def test_the_layers_are_really_found():
+    layers = {package_of(p) for p in product_files()}
+    assert layers == set(LAYERS)
+    assert package_of(ROOT / "trainers" / "trainer.py") == "trainers"
+    assert package_of(ROOT / "trainers" / "lm" / "adapters.py") == "trainers.lm"
+
+
+@pytest.mark.parametrize("path", [p for p in product_files() if package_of(p) != "scripts"],
+                         ids=lambda p: str(p.relative_to(ROOT)))
+def test_nothing_installed_imports_from_the_scripts_folder(path):
+    """What ``pip install`` gives never needs a checkout: no import of ``scripts`` or of the
+    old ``experiments`` package that lived there, and no ``sys.path`` edits."""
+    for name in imports(path):
+        assert name.split(".")[0] not in ("scripts", "experiments"), \
+            f"{path.relative_to(ROOT)} imports {name}"
+    assert "sys.path.insert" not in path.read_text(encoding="utf-8")
 
 
 def test_no_import_cycles_between_modules():

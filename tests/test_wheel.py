@@ -36,9 +36,14 @@ def readme_quick_start(readme: Path) -> str:
     return match.group(1)
 
 
+#: data files the packages read at run time (declared as package data in pyproject.toml)
+PACKAGE_DATA = ("trainers/experiments/source_table.md",)
+
+
 def package_files() -> set[str]:
-    """Every file the wheel must hold: the packages' modules and their py.typed markers."""
-    files = set()
+    """Every file the wheel must hold: the packages' modules, their py.typed markers and the
+    data files they read."""
+    files = set(PACKAGE_DATA)
     for package in PACKAGES:
         for path in (ROOT / package).rglob("*"):
             if path.is_file() and "__pycache__" not in path.parts and \
@@ -99,6 +104,7 @@ def test_wheel_holds_exactly_the_packages(dist: Path):
     entry_points = zipfile.ZipFile(wheel).read(
         f"mlx_schedules-{mlx_schedules.__version__}.dist-info/entry_points.txt").decode()
     assert "mlx-fastblas = trainers.blas:main" in entry_points
+    assert "mlx-schedules = trainers.cli:main" in entry_points
 
 
 @pytest.mark.slow
@@ -136,6 +142,18 @@ def test_readme_quick_start_runs_from_the_installed_wheel(dist: Path, tmp_path: 
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
     origin = run.stdout.split("FROM", 1)[1].split()
     assert all(Path(p).is_relative_to(venv) for p in origin), origin
+
+    # The installed command, from a folder that is not the checkout: the overview, and a
+    # subcommand that needs only the base install (a schedule drawn in the terminal).
+    command = venv / "bin" / "mlx-schedules"
+    overview = subprocess.run([str(command), "--help"], cwd=work, capture_output=True,
+                              text=True, timeout=120, env=env)
+    assert overview.returncode == 0 and "train-lm" in overview.stdout, overview.stderr
+    chart = subprocess.run([str(command), "plot", "--schedule", "one_cycle", "--param",
+                            "max_lr=0.1", "--param", "total_steps=100", "--text"], cwd=work,
+                           capture_output=True, text=True, timeout=300, env=env)
+    assert chart.returncode == 0, chart.stdout[-2000:] + chart.stderr[-2000:]
+    assert "one_cycle" in chart.stdout
 
     if "one_cycle(0.1, total_steps)" in code and "total_steps = 1000" in code \
             and "range(3)" in code:

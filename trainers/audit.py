@@ -1,7 +1,7 @@
 """The rate audit: were the logged rates the ones the run's saved config says?
 
 A run directory holds what the run was configured to do (``config.json``: the trainer's
-settings, with a description of every schedule; ``experiment.json`` for a ``scripts/train.py``
+settings, with a description of every schedule; ``experiment.json`` for a ``mlx-schedules train``
 run) and what it did (``log.jsonl``: the rate each update used, read from the optimizer's
 state). :func:`audit_run` rebuilds every schedule from the saved config, evaluates it at every
 logged step with :meth:`mlx_schedules.Schedule.values`, and compares it with the logged
@@ -296,7 +296,7 @@ def _sources(config: Mapping) -> dict[str, tuple[str, Any]]:
 
 
 def _experiment_sources(run_dir: str) -> dict[str, tuple[str, Any]]:
-    """The schedules a ``scripts/train.py`` run's ``experiment.json`` names."""
+    """The schedules a ``mlx-schedules train`` run's ``experiment.json`` names."""
     path = os.path.join(run_dir, "experiment.json")
     if not os.path.isfile(path):
         return {}

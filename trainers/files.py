@@ -41,6 +41,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import io
@@ -48,13 +49,14 @@ import json
 import os
 import shutil
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO, TextIO, cast
 
 from .errors import StorageError, UnsafePathError
 
 __all__ = [
     "StorageError",
+    "atomic_path",
     "UnsafePathError",
     "describe_os_error",
     "ensure_dir",
@@ -392,6 +394,50 @@ def write_json_atomic(path: str | os.PathLike, obj: Any, *, indent: int | None =
     Raises ``TypeError`` (before touching the file) when ``obj`` is not JSON-serialisable.
     """
     write_bytes_atomic(path, json_bytes(obj, indent=indent))
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[str]:
+    """A temporary path beside ``path`` for a writer that needs a file name (matplotlib,
+    ``mx.save_safetensors``); renamed over ``path`` when the block ends without an error,
+    removed otherwise. It keeps ``path``'s extension (both choose the format from it), is
+    created with the user's umask like any other file, and a symbolic link at ``path`` is
+    refused (:class:`UnsafePathError`), as :func:`write_bytes_atomic` does.
+
+    Example:
+        >>> import os, tempfile
+        >>> folder = tempfile.mkdtemp()
+        >>> with atomic_path(os.path.join(folder, "a.txt")) as tmp:
+        ...     _ = open(tmp, "w").write("done")
+        >>> os.listdir(folder), open(os.path.join(folder, "a.txt")).read()
+        (['a.txt'], 'done')
+    """
+    path = os.fspath(path)
+    parent, name = os.path.split(path)
+    parent = parent or "."
+    if not name:
+        raise ValueError(f"path must name a file, got {path!r}")
+    if os.path.islink(path):
+        raise _unsafe(path)
+    stem, ext = os.path.splitext(name)
+    tmp = os.path.join(parent, f".{stem}.tmp{ext}")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC
+    try:
+        try:
+            os.close(os.open(tmp, flags, 0o666))
+        except FileExistsError:  # left by a killed process: unlink never follows a link
+            os.unlink(tmp)
+            os.close(os.open(tmp, flags, 0o666))
+    except OSError as e:
+        raise storage_error(e, path) from e
+    try:
+        yield tmp
+        if os.path.islink(tmp):
+            raise _unsafe(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
 
 
 def ensure_dir(path: str | os.PathLike, *, root: str | os.PathLike | None = None) -> None:

@@ -20,10 +20,8 @@ incremental.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import inspect
 import re
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -79,18 +77,6 @@ def _heading(title: str, char: str) -> str:
     return f"{title}\n{char * len(title)}\n"
 
 
-def _plot_script(root: Path) -> Any:
-    """``scripts/plot_schedules.py`` as a module (it imports ``experiments`` from scripts/)."""
-    scripts = str(root / "scripts")
-    if scripts not in sys.path:
-        sys.path.insert(0, scripts)
-    spec = importlib.util.spec_from_file_location("plot_schedules", root / "scripts" /
-                                                  "plot_schedules.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _name(config: Any) -> str:
     """A gallery item's schedule name: a config's, or a ``(title, schedule)`` pair's (a
     schedule that is not data, such as ``cyclic_lr`` with a custom ``scale_fn``)."""
@@ -103,10 +89,9 @@ def _slug(index: int, name: str) -> str:
 
 def write_gallery(root: Path, out: Path) -> dict[str, str]:
     """Draw every gallery config; return {schedule name: image path of its first panel}."""
-    script = _plot_script(root)
-    from experiments.plotting import plot_schedules
-
     import mlx_schedules as ms
+    from trainers.cli import plot as script
+    from trainers.experiments.plotting import plot_schedules
 
     configs = script.gallery(GALLERY_STEPS)
     entries = script.build_entries(configs, GALLERY_STEPS, True)

@@ -1,8 +1,8 @@
-"""Shared by the script tests: import a script as a module, check a PNG is a real plot."""
+"""Shared by the command-line tests: a script's command module, check a PNG is a real plot."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import os
 
 import matplotlib.image
@@ -11,14 +11,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 SCRIPTS = os.path.join(ROOT, "scripts")
 
 
+#: scripts/<name>.py -> the module of trainers.cli it runs
+SCRIPT_MODULES = {"train": "train", "train_lm": "train_lm", "compare_schedules": "compare",
+                  "compare_lm": "compare_lm", "lr_range_test": "range_test",
+                  "audit_run": "audit", "plot_schedules": "plot", "download_data": "download"}
+
+
 def load_script(name: str):
-    """Import scripts/<name>.py as a module (conftest.py put scripts/ on sys.path, as running
-    the script does, so its ``experiments`` imports resolve)."""
-    spec = importlib.util.spec_from_file_location(f"script_{name}",
-                                                  os.path.join(SCRIPTS, f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The module of :mod:`trainers.cli` that ``scripts/<name>.py`` runs (its ``main(argv)``
+    is the script's and the ``mlx-schedules`` subcommand's)."""
+    return importlib.import_module(f"trainers.cli.{SCRIPT_MODULES[name]}")
 
 
 def assert_png(path: str, min_bytes: int = 5000) -> None:

@@ -7,10 +7,10 @@ import math
 
 import numpy as np
 import pytest
-from experiments.comparison_lm import LM_FAMILIES, LM_LABELS, lm_family_configs
 from helpers_scripts import assert_png, load_script
 
 from mlx_schedules import from_config
+from trainers.experiments.comparison_lm import LM_FAMILIES, LM_LABELS, lm_family_configs
 
 pytest.importorskip("mlx_lm")
 compare_lm = load_script("compare_lm")
@@ -114,18 +114,18 @@ def tiny_run(tmp_path_factory):
 def test_tiny_run_writes_report_figure_and_results(tiny_run):
     out, results = tiny_run
     report = (out / "comparison.md").read_text()
-    assert report.startswith("# The seed's schedules on a byte-level language model")
-    assert f"Command: `python scripts/compare_lm.py --budgets {BUDGET} --peaks" in report
+    assert report.startswith("# The source article's schedules on a byte-level language model")
+    assert f"Command: `mlx-schedules compare-lm --budgets {BUDGET} --peaks" in report
     labels = [LM_LABELS[f] for f in LM_FAMILIES]
     measured = report.split("## Measured")[1].split("## Budget sweep")[0]
     sweep = report.split("## Budget sweep")[1].split("Seed noise")[0]
     for table in (measured, sweep):
         rows = [line for line in table.splitlines() if line.startswith("| ")][1:]
         assert [row.split(" | ")[0][2:] for row in rows][:len(labels)] == labels
-    claims = report.split("## What the seed claims / what we measured")[1].split("## Tuning")[0]
+    claims = report.split("## What the source article claims / what we measured")[1].split("## Tuning")[0]
     claim_rows = [line for line in claims.splitlines() if line.startswith("| ")][1:]
     assert len(claim_rows) == 5 and "rugged" in claim_rows[0] and "1-cycle" in claim_rows[2]
-    assert "## The seed article's table" in report and "Cyclic exponential decay" in report
+    assert "## The source article's table" in report and "Cyclic exponential decay" in report
     assert_png(str(out / "comparison.png"))
 
     assert results["budgets"] == [BUDGET] and results["families"] == list(LM_FAMILIES)
@@ -194,5 +194,5 @@ def test_help_shows_the_usage(capsys):
         compare_lm.main(["--help"])
     assert stop.value.code == 0
     out = capsys.readouterr().out
-    assert "python scripts/compare_lm.py --out-dir docs/comparison_lm" in out
+    assert "mlx-schedules compare-lm --out-dir docs/comparison_lm" in out
     assert "--jobs" in out and "--render" in out

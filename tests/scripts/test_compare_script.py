@@ -8,10 +8,10 @@ import json
 import matplotlib.image
 import numpy as np
 import pytest
-from experiments.families import family_configs
 from helpers_scripts import load_script
 
 import mlx_schedules as ms
+from trainers.experiments.families import family_configs
 
 compare = load_script("compare_schedules")
 FAMILIES = ["constant", "cyclic_exponential", "one_cycle", "triangular"]
@@ -37,8 +37,8 @@ def test_writes_table_figure_and_results(tiny_comparison):
     for table in (measured, sweep):
         rows = [line for line in table.splitlines() if line.startswith("| ")][1:]
         assert [row.split(" | ")[0][2:] for row in rows] == labels  # a row per schedule
-    assert "## The seed article's table" in report and "Cyclic exponential decay" in report
-    assert "Command: `python scripts/compare_schedules.py --budgets 16 24" in report
+    assert "## The source article's table" in report and "Cyclic exponential decay" in report
+    assert "Command: `mlx-schedules compare --budgets 16 24" in report
 
     results = json.loads((out / "results.json").read_text())
     assert results["budgets"] == [16, 24] and results["main_budget"] == 24

@@ -18,7 +18,7 @@ import pytest
 
 pytest.importorskip("mlx_lm")
 
-from experiments.lm import (  # noqa: E402  (after the skip: mlx-lm is an optional extra)
+from trainers.lm import (  # noqa: E402  (after the skip: mlx-lm is an optional extra)
     corpus_batches,
     example_batches,
     make_local_model_dir,
@@ -26,7 +26,7 @@ from experiments.lm import (  # noqa: E402  (after the skip: mlx-lm is an option
     unigram_entropy,
     validation_batches,
 )
-from experiments.lm_data import DataFileError, encode_rows, load_jsonl_dir, read_jsonl  # noqa: E402
+from trainers.lm.data import DataFileError, encode_rows, load_jsonl_dir, read_jsonl  # noqa: E402
 
 
 def _expected_split(fraction: float = 0.1) -> tuple[list[str], list[str]]:

@@ -29,9 +29,10 @@ import pytest
 pytest.importorskip("mlx_lm")
 
 import mlx_lm  # noqa: E402
-from experiments.lm import make_local_model_dir  # noqa: E402
 from helpers_scripts import ROOT, SCRIPTS, assert_png, load_script  # noqa: E402
 from mlx_lm.utils import load_model  # noqa: E402
+
+from trainers.lm import make_local_model_dir  # noqa: E402
 
 SCRIPT = os.path.join(SCRIPTS, "train_lm.py")
 TINY = ["--preset", "tiny", "--quiet", "--no-plots"]
@@ -71,7 +72,7 @@ def test_help_shows_the_usage_examples(train_lm, capsys):
         train_lm.main(["--help"])
     assert stop.value.code == 0
     out = capsys.readouterr().out
-    assert "python scripts/train_lm.py --resume runs/lm" in out and "--lora-rank R" in out
+    assert "mlx-schedules train-lm --resume runs/lm" in out and "--lora-rank R" in out
 
 
 # ---------------------------------------------------------------------------------- bad input
@@ -228,7 +229,7 @@ def test_lora_adapters_load_in_mlx_lm_and_change_its_outputs_exactly_as_ours(mod
 
     # our model at the end of training: the final checkpoint holds every weight
     ours, _ = mlx_lm.load(model_dir)
-    from experiments.lm import apply_lora
+    from trainers.lm import apply_lora
 
     apply_lora(ours, 4, num_layers=1)
     ours.load_weights(str(run_dir / "checkpoints" / "step_00000016" / "model.safetensors"))

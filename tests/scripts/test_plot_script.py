@@ -114,7 +114,7 @@ def test_bad_arguments_are_reported(capsys, argv, words):
 
 
 def test_text_chart_draws_each_series():
-    from experiments.text_chart import text_chart
+    from trainers.experiments.text_chart import text_chart
 
     chart = text_chart({"a": np.linspace(0, 1, 50), "b": np.linspace(1, 0, 50)}, width=20,
                        height=5)

@@ -6,10 +6,10 @@ import json
 
 import numpy as np
 import pytest
-from experiments.config import DEFAULT_CONFIG, build_optimizer, merge_config, validate
-from experiments.families import family_configs
 from helpers_scripts import load_script
 
+from trainers.experiments.config import DEFAULT_CONFIG, build_optimizer, merge_config, validate
+from trainers.experiments.families import family_configs
 from trainers.schedule_free import ScheduleFreeSGD
 
 compare = load_script("compare_schedules")

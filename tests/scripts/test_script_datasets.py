@@ -18,9 +18,10 @@ import tarfile
 
 import numpy as np
 import pytest
-from experiments import datasets
-from experiments.datasets import DataError, DatasetUnavailable, download, load_dataset
 from helpers_scripts import load_script
+
+from trainers.experiments import datasets
+from trainers.experiments.datasets import DataError, DatasetUnavailable, download, load_dataset
 
 IDX_NAMES = {"train": "train", "test": "t10k"}
 

@@ -142,12 +142,12 @@ def test_range_test_suggests_a_rate_train_can_take(tmp_path, capsys):
 @pytest.fixture
 def no_training(monkeypatch):
     """Fail the test if any training starts."""
-    import experiments.run
+    import trainers.experiments.run
 
     def refuse(*args, **kwargs):
         raise AssertionError("training started despite a bad config")
 
-    monkeypatch.setattr(experiments.run, "run_training", refuse)
+    monkeypatch.setattr(trainers.experiments.run, "run_training", refuse)
     monkeypatch.setattr(train, "run_training", refuse)
 
 
@@ -217,7 +217,7 @@ def test_uncached_dataset_is_a_clear_message(tmp_path, capsys, no_training, data
         err = _bad(tmp_path, capsys, {}, "--dataset", dataset, "--cache-dir", str(tmp_path))
     assert f"dataset.name: '{dataset}' is not in the cache" in err
     assert str(tmp_path / dataset) in err and "never download" in err and archive in err
-    assert f"python scripts/download_data.py {dataset} --cache-dir {tmp_path}" in err
+    assert f"mlx-schedules download {dataset} --cache-dir {tmp_path}" in err
 
 
 def test_yaml_without_pyyaml_or_bad_json_is_reported(tmp_path, capsys, no_training):
@@ -313,19 +313,16 @@ def test_a_fresh_run_dir_refused_before_training_is_removed_again(tmp_path, caps
     assert not (tmp_path / "new").exists()  # every folder the run made is gone again
 
 
-def test_experiment_json_replaces_a_symlink_instead_of_writing_through_it(tmp_path):
+def test_experiment_json_symlink_is_refused_not_written_through(tmp_path, capsys):
     outside = tmp_path / "outside.txt"
     outside.write_text("keep me")
     run = tmp_path / "run"
     run.mkdir()
     os.symlink(outside, run / "experiment.json")
-    assert train.main(["--steps", "10", "--no-plots", *TINY, "--run-dir", str(run)]) == 0
+    assert train.main(["--steps", "10", "--no-plots", *TINY, "--run-dir", str(run)]) == 2
     assert outside.read_text() == "keep me"
-    assert not (run / "experiment.json").is_symlink()
-    assert json.loads((run / "experiment.json").read_text())["training"]["steps"] == 10
-    # no temporary files left (the trainer's .lock stays, empty, by design)
-    assert [n for n in os.listdir(run) if n.startswith(".")] == [".lock"]
-    assert (run / ".lock").read_bytes() == b""
+    assert (run / "experiment.json").is_symlink()  # the user's link is left as it was
+    assert "experiment.json: it is a symbolic link" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- bad data, after validation
@@ -394,7 +391,7 @@ def test_a_model_too_large_for_memory_is_refused_before_allocation(tmp_path):
 
 
 def test_example_configs_are_valid():
-    from experiments.config import (
+    from trainers.experiments.config import (
         DEFAULT_CONFIG,
         ConfigError,
         load_config_file,
@@ -418,7 +415,7 @@ def test_example_configs_are_valid():
 
 def test_yaml_config_reads_the_same_as_json(tmp_path):
     pytest.importorskip("yaml", reason="YAML configs need pyyaml (the 'yaml' extra)")
-    from experiments.config import load_config_file
+    from trainers.experiments.config import load_config_file
 
     config = {"training": {"steps": 12, "batch_size": 16},
               "optimizer": {"name": "SGD", "momentum": 0.9,

@@ -2,12 +2,12 @@
 
 Every family gives an SGD ``learning_rate`` schedule config and a ``momentum`` (a schedule config
 for the cyclical families, a number otherwise), so a whole family is set by two numbers. The
-shapes follow the seed article and the papers behind it:
+shapes follow the source article and the papers behind it:
 
 - ``constant``: the rate held at the peak (the baseline, tuned like the others).
 - ``exponential``: ``peak * exp(-k t)``, ``k`` chosen so the last step is at ``peak / 100``.
-- ``cyclic_exponential``: the seed's CED, same envelope, 3.5 cosine cycles so the run ends in
-  a trough (a run ending at a crest would leave the model at the envelope's rate).
+- ``cyclic_exponential``: the source article's CED, same envelope, 3.5 cosine cycles so the run
+  ends in a trough (a run ending at a crest would leave the model at the envelope's rate).
 - ``one_cycle``: PyTorch ``OneCycleLR`` (30% warm-up, cosine) with momentum 0.95 -> 0.85 -> 0.95.
 - ``triangular``: Smith's triangular CLR between ``peak / 25`` and ``peak``, two cycles, with
   momentum cycled inversely (0.95 -> 0.85).

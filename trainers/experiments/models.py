@@ -200,7 +200,8 @@ def check_model_fits(estimate: dict[str, int], *, field: str,
         ...                  field="model.hidden", available=1000)
         Traceback (most recent call last):
         ...
-        experiments.models.ModelTooLarge: model.hidden: the model needs about 2.5 kB to train \
+        trainers.experiments.models.ModelTooLarge: model.hidden: the model needs about 2.5 kB \
+to train \
 (weights, gradients, optimizer state, activations), more than this machine's 1 kB of memory; \
 the largest part is model.hidden[0] x model.hidden[1] (10 x 10)
     """

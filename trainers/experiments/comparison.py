@@ -27,20 +27,20 @@ from .families import FAMILY_LABELS, family_configs
 from .run import range_test, run_training
 
 __all__ = ["VALIDATION_FRACTION", "aggregate", "compare", "markdown_report", "run_config",
-           "seed_table_markdown", "train_one"]
+           "source_table_markdown", "train_one"]
 
 VALIDATION_FRACTION = 0.2
-SEED_TABLE = Path(__file__).with_name("seed_table.md")
+SOURCE_TABLE = Path(__file__).with_name("source_table.md")
 
 
-def seed_table_markdown() -> str:
-    """The seed article's comparison table, restated in our words (``seed_table.md``).
+def source_table_markdown() -> str:
+    """The source article's comparison table, restated in our words (``source_table.md``).
 
     Example:
-        >>> seed_table_markdown().splitlines()[0]
-        '| method (seed) | purpose | strengths | when to use, per the seed |'
+        >>> source_table_markdown().splitlines()[0]
+        '| method | purpose | strengths | when to use, per the source article |'
     """
-    lines = SEED_TABLE.read_text(encoding="utf-8").splitlines()
+    lines = SOURCE_TABLE.read_text(encoding="utf-8").splitlines()
     return "\n".join(line for line in lines if line.startswith("|"))
 
 
@@ -121,7 +121,8 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def markdown_report(results: dict[str, Any]) -> str:
-    """comparison.md: the measured tables, the seed's table, the protocol and the command."""
+    """comparison.md: the measured tables, the source article's table, the protocol and the
+    command."""
     budgets = results["budgets"]
     main = results["main_budget"]
     target = results["target"]
@@ -164,7 +165,7 @@ def markdown_report(results: dict[str, Any]) -> str:
               f"{rt['steepest_lr']:.3g}. Peak grid: {results['peaks']}"
               + (" (taken from the range test)" if results["peak_from_range_test"] else "")
               + ".", ""]
-    lines += ["## The seed article's table (restated)", "", seed_table_markdown(), ""]
+    lines += ["## The source article's table (restated)", "", source_table_markdown(), ""]
     lines += ["## Protocol", "",
               "Each schedule's peak rate is tuned at every budget over the grid by the final "
               "accuracy on a validation split (20% of the training set, seed 0); then it is run "
@@ -189,7 +190,7 @@ def compare(base: dict[str, Any], data: dict[str, np.ndarray], *, families: Sequ
 
     Args:
         base: a validated run config (model, dataset, training settings).
-        data: its arrays, from :func:`experiments.run.prepare_data`.
+        data: its arrays, from :func:`trainers.experiments.run.prepare_data`.
         families, budgets, peaks, seeds, target: what to compare, at which run lengths, over
             which peak grid, how many seeds per measurement, the target test accuracy.
         range_test_steps: the length of the range test's sweep.

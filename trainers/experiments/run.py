@@ -135,13 +135,15 @@ def load_data(dataset: dict[str, Any]) -> dict[str, np.ndarray]:
 
 def prepare_data(config: dict[str, Any]) -> dict[str, np.ndarray]:
     """Load a validated config's data and check it once, before anything is built or written:
-    the arrays (:func:`experiments.datasets.check_data`) and that the model they call for fits
+    the arrays (:func:`trainers.experiments.datasets.check_data`) and that the model they call
+    for fits
     in memory (estimated from the config, not allocated).
 
     Raises:
-        experiments.datasets.DatasetUnavailable: the files are missing.
-        experiments.datasets.DataError: the files or arrays are unusable (names the problem).
-        experiments.models.ModelTooLarge: the model would not fit (names the field).
+        trainers.experiments.datasets.DatasetUnavailable: the files are missing.
+        trainers.experiments.datasets.DataError: the files or arrays are unusable (names the \
+problem).
+        trainers.experiments.models.ModelTooLarge: the model would not fit (names the field).
     """
     data = load_data(config["dataset"])
     batch_size = config["training"]["batch_size"]
@@ -197,7 +199,7 @@ def run_training(config: dict[str, Any], *, data: dict[str, np.ndarray] | None =
     """Train the model of a validated config; return ``(summary, rows of this session)``.
 
     Args:
-        config: a config that passed :func:`experiments.config.validate`.
+        config: a config that passed :func:`trainers.experiments.config.validate`.
         data: the arrays from :func:`prepare_data`, when the caller already loaded them
             (comparisons reuse them); by default loaded and checked here.
         run_dir: where the trainer writes (default ``config["output"]["run_dir"]``).

@@ -1,20 +1,21 @@
-"""The seed's schedules on a byte-level language model: the protocol of
+"""The source article's schedules on a byte-level language model: the protocol of
 ``scripts/compare_lm.py``.
 
 A small mlx-lm model (llama) is trained with AdamW on the embedded corpus (the standard
-library's own source, :func:`experiments.lm.stdlib_corpus`) under six schedule families, each a
+library's own source, :func:`trainers.lm.stdlib_corpus`) under six schedule families, each a
 function of (peak rate, run length):
 
 - ``constant``: the rate held at the peak (the baseline, tuned like the others);
 - ``warmup_cosine``: linear warm-up over 5% of the run, then cosine decay to peak/10;
 - ``wsd``: warmup-stable-decay: 5% warm-up, the peak held, linear decay to 0 over the last 20%;
-- ``exponential``: the seed's ``peak * exp(-k t)``, ending at ``peak / 100``;
-- ``cyclic_exponential``: the seed's CED, the same envelope with 3.5 cosine cycles;
+- ``exponential``: the source article's ``peak * exp(-k t)``, ending at ``peak / 100``;
+- ``cyclic_exponential``: the source article's CED, the same envelope with 3.5 cosine cycles;
 - ``one_cycle``: PyTorch ``OneCycleLR`` (30% warm-up, cosine) with ``beta1`` cycled
   0.95 -> 0.85 -> 0.95 (:func:`mlx_schedules.schedule_hyperparameters`).
 
-The shapes are :func:`experiments.lm.schedule_configs` (what ``train_lm.py --schedule`` uses;
-the last three are the digits comparison's :func:`experiments.families.family_configs`).
+The shapes are :func:`trainers.experiments.lm_schedules.schedule_configs` (what
+``mlx-schedules train-lm --schedule`` uses;
+the last three are the digits comparison's :func:`trainers.experiments.families.family_configs`).
 Every family but 1-cycle keeps ``beta1 = 0.9``.
 
 Protocol: the validation files are split in two halves, *tuning* and *test*. At every budget,
@@ -44,18 +45,18 @@ from mlx.utils import tree_flatten
 from mlx_schedules import from_config, schedule_hyperparameters
 from trainers import NonFiniteError, Trainer, causal_lm_loss, tokens_in
 
-from .comparison import seed_table_markdown
-from .files import atomic_path
-from .lm import (
+from ..files import atomic_path
+from ..lm import (
     build_model,
     corpus_batches,
     model_config,
-    schedule_configs,
     stdlib_corpus,
     unigram_entropy,
     validation_batches,
     validation_metrics,
 )
+from .comparison import source_table_markdown
+from .lm_schedules import schedule_configs
 
 __all__ = ["LM_FAMILIES", "LM_LABELS", "LMSettings", "compare_lm", "lm_family_configs",
            "markdown_report_lm", "parameter_count", "plot_comparison_lm", "split_validation",
@@ -76,7 +77,8 @@ BETA1 = 0.9  # the fixed beta1 of every family but 1-cycle
 
 def lm_family_configs(family: str, peak_lr: float, steps: int) -> dict[str, Any]:
     """``{"learning_rate": schedule config, "beta1": config or number}`` for one family:
-    :func:`experiments.lm.schedule_configs` (the shapes ``train_lm.py --schedule`` uses), with
+    :func:`trainers.experiments.lm_schedules.schedule_configs` (the shapes
+    ``mlx-schedules train-lm --schedule`` uses), with
     the fixed ``beta1`` written out.
 
     Example:
@@ -393,9 +395,9 @@ def _ranks(results: Mapping[str, Any], budget: int) -> list[str]:
 
 
 def claims_table(results: Mapping[str, Any]) -> list[str]:
-    """The "what the seed claims / what we measured" rows, written from the numbers."""
+    """The "what the source article claims / what we measured" rows, written from the numbers."""
     families, budgets = results["families"], results["budgets"]
-    rows = ["| the seed claims | what we measured (test bits/byte, a - b per budget; "
+    rows = ["| the source article claims | what we measured (test bits/byte, a - b per budget; "
             "negative: a is better) | verdict |", "|---|---|---|"]
 
     def pair(claim: str, a: str, b: str, better: str, worse: str) -> None:
@@ -441,10 +443,11 @@ def claims_table(results: Mapping[str, Any]) -> list[str]:
 
 
 def markdown_report_lm(results: Mapping[str, Any]) -> str:
-    """comparison.md: the measured tables, the claims table, the seed's table, the protocol."""
+    """comparison.md: the measured tables, the claims table, the source article's table, the
+    protocol."""
     budgets, families, main = results["budgets"], results["families"], results["main_budget"]
     s, mc = results["settings"], results["model_config"]
-    lines = ["# The seed's schedules on a byte-level language model "
+    lines = ["# The source article's schedules on a byte-level language model "
              "(mlx-lm llama, AdamW, standard-library corpus)", ""]
     lines += [f"Command: `{results['command']}`", "",
               f"Machine: {results['machine']}. Wall time {results['wall_time_s']:.0f} s with "
@@ -501,13 +504,14 @@ def markdown_report_lm(results: Mapping[str, Any]) -> str:
                   f"{max(stds):.3f}. The spread between the best and the worst schedule is "
                   + ", ".join(f"{s:.3f}" for s in spreads)
                   + f" at {', '.join(map(str, budgets))} steps."]
-    lines += ["", "## What the seed claims / what we measured", "",
+    lines += ["", "## What the source article claims / what we measured", "",
               "A difference counts when it exceeds the noise: twice the larger seed std "
               "(population std over the seeds) of the two cells compared, the widest over "
               "the budgets.", ""]
     lines += claims_table(results)
     lines += ["", f"Scope: one small model ({n_params:,} weights) trained for at most "
-              f"{main} updates of {results['tokens_per_step']} bytes. The seed's conditions, "
+              f"{main} updates of {results['tokens_per_step']} bytes. The source article's "
+              "conditions, "
               "\"larger models\" and \"large datasets and complex models\", are not reached "
               "here: a verdict above says what the schedules do at this scale, not at "
               "theirs."]
@@ -520,7 +524,7 @@ def markdown_report_lm(results: Mapping[str, Any]) -> str:
             row = results["tuning_bpb"][family][str(b)]
             lines.append(f"| {LM_LABELS[family]} | {b} | "
                          + " | ".join(_fmt(row[f"{p:g}"]) for p in results["peaks"]) + " |")
-    lines += ["", "## The seed article's table (restated)", "", seed_table_markdown(), ""]
+    lines += ["", "## The source article's table (restated)", "", source_table_markdown(), ""]
     lines += ["## Protocol", "",
               "The validation files (10% of the standard library's top-level modules, chosen "
               "by a hash of the file name) are split alternately into tuning and test files. "
@@ -530,7 +534,8 @@ def markdown_report_lm(results: Mapping[str, Any]) -> str:
               "test files. A seed sets the initial weights and the data order. Shapes: "
               "cosine with warmup and warmup-stable-decay warm up linearly over 5% of the "
               "run; the cosine ends at peak/10, WSD decays linearly to 0 over the last 20% "
-              "(experiments.lm.schedule_configs, as train_lm.py); exponential decay "
+              "(trainers.experiments.lm_schedules.schedule_configs, as train-lm); "
+              "exponential decay "
               "ends at peak/100; CED has the same envelope and 3.5 cosine cycles (the run "
               "ends in a trough); 1-cycle is PyTorch's OneCycleLR (30% warm-up, cosine, "
               "from peak/25 to peak/25e4) with beta1 0.95 -> 0.85 -> 0.95; the others keep "
@@ -596,7 +601,7 @@ def plot_comparison_lm(results: Mapping[str, Any], path: str) -> None:
     tune_ax.set(title=f"tuning at {main} steps: tuning-file bits/byte by peak (seed 0)",
                 xlabel="peak learning rate", ylabel="bits per byte")
     tune_ax.legend(fontsize=7)
-    fig.suptitle("The seed's schedules on a byte-level llama (mlx-lm), AdamW, "
+    fig.suptitle("The source article's schedules on a byte-level llama (mlx-lm), AdamW, "
                  "standard-library corpus", fontsize=11)
     fig.tight_layout()
     import matplotlib.pyplot as mpl

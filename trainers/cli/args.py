@@ -1,6 +1,7 @@
 """Command-line flags shared by train.py, compare_schedules.py and lr_range_test.py.
 
-The flags describe a run config (see :mod:`experiments.config`): defaults, then a config file,
+The flags describe a run config (see :mod:`trainers.experiments.config`): defaults, then a config
+file,
 then ``--set SECTION.KEY=VALUE`` and the shorthand flags, then validation of the whole config.
 """
 
@@ -11,8 +12,7 @@ import json
 from typing import Any
 
 from mlx_schedules._checks import check_int
-
-from .config import (
+from trainers.experiments.config import (
     DEFAULT_CONFIG,
     ConfigError,
     check_field,
@@ -20,7 +20,7 @@ from .config import (
     merge_config,
     validate,
 )
-from .families import FAMILIES, family_configs
+from trainers.experiments.families import FAMILIES, family_configs
 
 __all__ = ["add_config_flags", "build_config", "parse_assignment", "read_suggested_lr",
            "script_parser"]
@@ -29,16 +29,18 @@ _PEAK_KEYS = ("max_lr", "peak", "init", "value")
 DEFAULT_FAMILY, DEFAULT_PEAK = "one_cycle", 0.3
 
 
-def script_parser(doc: str) -> argparse.ArgumentParser:
-    r"""A script's argument parser: its docstring's first paragraph is the description, the
-    rest (usage examples, notes) the epilog, printed as written.
+def script_parser(doc: str, prog: str | None = None) -> argparse.ArgumentParser:
+    r"""A subcommand's argument parser: its docstring's first paragraph is the description,
+    the rest (usage examples, notes) the epilog, printed as written; ``prog`` is the command
+    as the user types it (``"mlx-schedules train"``).
 
     Example:
         >>> script_parser("Do a thing.\n\n    python x.py --fast\n").format_help().split()[-3:]
         ['python', 'x.py', '--fast']
     """
     first, _, rest = doc.strip("\n").partition("\n\n")
-    return argparse.ArgumentParser(description=first,
+    # No abbreviations: "--step 20" must not be taken silently as "--steps 20".
+    return argparse.ArgumentParser(prog=prog, description=first, allow_abbrev=False,
                                    formatter_class=argparse.RawDescriptionHelpFormatter,
                                    epilog=rest or None)
 
@@ -52,7 +54,7 @@ def read_suggested_lr(path: str) -> float:
         raise ConfigError(f"--max-lr-from: file not found: {path}") from None
     except (KeyError, TypeError, json.JSONDecodeError):
         raise ConfigError(f"--max-lr-from: {path} holds no 'suggested_lr' (write it with "
-                          "scripts/lr_range_test.py)") from None
+                          "mlx-schedules range-test)") from None
     if not isinstance(value, (int, float)) or not value > 0:
         raise ConfigError(f"--max-lr-from: {path}: suggested_lr must be positive, got {value!r}")
     return float(value)

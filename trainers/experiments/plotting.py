@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from .files import atomic_path
+from ..files import atomic_path
 
-__all__ = ["pyplot", "plot_comparison", "plot_range_test", "plot_run", "plot_schedules",
-           "smooth"]
+__all__ = ["pyplot", "plot_comparison", "plot_lm_run", "plot_range_test", "plot_run",
+           "plot_schedules", "smooth"]
 
 
 def pyplot():
@@ -233,3 +233,43 @@ def plot_comparison(curves: Mapping[str, Mapping[str, Any]],
     if title:
         fig.suptitle(title)
     _save(fig, path, dpi=100)
+
+
+def plot_lm_run(train_rows: Sequence[Mapping[str, Any]], eval_rows: Sequence[Mapping[str, Any]],
+                path: str, *, byte_level: bool, title: str = "") -> None:
+    """The run's curves against step: the rate (and any scheduled beta1), and the training
+    and validation loss (in bits per byte for byte-level data)."""
+    plt = pyplot()
+    unit = 1 / np.log(2) if byte_level else 1.0
+    steps = np.array([r["step"] for r in train_rows])
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    rate_key = next((k for k in (train_rows[0] if train_rows else {})
+                     if k.startswith("learning_rate")), "learning_rate")
+    axes[0].plot(steps, [r[rate_key] for r in train_rows], color="tab:blue", label=rate_key)
+    axes[0].set_ylabel("learning rate")
+    axes[0].set_ylim(bottom=0)
+    if train_rows and "beta1" in train_rows[0]:
+        twin = axes[0].twinx()
+        twin.plot(steps, [r["beta1"] for r in train_rows], color="tab:orange", label="beta1")
+        twin.set_ylabel("beta1")
+    axes[0].set_title("schedule (from optimizer.state)")
+    loss = np.array([r["loss"] for r in train_rows]) * unit
+    axes[1].plot(steps, loss, color="tab:gray", alpha=0.35, lw=0.8, label="train, per step")
+    axes[1].plot(steps, smooth(loss, max(1, len(loss) // 50)), color="tab:red",
+                 label="train, moving average")
+    if eval_rows:
+        axes[1].plot([r["step"] for r in eval_rows],
+                     [r["eval_loss"] * unit for r in eval_rows], "o-", color="tab:green", ms=3,
+                     label="validation")
+    axes[1].set_ylabel("bits per byte" if byte_level else "loss (nats per token)")
+    axes[1].set_title("loss")
+    axes[1].legend()
+    for ax in axes:
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from trainers import read_byte_documents
+from ..sequences import read_byte_documents
 
 __all__ = ["FORMS", "Corpus", "DataFileError", "encode_rows", "load_jsonl_dir", "read_jsonl",
            "row_form", "stdlib_corpus", "stdlib_files", "unigram_entropy"]

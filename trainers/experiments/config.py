@@ -1,4 +1,4 @@
-"""The run config of ``scripts/train.py``: defaults, loading, validation up front, building.
+"""The run config of ``mlx-schedules train``: defaults, loading, validation up front, building.
 
 A config is plain data (JSON, or YAML when pyyaml is installed)::
 
@@ -106,7 +106,7 @@ def merge_config(base: dict[str, Any], override: dict[str, Any], path: str = "")
         >>> merge_config(DEFAULT_CONFIG, {"training": {"stpes": 10}})
         Traceback (most recent call last):
         ...
-        experiments.config.ConfigError: training.stpes: unknown field; valid fields are \
+        trainers.experiments.config.ConfigError: training.stpes: unknown field; valid fields are \
 ['batch_size', 'checkpoint_every', 'clip_norm', 'compile', 'eval_every', 'grad_accum', \
 'keep_checkpoints', 'log_every', 'seed', 'steps', 'target_accuracy']
     """
@@ -188,7 +188,8 @@ def check_field(name: str, check: Callable[[str, Any], Any], value: Any) -> None
         >>> check_field("model.dropout", FIELD_CHECKS["model.dropout"], "0.1")
         Traceback (most recent call last):
         ...
-        experiments.config.ConfigError: model.dropout must be a real number, got '0.1' (str)
+        trainers.experiments.config.ConfigError: \
+model.dropout must be a real number, got '0.1' (str)
     """
     try:
         check(name, value)
@@ -204,7 +205,8 @@ def check_float32_numbers(where: str, value: Any) -> None:
         ...                              "schedule": {"name": "constant", "value": 1e39}})
         Traceback (most recent call last):
         ...
-        experiments.config.ConfigError: lr.schedule.value must be representable in float32 \
+        trainers.experiments.config.ConfigError: lr.schedule.value must be representable in \
+float32 \
 (|lr.schedule.value| <= 3.4028235e+38), got 1e+39
     """
     if isinstance(value, dict):
@@ -308,13 +310,14 @@ def validate(config: dict[str, Any]) -> dict[str, Any]:
         >>> validate(merge_config(DEFAULT_CONFIG, {"optimizer": {"name": "Adamm"}}))
         Traceback (most recent call last):
         ...
-        experiments.config.ConfigError: optimizer.name must be one of ['AdaDelta', \
+        trainers.experiments.config.ConfigError: optimizer.name must be one of ['AdaDelta', \
 'Adafactor', 'Adagrad', 'Adam', 'AdamW', 'Adamax', 'Lion', 'Muon', 'RMSprop', 'SGD', \
 'ScheduleFreeAdamW', 'ScheduleFreeSGD'], got 'Adamm'
         >>> validate(merge_config(DEFAULT_CONFIG, {"training": {"clip_norm": 1e39}}))
         Traceback (most recent call last):
         ...
-        experiments.config.ConfigError: training.clip_norm must be representable in float32 \
+        trainers.experiments.config.ConfigError: training.clip_norm must be representable in \
+float32 \
 (|training.clip_norm| <= 3.4028235e+38), got 1e+39
     """
     for section, fields in DEFAULT_CONFIG.items():

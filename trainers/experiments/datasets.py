@@ -8,7 +8,7 @@ standard deviation), laid out ``N x H x W x C``; labels are int32.
 - ``mnist``, ``fashion_mnist``, ``cifar10``: read with NumPy from the datasets' original
   archives in a cache directory (``<cache>/<name>/``, see :data:`ARCHIVES`), each checked
   against its published MD5 before it is read. Nothing is ever unpickled. Training never
-  downloads; :func:`download` (``scripts/download_data.py``) fetches the archives once.
+  downloads; :func:`download` (``mlx-schedules download``) fetches the archives once.
 - ``npz``: any ``.npz`` file holding ``x_train, y_train, x_test, y_test`` (read without
   pickle: object arrays are refused).
 
@@ -101,7 +101,8 @@ def check_available(name: str, *, path: str | os.PathLike | None = None,
         >>> check_available("npz", path="/nonexistent.npz")
         Traceback (most recent call last):
         ...
-        experiments.datasets.DatasetUnavailable: dataset.path: file not found: /nonexistent.npz
+        trainers.experiments.datasets.DatasetUnavailable: dataset.path: file not found: \
+/nonexistent.npz
     """
     if name not in DATASETS:
         raise DataError(f"dataset.name: unknown dataset {name!r}; valid names are "
@@ -130,7 +131,7 @@ def check_available(name: str, *, path: str | os.PathLike | None = None,
                 f"dataset.name: {name!r} is not in the cache: {root} lacks "
                 f"{', '.join(missing)}. Training runs never download. Fetch the archives "
                 f"(checked against their published MD5) with\n"
-                f"    python scripts/download_data.py {name}{flag}\n"
+                f"    mlx-schedules download {name}{flag}\n"
                 f"or on a machine with network access, then copy {root} here (or point "
                 "dataset.cache_dir / --cache-dir at the directory above it); or use the "
                 "embedded 'digits', or any .npz file with x_train, y_train, x_test, y_test")
@@ -153,7 +154,7 @@ def _verified(root: Path, name: str, filename: str) -> Path:
     if got != expected:
         raise DataError(f"dataset.name: {path} is not the published {name} archive (MD5 {got}, "
                         f"expected {expected}); delete it and fetch it again with "
-                        f"scripts/download_data.py {name}")
+                        f"mlx-schedules download {name}")
     return path
 
 
@@ -365,7 +366,8 @@ def check_data(data: dict[str, np.ndarray], *, batch_size: int) -> int:
         ...             "y_test": np.array([0, 1, 1, 0])}, batch_size=2)
         Traceback (most recent call last):
         ...
-        experiments.datasets.DataError: dataset: y_train must be integer class indices, got \
+        trainers.experiments.datasets.DataError: dataset: y_train must be integer class \
+indices, got \
 dtype float64 (refusing to truncate or reinterpret them)
     """
     for split in ("train", "test"):
