@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+
 from trainers.cli import SUBCOMMANDS, main
 
 # The binding subcommand names (the contract's "Command line (installed)" section) that this
