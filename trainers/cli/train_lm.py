@@ -525,6 +525,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     wall = time.perf_counter() - start
+    first_step = start_step[0] if start_step else trainer.step
+    summary_path = os.path.join(run_dir, "summary.json")
+    if args.resume and trainer.step == first_step and os.path.isfile(summary_path):
+        # a finished run resumed: summary.json is written last, so every output is there;
+        # rewriting them would only change the timings (no update was made)
+        if rank == 0:
+            print(f"the run in {run_dir} is finished ({trainer.step} steps): nothing to do, "
+                  "its outputs are unchanged")
+        return 0
 
     metrics = validation_metrics(model, valid, byte_level=byte_level)
     if rank != 0:
@@ -537,10 +546,9 @@ def main(argv: list[str] | None = None) -> int:
         outputs["model"] = save_model_dir(model, config, os.path.join(run_dir, "model"),
                                           tokenizer, root=run_dir)
     summary = summarise(run_dir, settings, metrics, corpus, wall_time=wall,
-                        start_step=start_step[0])
+                        start_step=first_step)
     summary.update(outputs)
     summary["parameters"], summary["trained_parameters"] = count(model), count(model, True)
-    write_json_atomic(os.path.join(run_dir, "summary.json"), summary)
     if settings["plots"]:
         try:
             train_rows, eval_rows = read_log(run_dir)
@@ -551,6 +559,7 @@ def main(argv: list[str] | None = None) -> int:
                               f"{settings['seq_len']}")
         except RuntimeError as e:
             print(f"warning: no plots: {e}", file=sys.stderr)
+    write_json_atomic(summary_path, summary)  # the last output: its presence means all are there
     bits = (f", {metrics['val_bits_per_byte']:.3f} bits/byte" if byte_level else "")
     print(f"done: validation loss {metrics['val_loss']:.4f}{bits} after {summary['steps']} "
           f"steps, {wall:.1f} s, {summary['tokens_per_s']:.0f} tokens/s")
