@@ -135,7 +135,7 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
     Example:
         >>> import tempfile
         >>> path = os.path.join(tempfile.mkdtemp(), "config.json")
-        >>> _ = open(path, "w").write('{"model_type": "llama",\n "hidden_size": }')
+        >>> _ = open(path, "w").write('{"model_type": "llama",\\n "hidden_size": }')
         >>> read_config(path)  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
