@@ -5,6 +5,7 @@
     mlx-schedules train-lm --steps 1000 --preset medium --schedule wsd --max-lr 2e-3
     mlx-schedules train-lm --arch qwen2 --bf16 --ema 0.99 --grad-checkpoint --sample 200
     mlx-schedules train-lm --resume runs/lm               # continue a killed run exactly
+    mlx-schedules train-lm --resume runs/lm --steps 600   # train a run on to 600 updates
     mlx-schedules train-lm --model-path MODEL_DIR --data-path DATA_DIR --lora-rank 8 \\
         --max-lr 1e-4 --run-dir runs/lora                     # LoRA adapters mlx-lm loads
     mlx.launch -n 2 scripts/train_lm.py --batch-size 32       # data parallel
@@ -19,13 +20,19 @@ Model: an mlx-lm architecture (``--arch``) of a size preset (``--preset``) with 
 or a local mlx-lm model directory (``--model-path``: weights, config, tokenizer), trained whole
 or, with ``--lora-rank R``, through mlx-lm's LoRA layers.
 
+With ``--resume``, the run's own settings apply. ``--steps`` may grow (the run trains on, its
+schedule sized to the new length from the resumed step on); ``--eval-every``,
+``--checkpoint-every``, ``--log-every`` and ``--no-plots`` may change; any other flag that
+differs from the run's value stops the resume, naming it.
+
 Everything is checked before anything is written (exit status 2 and a message naming the
-problem). The run directory receives ``experiment.json`` (these settings; ``--resume`` reads
-them back), the trainer's ``config.json``, ``log.jsonl``/``log.csv`` (a row per step: loss,
-learning rate, every scheduled hyperparameter, tokens), ``checkpoints/`` and ``best/``,
-``summary.json`` (``val_loss``, and ``val_bits_per_byte`` for byte-level data), ``curves.png``,
-and ``adapters/`` (``adapters.safetensors`` + ``adapter_config.json``: pass it to
-``mlx_lm.load(MODEL_DIR, adapter_path=...)``) or ``model/`` (the trained weights and config).
+problem, and for a data file its line). The run directory receives ``experiment.json`` (these
+settings; ``--resume`` reads them back), the trainer's ``config.json``, ``log.jsonl``/``log.csv``
+(a row per step: loss, learning rate, every scheduled hyperparameter, tokens), ``checkpoints/``
+and ``best/``, ``summary.json`` (``val_loss``, and ``val_bits_per_byte`` for byte-level data),
+``curves.png``, and ``adapters/`` (``adapters.safetensors`` + ``adapter_config.json``: pass it
+to ``mlx_lm.load(MODEL_DIR, adapter_path=...)``) or ``model/`` (the trained weights and
+config), each written whole, with the user's umask and never through a symbolic link.
 """
 
 from __future__ import annotations
@@ -113,7 +120,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--overwrite", action="store_true", default=None,
         help="replace a run in --run-dir")
     add("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR with its settings "
-        "(--steps extends it; see RESUME_FLAGS)")
+        "(a larger --steps trains it on)")
     add("--data-path", metavar="DIR", help="a folder with train.jsonl and valid.jsonl "
         "(default: the embedded standard-library corpus)")
     add("--model-path", metavar="DIR", help="a local mlx-lm model directory to train")
