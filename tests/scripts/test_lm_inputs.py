@@ -73,8 +73,9 @@ def model_dir(tmp_path_factory):
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:
+    """Every path and file content under ``folder``, but the lock (it names its holder)."""
     return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else b"<dir>"
-            for p in sorted(folder.rglob("*"))}
+            for p in sorted(folder.rglob("*")) if p.name != ".lock"}
 
 
 def _rows(run_dir: Path, kind: str = "train") -> list[dict]:
@@ -94,6 +95,10 @@ def _rows(run_dir: Path, kind: str = "train") -> list[dict]:
      ["--bf16", "--max-lr", "--preset", "--seed", "--batch-size", "--schedule", "--ema",
       "--seq-len", "--valid-windows", "--grad-checkpoint", "--weight-decay", "--clip-norm",
       "--arch", "--warmup-steps", "--restore-best"]),
+    (["--model-path", "m", "--data-path", "d", "--lora-rank", "4", "--lora-layers", "1",
+      "--lora-scale", "10", "--mask-prompt"],
+     ["--model-path", "--data-path", "--lora-rank 4 (the run has none)", "--lora-layers",
+      "--lora-scale 10 (the run has 20)", "--mask-prompt on (the run has off)"]),
     (["--steps", "6"], ["--steps 6 with --resume", "set for 8 updates", "only extend"]),
     (["--overwrite"], ["--overwrite with --resume"]),
     (["--run-dir", "elsewhere"], ["--run-dir elsewhere with --resume"]),
@@ -108,12 +113,16 @@ def test_resume_refuses_flags_that_cannot_change_naming_them_and_writes_nothing(
     assert _snapshot(run_copy) == before
 
 
-def test_resume_accepts_flags_that_repeat_the_runs_settings(train_lm, run_copy, capsys):
-    before = (run_copy / "summary.json").read_bytes()
+def test_resume_accepts_flags_that_repeat_the_runs_settings_and_session_flags(
+        train_lm, run_copy, capsys):
+    before = _snapshot(run_copy)
     assert train_lm.main(["--resume", str(run_copy), "--preset", "tiny", "--max-lr", "1e-3",
-                          "--batch-size", "2", "--steps", "8", "--quiet"]) == 0
-    assert "is finished (8 steps): nothing to do" in capsys.readouterr().out
-    assert (run_copy / "summary.json").read_bytes() == before
+                          "--batch-size", "2", "--steps", "8", "--quiet", "--sample", "6",
+                          "--sample-prompt", "import", "--temperature", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "is finished (8 steps): nothing to do" in out
+    assert "sample (6 tokens, temperature 0.5):\nimport" in out  # a session flag applies
+    assert _snapshot(run_copy) == before  # a finished run changes no file
 
 
 def _warmup_cosine(step: int, total: int, warmup: int, peak: float = 1e-3) -> float:

@@ -540,6 +540,7 @@ def main(argv: list[str] | None = None) -> int:
         if rank == 0:
             print(f"the run in {run_dir} is finished ({trainer.step} steps): nothing to do, "
                   "its outputs are unchanged")
+            print_sample(args, model, tokenizer, seed=settings["seed"])
         return 0
 
     metrics = validation_metrics(model, valid, byte_level=byte_level)
@@ -570,11 +571,16 @@ def main(argv: list[str] | None = None) -> int:
     bits = (f", {metrics['val_bits_per_byte']:.3f} bits/byte" if byte_level else "")
     print(f"done: validation loss {metrics['val_loss']:.4f}{bits} after {summary['steps']} "
           f"steps, {wall:.1f} s, {summary['tokens_per_s']:.0f} tokens/s")
+    print_sample(args, model, tokenizer, seed=settings["seed"])
+    return 0
+
+
+def print_sample(args: argparse.Namespace, model: Any, tokenizer: Any, *, seed: int) -> None:
+    """Print ``--sample`` tokens generated after ``--sample-prompt`` (nothing without it)."""
     if args.sample:
         print(f"sample ({args.sample} tokens, temperature {args.temperature:g}):")
         print(sample_text(model, tokenizer, args.sample_prompt, args.sample,
-                          temperature=args.temperature, seed=settings["seed"]))
-    return 0
+                          temperature=args.temperature, seed=seed))
 
 
 def summarise(run_dir: str, settings: dict[str, Any], metrics: dict[str, float],
