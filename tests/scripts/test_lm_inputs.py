@@ -225,6 +225,25 @@ def test_a_misspelled_chat_role_is_refused_with_its_file_and_line(model_dir, tmp
     assert (f"did you mean {near!r}?" in message) == (near is not None)
 
 
+def test_a_row_the_chat_template_refuses_is_named_with_its_file_and_line(model_dir, tmp_path):
+    import mlx_lm
+
+    tokenizer = mlx_lm.load(model_dir)[1]
+    # a template that raises, as many real ones do when user and assistant do not alternate
+    tokenizer.chat_template = (
+        "{% for m in messages %}{% if (m['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+        "{{ raise_exception('roles must alternate user/assistant') }}{% endif %}"
+        "{{ m['content'] }}{% endfor %}")
+    good = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}
+    bad = {"messages": [{"role": "assistant", "content": "a"}, {"role": "user", "content": "q"}]}
+    (tmp_path / "train.jsonl").write_text(json.dumps(good) + "\n")
+    (tmp_path / "valid.jsonl").write_text(f"{json.dumps(good)}\n\n{json.dumps(bad)}\n")
+    with pytest.raises(DataFileError, match=r"valid.jsonl line 3: the tokenizer or its chat "
+                                            r"template refused the row \(TemplateError: roles "
+                                            r"must alternate user/assistant\)"):
+        load_jsonl_dir(tmp_path, tokenizer)
+
+
 def test_roles_a_chat_template_names_are_accepted_beside_the_standard_ones(tmp_path):
     from trainers.lm.chat_roles import template_roles
 
@@ -233,15 +252,18 @@ def test_roles_a_chat_template_names_are_accepted_beside_the_standard_ones(tmp_p
                 "{{ message['role'] }}{% endif %}{% endfor %}{# 'comment' #}")
     assert template_roles(template) == {"ipython", "developer", "user"}
 
-    class Tokenizer:
+    class Tokenizer:  # a token per message: enough to see the rows pass
         chat_template = template
+
+        def apply_chat_template(self, messages, **_):
+            return list(range(len(messages)))
 
     row = {"messages": [{"role": "developer", "content": "d"}, {"role": "ipython",
                                                                 "content": "i"}]}
     (tmp_path / "train.jsonl").write_text(json.dumps(row) + "\n")
     (tmp_path / "valid.jsonl").write_text(json.dumps(row) + "\n")
-    with pytest.raises(AttributeError):  # the roles pass; encoding needs a real tokenizer
-        load_jsonl_dir(tmp_path, Tokenizer())
+    corpus = load_jsonl_dir(tmp_path, Tokenizer())
+    assert corpus.train[0].tolist() == [0, 1] and corpus.valid[0].tolist() == [0, 1]
     with pytest.raises(DataFileError, match="train.jsonl line 1: messages.0. has role "
                                             "'developer'"):
         read_jsonl(tmp_path / "train.jsonl")  # the standard roles only

@@ -295,11 +295,37 @@ def load_jsonl_dir(path: str | os.PathLike, tokenizer: Any = None, *,
     splits = {}
     roles = STANDARD_ROLES if tokenizer is None else chat_roles(tokenizer)
     for split in ("train", "valid"):
-        rows, form = read_jsonl(os.path.join(path, f"{split}.jsonl"), roles=roles)
-        splits[split] = encode_rows(rows, form, tokenizer, mask_prompt=mask_prompt)
+        file = os.path.join(path, f"{split}.jsonl")
+        rows, form = read_jsonl(file, roles=roles)
+        try:
+            splits[split] = encode_rows(rows, form, tokenizer, mask_prompt=mask_prompt)
+        except DataFileError:
+            raise
+        except Exception as e:  # the tokenizer or its chat template refused a row
+            raise _encoding_error(file, rows, form, tokenizer, mask_prompt, e) from e
     (train, train_prompts), (valid, valid_prompts) = splits["train"], splits["valid"]
     return Corpus(train=train, valid=valid,
                   train_names=[f"train.jsonl:{i}" for i in range(len(train))],
                   valid_names=[f"valid.jsonl:{i}" for i in range(len(valid))],
                   byte_level=tokenizer is None, train_prompts=train_prompts,
                   valid_prompts=valid_prompts)
+
+
+def _encoding_error(path: str, rows: Sequence[dict], form: str, tokenizer: Any,
+                    mask_prompt: bool, error: Exception) -> DataFileError:
+    """``error`` (raised while encoding ``rows``) as a DataFileError naming the file and the
+    line of the first row that raises it. Only on this error path are the rows encoded one
+    by one, and the file scanned again for the line (blank lines hold no row)."""
+    failing = None
+    for index, row in enumerate(rows):
+        try:
+            encode_rows([row], form, tokenizer, mask_prompt=mask_prompt)
+        except Exception as e:
+            failing, error = index, e
+            break
+    if failing is None:
+        return DataFileError(f"{path}: encoding failed: {type(error).__name__}: {error}")
+    with open(path, "rb") as f:
+        lines = [n for n, raw in enumerate(f, start=1) if raw.strip()]
+    return DataFileError(f"{path} line {lines[failing]}: the tokenizer or its chat template "
+                         f"refused the row ({type(error).__name__}: {error})")
