@@ -35,7 +35,7 @@ import json
 import os
 import sys
 import time
-from typing import Any
+from typing import Any, cast
 
 import mlx.core as mx
 import numpy as np
@@ -437,7 +437,7 @@ def sample_text(model: Any, tokenizer: Any, prompt: str, count: int, *, temperat
 
 def count(model: Any, trainable: bool = False) -> int:
     params = model.trainable_parameters() if trainable else model.parameters()
-    return sum(v.size for _, v in tree_flatten(params))
+    return sum(int(v.size) for _, v in cast(list[tuple[str, mx.array]], tree_flatten(params)))
 
 
 if __name__ == "__main__":
