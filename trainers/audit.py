@@ -152,10 +152,11 @@ class AuditReport:
 
     @property
     def first_mismatch(self) -> Mismatch | None:
-        """The first problem: the one at the earliest row of ``log.jsonl``; at one row, a
-        problem of the rows or files before a value, values in the order of the columns."""
+        """The first problem: the one at the earliest row of ``log.jsonl``; at one row, a row
+        out of order first, then a value (in the order of the columns), then a difference
+        between ``log.csv`` and ``log.jsonl``, then a checkpoint's record."""
         found = [*self.problems, *(c.mismatch for c in self.columns if c.mismatch is not None)]
-        return min(found, key=lambda m: math.inf if m.row is None else m.row) if found else None
+        return min(found, key=_rank) if found else None
 
     @property
     def ok(self) -> bool:
@@ -190,6 +191,15 @@ class AuditReport:
             lines.append(f"  ... and {len(self.problems) - _SHOWN} more problems")
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
+
+
+def _rank(problem: Mismatch) -> tuple[float, int]:
+    """Where a problem comes in the report's order (:attr:`AuditReport.first_mismatch`)."""
+    kind = (0 if problem.source in ("row order", "the trainer's rows")
+            else 3 if problem.source.endswith("meta.json")
+            else 2 if problem.file == "log.csv" or problem.column == "header"
+            else 1)
+    return (math.inf if problem.row is None else problem.row, kind)
 
 
 def audit_run(run_dir: str | os.PathLike, *, ulps: float = 0) -> AuditReport:
@@ -485,7 +495,7 @@ def _check_order(log: _Log, columns: list[str]) -> Mismatch | None:
                             detail="not a step number")
         if kind == "train":
             if step != expected:
-                what = ("a row is missing before it" if step > expected
+                what = ("a row is missing or out of order" if step > expected
                         else "a row is repeated or out of order")
                 return Mismatch(step, "step", expected, step, "row order", line, detail=what)
             if float16 and row.get("skipped") not in (0, 1):
@@ -657,7 +667,7 @@ def _audit_column(column: str, schedule: Any, source: str, rows: _Rows, logged: 
     mismatch = Mismatch(int(rows.steps[first]), column, float(expected[first]),
                         logged[first], source, rows.lines[first])
     if column.split("/")[0] == "learning_rate" and numbers.all() and rows.valid.all():
-        if not plateau_marked:
+        if not plateau_marked and values[first] < expected[first]:
             mismatch = dataclasses.replace(mismatch, detail=(
                 "no checkpoint holds a reduce-on-plateau factor (lr_factor) for this column, "
                 "so a lowered rate is not explained by one"))
