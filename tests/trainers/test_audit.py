@@ -444,17 +444,29 @@ def test_a_list_valued_config_is_refused(runs, where):
         audit_run(run)
 
 
-def test_a_deeply_nested_schedule_is_refused(runs):
-    """100 levels of warmup: past what a schedule config may nest (from_config's limit)."""
+@pytest.mark.parametrize("depth", [100, 2000])
+def test_a_deeply_nested_schedule_is_refused(runs, depth):
+    """100 levels of warmup: past what a schedule config may nest (from_config's limit);
+    2000: past what Python's JSON reader walks."""
     run = runs("groups")
     config = json.loads((run / "config.json").read_text())
-    nested: dict = {"name": "constant", "value": 0.1}
-    for _ in range(100):
-        nested = {"name": "warmup", "steps": 1, "init": 0.0, "schedule": nested}
-    config["schedules"] = {"learning_rate/0": {"config": nested}}
-    (run / "config.json").write_text(json.dumps(config))
-    with pytest.raises(AuditInputError, match="'learning_rate/0' does not rebuild"):
+    nested = ('{"name": "warmup", "steps": 1, "init": 0.0, "schedule": ' * depth
+              + '{"name": "constant", "value": 0.1}' + "}" * depth)  # text: dumps would recurse
+    config["schedules"] = {"learning_rate/0": {"config": "NESTED"}}
+    (run / "config.json").write_text(json.dumps(config).replace('"NESTED"', nested))
+    with pytest.raises(AuditInputError, match="'learning_rate/0' does not rebuild|too deeply"):
         audit_run(run)
+
+
+def test_a_stated_tolerance_admits_that_many_ulps(runs):
+    run = runs("groups")
+    rows = read_jsonl(run / "log.jsonl")
+    rows[5]["learning_rate/0"] = ulp(rows[5]["learning_rate/0"], math.inf)
+    write_logs(run, rows)
+    assert audit_run(run).columns[0].status == "mismatch"
+    assert audit_run(run, ulps=1).columns[0].status == "ok"
+    with pytest.raises(ValueError, match="ulps"):
+        audit_run(run, ulps=-1)
 
 
 def test_a_config_nested_beyond_what_json_can_read_is_refused(runs):
