@@ -464,9 +464,14 @@ def _experiment_sources(run_dir: str) -> dict[str, tuple[str, Any]]:
     if not os.path.isfile(path):
         return {}
     experiment = _read_json(path, "the script's experiment")
-    section = experiment.get("optimizer") if isinstance(experiment, dict) else None
+    if not isinstance(experiment, dict):
+        raise AuditInputError(f"{path} holds a JSON {type(experiment).__name__}, not an object")
+    section = experiment.get("optimizer")
+    if section is None:
+        return {}  # a script (train_lm.py) whose experiment names no optimizer section
     if not isinstance(section, dict):
-        raise AuditInputError(f"{path} has no 'optimizer' object")
+        raise AuditInputError(f"{path}: 'optimizer' must be an object, got "
+                              f"{type(section).__name__}")
     out: dict[str, tuple[str, Any]] = {}
     for key, value in section.items():
         if isinstance(value, dict):
