@@ -491,13 +491,14 @@ def _check_order(log: _Log, columns: list[str]) -> Mismatch | None:
     expected, evaluated = 0, set()
     float16 = "skipped" in columns
     for i, row in enumerate(log.rows):
-        kind, step, line = row.get("kind"), row.get("step"), i + 1
+        kind, line = row.get("kind"), i + 1
         if kind not in ("train", "eval"):
             return Mismatch(None, "kind", "train or eval", kind, "the trainer's rows", line,
                             detail="not a row the trainer writes")
-        if not _is_step(step):
-            return Mismatch(None, "step", expected, step, "row order", line,
+        if not _is_step(row.get("step")):
+            return Mismatch(None, "step", expected, row.get("step"), "row order", line,
                             detail="not a step number")
+        step: int = row["step"]
         if kind == "train":
             if step != expected:
                 what = ("a row is missing or out of order" if step > expected
@@ -558,7 +559,7 @@ def _check_checkpoints(run_dir: str, log: _Log) -> list[Mismatch]:
                                      f"{trained} training rows", name, len(covered),
                                      detail="log.jsonl does not hold this checkpoint's rows"))
         csv_offset = position.get("csv")
-        if csv_size is not None and _is_step(csv_offset) and csv_offset > csv_size:
+        if csv_size is not None and isinstance(csv_offset, int) and csv_offset > csv_size:
             problems.append(Mismatch(
                 saved_step, "log_position", f"at least {csv_offset} bytes", f"{csv_size} bytes",
                 name, len(covered), file="log.csv",

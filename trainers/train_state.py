@@ -51,7 +51,8 @@ class LossScale:
         state["skipped"] = mx.where(finite, 0.0, 1.0).astype(mx.float32)
 
 
-def schedule_steps(steps: Sequence[int], skipped: Sequence[Any]) -> np.ndarray:
+def schedule_steps(steps: Sequence[int] | np.ndarray,
+                   skipped: Sequence[Any] | np.ndarray) -> np.ndarray:
     """The optimizer step at which each training row's logged hyperparameters were evaluated.
 
     This is the one definition of a float16 skip that the trainer's log and the rate audit
@@ -75,13 +76,13 @@ def schedule_steps(steps: Sequence[int], skipped: Sequence[Any]) -> np.ndarray:
         >>> schedule_steps([0, 1, 2, 3, 4, 5], [0.0, 1.0, 1.0, 0.0, 1.0, 0.0]).tolist()
         [0, 0, 0, 1, 1, 2]
     """
-    steps = np.asarray(steps, np.int64)
+    tried = np.asarray(steps, np.int64)
     skip = np.asarray(skipped, bool)
-    if steps.shape != skip.shape or steps.ndim != 1:
+    if tried.shape != skip.shape or tried.ndim != 1:
         raise ValueError(f"steps and skipped must be two equal-length lists, got shapes "
-                         f"{steps.shape} and {skip.shape}")
+                         f"{tried.shape} and {skip.shape}")
     before = np.cumsum(skip) - skip  # skipped rows before each row
-    applied = steps - before
+    applied = tried - before
     return np.where(skip, np.maximum(applied - 1, 0), applied)
 
 
