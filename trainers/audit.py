@@ -152,9 +152,10 @@ class AuditReport:
 
     @property
     def first_mismatch(self) -> Mismatch | None:
-        """The first problem: the one at the earliest row of ``log.jsonl``; at one row, a row
-        out of order first, then a value (in the order of the columns), then a difference
-        between ``log.csv`` and ``log.jsonl``, then a checkpoint's record."""
+        """The first problem, ``None`` if there is none. First means at the earliest row of
+        ``log.jsonl``; at one row, a row out of order comes first, then a value (in the order
+        of the columns), then a difference between ``log.csv`` and ``log.jsonl``, then a
+        checkpoint's record."""
         found = [*self.problems, *(c.mismatch for c in self.columns if c.mismatch is not None)]
         return min(found, key=_rank) if found else None
 
@@ -214,7 +215,8 @@ def audit_run(run_dir: str | os.PathLike, *, ulps: float = 0) -> AuditReport:
 
     Raises:
         FileNotFoundError: ``config.json``, ``log.jsonl`` or ``log.csv`` is missing.
-        AuditInputError: a file cannot be read or is not what a trainer writes (module docs).
+        ValueError: a file cannot be read or is not what a trainer writes (an
+            ``AuditInputError``, listed in the module docs); ``ulps`` below 0.
 
     Example:
         >>> import tempfile, numpy as np, mlx.nn as nn, mlx.optimizers as optim
