@@ -347,6 +347,32 @@ def test_a_tampered_log_fails_at_its_first_wrong_row(runs, edit):
     assert (first.row, first.column, first.logged, first.expected) == (line, column, bad, good)
 
 
+def test_an_evaluation_row_out_of_place_or_repeated_fails(runs):
+    run = runs("one_cycle")
+    rows = read_jsonl(run / "log.jsonl")
+    i = next(i for i, r in enumerate(rows) if r["kind"] == "eval")  # the evaluation at 6
+    moved = rows[:i - 1] + [rows[i], rows[i - 1]] + rows[i + 1:]
+    write_logs(run, moved)
+    first = audit_run(run).first_mismatch
+    assert (first.row, first.column, first.logged, first.expected) == (i, "step", 6, 5)
+    write_logs(run, rows[:i + 1] + [rows[i]] + rows[i + 1:])
+    first = audit_run(run).first_mismatch
+    assert (first.row, first.column, first.logged) == (i + 2, "step", 6)
+    assert "second evaluation" in first.detail
+
+
+def test_a_rate_that_is_not_a_float32_number_fails(runs):
+    run = runs("groups")
+    rows = read_jsonl(run / "log.jsonl")
+    good = rows[3]["learning_rate/0"]
+    for bad in ("0.05", None, good + 1e-12):  # a string, a missing cell, a float64 in between
+        rows[3]["learning_rate/0"] = bad
+        write_logs(run, rows)
+        first = audit_run(run).first_mismatch
+        assert (first.row, first.column, first.logged, first.expected) == (
+            4, "learning_rate/0", bad, good), bad
+
+
 def test_rows_cut_from_the_end_fail_against_the_last_checkpoint(runs):
     run = runs("one_cycle")
     rows = read_jsonl(run / "log.jsonl")
