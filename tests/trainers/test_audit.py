@@ -50,6 +50,25 @@ def test_an_honest_run_passes_bit_for_bit(tmp_path):
         ("learning_rate", "ok", 20), ("momentum", "ok", 20)]
 
 
+def test_a_compiled_run_of_several_schedule_families_passes_bit_for_bit(tmp_path):
+    """The rates a compiled step used (the schedule fused into the step) equal the audit's
+    eager evaluation bit for bit, for composed, cyclic and exponential schedules."""
+    x, y = regression_data(32, 4, 2)
+    warm = ms.warmup(ms.cosine_decay(0.1, 20), 4)
+    parts = [optim.SGD(learning_rate=warm, momentum=0.9),
+             optim.Adam(learning_rate=ms.exponential_decay(3e-3, 0.9, end=1e-4))]
+    ms.schedule_hyperparameters(parts[0], momentum=ms.cyclic_momentum(0.85, 0.95, 5))
+    opt = optim.MultiOptimizer(parts, [lambda path, _: path == "bias"])
+    Trainer(linear_model(4, 2), mse, opt, ArrayBatches((x, y), 8), run_dir=tmp_path,
+            max_steps=24, report_every=0, log_every=8, compile=True).fit()
+    np.testing.assert_allclose(logged(tmp_path, "learning_rate/1"),
+                               [max(3e-3 * 0.9**t, 1e-4) for t in range(24)], rtol=1e-6)
+    report = audit_run(tmp_path)
+    assert report.ok, report.summary()
+    assert [(c.column, c.exact) for c in report.columns] == [
+        ("learning_rate/0", 24), ("momentum/0", 24), ("learning_rate/1", 24)]
+
+
 def test_a_constant_rate_is_audited(tmp_path):
     train(tmp_path, optim.Adam(learning_rate=3e-3), 8)
     report = audit_run(tmp_path)
