@@ -45,7 +45,8 @@ What it cannot prove:
   rebuilt: its column is reported as not audited and the audit does not pass;
 - rows cut after the last checkpoint look like a run stopped there;
 - a plateau factor is inferred from the rows where no checkpoint saved it: any factor that
-  reproduces every row exactly is accepted;
+  reproduces every row exactly is accepted; a run that saved no checkpoint at all
+  (``checkpoint_every=0``) leaves no mark of its plateau callback, and its lowered rates fail;
 - the loss, gradient norm and evaluation values are not recomputed (only the rows' order).
 
 Unusable input raises :class:`AuditInputError` (or ``FileNotFoundError`` for a missing file):
