@@ -293,6 +293,32 @@ def test_an_untampered_float16_run_with_overflow_skips_passes(runs):
         ("learning_rate", "ok", FP16_STEPS)]
 
 
+def test_a_float16_run_resumed_between_its_skips_passes(tmp_path):
+    """Skips before and after a resume: the count of skips runs on through the resumed log."""
+    x, y = regression_data(32, 4, 2)
+
+    def session(run, resume, callbacks=()):
+        batches = [(x[i:i + 8], y[i:i + 8]) for i in range(0, 32, 8)] * 4
+        for t in (1, 2, 9):
+            batches[t] = (np.full_like(batches[t][0], 1e5), batches[t][1])
+        opt = optim.SGD(learning_rate=ms.cosine_decay(0.1, 16), momentum=0.9)
+        Trainer(linear_model(4, 2), mse, opt, batches, run_dir=run, max_steps=16,
+                report_every=0, log_every=2, compile=False, precision="float16",
+                checkpoint_every=4, callbacks=list(callbacks)).fit(resume=resume)
+
+    def stop(event):
+        return STOP if event["event"] == "train" and event["step"] == 5 else None
+
+    session(tmp_path / "split", False, [stop])
+    session(tmp_path / "split", True)
+    session(tmp_path / "whole", False)
+    rows = read_jsonl(tmp_path / "split" / "log.jsonl")
+    assert rows == read_jsonl(tmp_path / "whole" / "log.jsonl")
+    assert [t for t, r in enumerate(rows) if r["skipped"]] == [1, 2, 9]
+    report = audit_run(tmp_path / "split")
+    assert report.ok and report.columns[0].exact == 16, report.summary()
+
+
 def tamper_rate(rows, step, column, change):
     row = rows[train_index(rows, step)]
     old = row[column]
