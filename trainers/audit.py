@@ -83,6 +83,7 @@ _SHOWN = 5
 # Steps evaluated at once: below Schedule.values' compiled path (2**17), so every run length is
 # evaluated the same way.
 _EAGER_CHUNK = 1 << 16
+_MAX_STEP = 1 << 62
 
 
 class AuditInputError(ValueError):
@@ -373,7 +374,8 @@ def _read_log(path: str) -> _Log:
 
 
 def _is_step(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    """A step number as the trainer writes it (schedules take steps up to 2**62)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _MAX_STEP
 
 
 def _checkpoints(run_dir: str) -> list[tuple[int, str]]:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
+import random
 import shutil
 
 import mlx.core as mx
@@ -555,3 +557,45 @@ def test_malformed_json_in_the_log_is_named_by_line(runs):
     (run / "log.jsonl").write_text("".join(lines))
     with pytest.raises(AuditInputError, match="line 4"):
         audit_run(run)
+
+
+ODD_VALUES = ["x", None, [], {}, [1, [2]], {"a": 1}, True, -1, 10**400, 1e308, math.nan,
+              math.inf, -0.0, 3.5, "NaN"]
+
+
+def test_odd_values_anywhere_give_a_report_or_a_named_refusal(runs):
+    """Seeded random edits of the log, the config and a checkpoint record: the audit returns
+    a report or raises AuditInputError / FileNotFoundError, never another exception."""
+    rng = random.Random(7)
+    run = runs("one_cycle")
+    originals = {name: (run / name).read_text() for name in ("log.jsonl", "config.json")}
+    meta = sorted((run / "checkpoints").iterdir())[-1] / "meta.json"
+    originals[str(meta.relative_to(run))] = meta.read_text()
+    outcomes = set()
+    for _ in range(60):
+        for name, text in originals.items():
+            (run / name).write_text(text)
+        name = rng.choice(list(originals))
+        if name == "log.jsonl":
+            rows = read_jsonl(run / name)
+            row = rng.choice(rows)
+            row[rng.choice([*row, "new"])] = rng.choice(ODD_VALUES)
+            (run / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+        else:
+            data = json.loads(originals[name])
+            key = rng.choice(list(data))
+            if isinstance(data[key], dict) and data[key] and rng.random() < 0.5:
+                inner = rng.choice(list(data[key]))
+                data[key][inner] = rng.choice(ODD_VALUES)
+            else:
+                data[key] = rng.choice(ODD_VALUES)
+            (run / name).write_text(json.dumps(data))
+        try:
+            report = audit_run(run)
+            json.dumps(dataclasses.asdict(report))  # what the script's --json prints
+            outcomes.add("report")
+            report.summary()
+        except (AuditInputError, FileNotFoundError) as e:
+            outcomes.add("refused")
+            assert str(e)
+    assert outcomes == {"report", "refused"}
