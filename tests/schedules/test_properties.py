@@ -165,6 +165,18 @@ def test_every_schedule_returns_finite_float32(data, ts):
     assert all(math.isfinite(v) for v in values.tolist())
 
 
+@settings(max_examples=100, deadline=None)
+@given(data=st.data(), ts=steps)
+def test_every_schedule_stays_within_its_stated_magnitude(data, ts):
+    # max_magnitude bounds |value| at every step; multiply and with_noise rely on it to
+    # refuse products beyond float32 when they are built
+    schedule = _any_schedule(data.draw)
+    assert schedule.max_magnitude is not None, schedule
+    values = np.abs(schedule.values(ts + [0, 1, 2, 2**24 + 1, 2**62]).astype(np.float64))
+    # float32 rounding of a value at the bound may exceed it by a few ulps
+    assert values.max() <= schedule.max_magnitude * (1 + 2**-21), (schedule, values.max())
+
+
 @SETTINGS
 @given(init=rates, end_fraction=st.floats(0.0, 1.0), decay=st.integers(2, 10**9),
        shape=st.sampled_from(["linear", "polynomial", "cosine-k", "tanh", "wsd-cosine",
