@@ -193,6 +193,16 @@ TABLE = {
          "start": COUNT, "end": [r for r in LENGTH if r[0] != "none"] + [
              ("at-start", 5, ValueError), ("before-start", 3, ValueError)],
          "seed": COUNT}),
+    "power_schedule": (
+        {"batch_size": 8, "tokens_per_step": 8 * 256, "warmup_steps": 10, "decay_steps": 20,
+         "total_steps": 100},
+        {"batch_size": LENGTH + [("above-tokens", 8 * 256 + 1, ValueError)],
+         "tokens_per_step": LENGTH + [("below-batch", 7, ValueError)],
+         "a": POSITIVE, "b": REAL + [("zero", 0.0, ValueError), ("positive", 0.5, ValueError)],
+         "max_lr": POSITIVE, "warmup_steps": COUNT + [("too-long", 81, ValueError)],
+         "decay_steps": COUNT + [("too-long", 91, ValueError)],
+         "total_steps": [r for r in LENGTH if r[0] != "none"] + [("too-short", 29, ValueError)],
+         "decay_shape": choice("linear")}),
     "range_sweep": (
         {"min_lr": 1e-5, "max_lr": 1.0, "steps": 100},
         {"min_lr": POSITIVE + [("above-max", 2.0, ValueError)],

@@ -48,6 +48,8 @@ EXAMPLES = {
                                                       interpolate="cosine"),
     "multiply": ms.multiply(0.5, ms.cosine_decay(0.1, 100, k_decay=2.0),
                             ms.multiply(ms.linear_schedule(0.2, 1.0, 10), 3.0)),
+    "power_schedule": ms.power_schedule(16, 16 * 512, a=3.0, b=-0.5, max_lr=0.01,
+                                        warmup_steps=10, decay_steps=30, total_steps=300),
     "with_noise": ms.with_noise(ms.warmup(ms.cosine_restarts(0.1, 10, cycle_limit=3), 5,
                                           shape="log"), 0.2, pct=0.5, start=3, end=500,
                                 seed=9),

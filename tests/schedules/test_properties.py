@@ -151,6 +151,16 @@ def _any_schedule(draw):
     if name == "with_noise":
         return ms.with_noise(ms.inverse_sqrt(draw(rate), draw(length)), draw(st.floats(0, 10)),
                              pct=draw(st.floats(0.01, 1.0)), seed=draw(st.integers(0, 2**62)))
+    if name == "power_schedule":
+        batch = draw(st.integers(1, 4096))
+        decay = draw(st.integers(0, 10**6))
+        total = draw(st.integers(decay, 10**9)) if decay else None
+        return ms.power_schedule(batch, batch * draw(st.integers(1, 10**5)),
+                                 a=draw(st.floats(1e-3, 1e3)), b=draw(st.floats(-2.0, -0.05)),
+                                 max_lr=draw(rate), warmup_steps=draw(st.integers(0, 10**4))
+                                 if not total or total >= 10**4 + decay else 0,
+                                 decay_steps=decay, total_steps=total,
+                                 decay_shape=draw(st.sampled_from(["exponential", "linear"])))
     assert name == "range_sweep"
     return ms.range_sweep(1e-7, draw(rate) + 1e-7, draw(st.integers(2, 10**9)),
                             mode=draw(st.sampled_from(["exponential", "linear"])))
