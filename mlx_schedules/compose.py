@@ -135,6 +135,12 @@ def warmup_stable_decay(peak: float, total_steps: int, *, warmup_steps: int,
     (``"log"``), as in :func:`warmup`. Step 0 gives exactly ``init`` (``peak`` without
     warmup) and every step from :math:`N` on exactly ``end``.
 
+    ``"sqrt"`` with ``end=0`` is the 1-sqrt cooldown of Hägele et al. 2024 ("Scaling Laws
+    and Compute-Optimal Training Beyond Fixed Training Durations"),
+    :math:`\eta_{peak}(1 - \sqrt{(t - N + D)/D})`; ``"linear"`` with ``end=0`` and
+    ``decay_steps = total_steps - warmup_steps`` is linear decay to zero (Bergsma et al.
+    2025, "Straight to Zero").
+
     Example:
         >>> lr = warmup_stable_decay(1.0, 8, warmup_steps=2, decay_steps=4)
         >>> lr.values(9).tolist()
@@ -159,7 +165,11 @@ def warmup_stable_decay(peak: float, total_steps: int, *, warmup_steps: int,
         if decay_shape == "cosine":
             left = half_cosine(left)
         elif decay_shape == "sqrt":
-            left = 1.0 - mx.sqrt(1.0 - left)
+            # 1 - sqrt(1 - r) as r/(1 + sqrt(1 - r)), with 1 - r the exact fraction done:
+            # 1 - r in float32 rounds to 0 for the first steps of a long cooldown (r within
+            # 2**-25 of 1), which would hold the peak there
+            done = to_float(mx.clip(t - (total_steps - decay_steps), 0, decay_steps))
+            left = left / (1.0 + mx.sqrt(done / decay_steps))
         # weights exactly 1 (stable phase) and 0 (the end): peak and end to the bit
         value = blend(peak, end, left)
         if warmup_steps:
