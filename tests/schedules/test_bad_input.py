@@ -145,9 +145,7 @@ TABLE = {
     "cosine_restarts": (
         {"init": 0.1, "first_decay_steps": 10},
         {"init": REAL, "first_decay_steps": LENGTH,
-         "t_mul": REAL + [("below-one", 0.5, ValueError), ("zero", 0.0, ValueError),
-                          # too close to 1: more cycles before 2**62 than a table holds
-                          ("near-one", 1.000001, ValueError)],
+         "t_mul": REAL + [("below-one", 0.5, ValueError), ("zero", 0.0, ValueError)],
          "m_mul": NONNEGATIVE + [("overflow", 1e10, ValueError)], "end": REAL,
          "cycle_limit": [r for r in LENGTH if r[0] != "none"]}),
     "warmup": (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from hypothesis import given, reject, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import mlx_schedules as ms
@@ -114,14 +114,9 @@ def _any_schedule(draw):
     if name == "cyclic_momentum":
         return ms.cyclic_momentum(0.8, 0.95, draw(length), step_size_down=draw(length))
     if name == "cosine_restarts":
-        try:
-            return ms.cosine_restarts(draw(rate), draw(length),
-                                      t_mul=draw(st.floats(1.0, 4.0)),
-                                      m_mul=draw(st.floats(0.0, 1.0)))
-        except ValueError as error:
-            # a t_mul just above 1 needs more restart cycles than a table holds: refused
-            assert "cycles before step 2**62" in str(error)
-            reject()
+        # any t_mul >= 1 builds (just above 1: more cycles than a table holds, grouped)
+        return ms.cosine_restarts(draw(rate), draw(length), t_mul=draw(st.floats(1.0, 4.0)),
+                                  m_mul=draw(st.floats(0.0, 1.0)))
     if name == "warmup":
         return ms.warmup(ms.cosine_decay(draw(rate), draw(length)), draw(length))
     if name == "warmup_stable_decay":
