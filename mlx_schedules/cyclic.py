@@ -245,16 +245,19 @@ def cosine_restarts(init: float, first_decay_steps: int, *, t_mul: float = 2.0,
     ``alpha = end/init``; PyTorch's ``CosineAnnealingWarmRestarts(T_0, T_mult, eta_min)``
     is ``cosine_restarts(lr, T_0, t_mul=T_mult, end=eta_min)``.
 
-    Any ``t_mul > 1`` is accepted. When at most ``MAX_RESTART_CYCLES`` (65,536) cycles
-    start before step ``2**62`` (``t_mul`` from about 1.0007 with ``first_decay_steps=1``,
-    closer to 1 for longer first cycles), their starts are tabulated in float64 when the
-    schedule is built and a step finds its cycle by exact integer comparison. With more
-    cycles, every :math:`M`-th start is tabulated (:math:`M` = cycles / 65,536, rounded
-    up) and a step is placed among the :math:`M` cycles after it in closed form, in
-    float32: the position within a cycle is then off by about :math:`M \cdot 2^{-23}` of
-    the cycle (below 1e-6 of a cycle for ``t_mul=1.0001``), and a step that close to a
-    restart may fall on either side of it. With ``m_mul > 1`` the peaks grow, and must
-    stay within float32 over every cycle that starts before step ``2**62``.
+    Any ``t_mul > 1`` is accepted. The cycle starts are worked out when the schedule is
+    built in binary fixed point with 128 fractional bits (exact for ``t_mul`` = 1.5, 2 or
+    3, where float64 sums are off beyond ``2**53``). When at most ``MAX_RESTART_CYCLES``
+    (65,536) cycles start before step ``2**62`` (``t_mul`` from about 1.0007 with
+    ``first_decay_steps=1``, closer to 1 for longer first cycles), every start is
+    tabulated and a step finds its cycle by exact integer comparison. With more cycles,
+    every :math:`M`-th start is tabulated (:math:`M` = cycles / 65,536, rounded up) and a
+    step is placed among the :math:`M` cycles after it from the closed form, with the
+    starts' integer parts in int64 (see ``_anchored_cycles``): steps next to a restart
+    land in the right cycle, checked against a 60-digit reference up to ``2**62`` for
+    ``t_mul`` down to 1 + 1e-7; within about 1e-9 of 1 (:math:`M` beyond about
+    :math:`2^{20}`) that placement becomes approximate. With ``m_mul > 1`` the peaks grow,
+    and must stay within float32 over every cycle that starts before step ``2**62``.
 
     With ``cycle_limit`` :math:`L`, the value is ``end`` from the step where cycle
     :math:`L` would start (after :math:`L` complete cycles) and holds: with ``m_mul=1``
