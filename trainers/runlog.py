@@ -10,9 +10,11 @@ Run directory files written here:
     the same rows; one header naming every column; cells that do not apply to a row's kind are
     empty.
 
-``step`` is the optimizer step counter before the update (the argument the schedules got), so
-the training row of step ``t`` holds the loss of update ``t`` and the rates that update used.
-An evaluation row of step ``t`` was computed after ``t`` updates.
+``step`` counts the updates before this one (the argument the schedules got), so the training
+row of step ``t`` holds the loss of update ``t`` and the rates that update used. A float16 run
+is the exception: a skipped update does not move the optimizer's step counter, so its schedules
+lag ``step`` by the skips so far (:func:`trainers.train_state.schedule_steps`). An evaluation
+row of step ``t`` was computed after ``t`` updates.
 """
 
 from __future__ import annotations

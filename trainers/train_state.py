@@ -6,7 +6,8 @@
   loss is multiplied by the scale before the backward pass and the gradients divided by it
   after; an update whose gradients overflow is skipped (weights, optimizer state and step
   counter stay as they were, so the schedule does not move) and the scale halves; after
-  ``growth_interval`` good updates in a row it doubles.
+  ``growth_interval`` good updates in a row it doubles. What a skipped update means for the
+  log's hyperparameter columns is defined once, by :func:`schedule_steps`.
 
 The dict is captured by ``mx.compile`` like ``optimizer.state`` and saved in checkpoints, so a
 resumed run continues the same average and the same scale.
@@ -14,14 +15,16 @@ resumed run continues the same average and the same scale.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import mlx.core as mx
 import mlx.nn as nn
+import numpy as np
 from mlx.utils import tree_map
 
 __all__ = ["COMPUTE_DTYPES", "PRECISIONS", "LossScale", "assign_leaves", "cast_floating",
-           "ema_weights", "init_train_state", "update_ema"]
+           "ema_weights", "init_train_state", "schedule_steps", "update_ema"]
 
 PRECISIONS = ("float32", "bfloat16", "float16")
 COMPUTE_DTYPES = {"float32": None, "bfloat16": mx.bfloat16, "float16": mx.float16}
@@ -46,6 +49,41 @@ class LossScale:
         )
         state["good_steps"] = mx.where(finite & ~grow, good + 1, mx.zeros_like(good))
         state["skipped"] = mx.where(finite, 0.0, 1.0).astype(mx.float32)
+
+
+def schedule_steps(steps: Sequence[int] | np.ndarray,
+                   skipped: Sequence[Any] | np.ndarray) -> np.ndarray:
+    """The optimizer step at which each training row's logged hyperparameters were evaluated.
+
+    This is the one definition of a float16 skip that the trainer's log and the rate audit
+    (:func:`trainers.audit.audit_run`) share. The log's ``step`` counts the updates tried; the
+    optimizer's own counter counts the updates applied. An overflowing float16 update is
+    skipped and leaves the optimizer as it was: its counter, and the learning rate and every
+    other scheduled value in its state. So, in log order, with ``k`` skipped rows before it,
+    the training row of step ``t`` shows the schedules
+
+    - at step ``t - k`` when its update was applied (``skipped`` false), and
+    - at step ``max(t - k - 1, 0)`` when it was skipped: the values of the last applied update,
+      or the optimizer's initial values (step 0) when none was applied yet.
+
+    Without float16 nothing is skipped and this returns ``steps``.
+
+    Args:
+        steps: the ``step`` column of the training rows, in log order.
+        skipped: their ``skipped`` column (true or 1.0 for a skipped update).
+
+    Example:
+        >>> schedule_steps([0, 1, 2, 3, 4, 5], [0.0, 1.0, 1.0, 0.0, 1.0, 0.0]).tolist()
+        [0, 0, 0, 1, 1, 2]
+    """
+    tried = np.asarray(steps, np.int64)
+    skip = np.asarray(skipped, bool)
+    if tried.shape != skip.shape or tried.ndim != 1:
+        raise ValueError(f"steps and skipped must be two equal-length lists, got shapes "
+                         f"{tried.shape} and {skip.shape}")
+    before = np.cumsum(skip) - skip  # skipped rows before each row
+    applied = tried - before
+    return np.where(skip, np.maximum(applied - 1, 0), applied)
 
 
 def init_train_state(model: nn.Module, *, precision: str = "float32",

@@ -152,8 +152,10 @@ class Trainer:
             float32, and are what checkpoints hold. ``"float16"`` adds dynamic loss scaling:
             an update whose gradients overflow is skipped (the step counter, and so every
             schedule, does not move) and the scale halves; columns ``loss_scale`` and
-            ``skipped``. Keep the model's own weights float32 (``set_dtype`` to bf16 would make
-            the masters bf16 too).
+            ``skipped``. The row of step ``t`` then shows the schedules at ``t`` minus the
+            skips before it (:func:`trainers.train_state.schedule_steps` defines it; the rate
+            audit uses the same function). Keep the model's own weights float32
+            (``set_dtype`` to bf16 would make the masters bf16 too).
         ema: keep an exponential moving average of the weights, ``avg = ema·avg +
             (1-ema)·weights`` after every update, inside the compiled step; saved in
             checkpoints; every evaluation also runs on it (columns ``ema_eval_<metric>``).

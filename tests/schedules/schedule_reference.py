@@ -144,6 +144,43 @@ def cosine_restarts(t, init, first_decay_steps, t_mul=2.0, m_mul=1.0, end=0.0,
     return end + (init - end) * m_mul ** cycle * 0.5 * (1 + math.cos(math.pi * fraction))
 
 
+def cosine_restarts_exact(t, init, first_decay_steps, t_mul, m_mul=1.0, end=0.0,
+                          cycle_limit=None):
+    """Keras's closed form in 60-digit decimals: cycle i holds S_i <= t < S_{i+1}, with
+    S_i = T_0 (t_mul**i - 1)/(t_mul - 1); the float64 logarithm's candidate i is
+    corrected against the decimal starts, so steps next to a restart are placed exactly
+    (for t_mul near 1, where walking the cycles would take hundreds of thousands of
+    steps)."""
+    import decimal
+
+    with decimal.localcontext() as context:
+        context.prec = 60
+        q = decimal.Decimal(t_mul)
+
+        def start(i):
+            return first_decay_steps * (q ** i - 1) / (q - 1)
+
+        cycle = max(int(math.log1p((t_mul - 1) * t / first_decay_steps) / math.log(t_mul)), 0)
+        while start(cycle + 1) <= t:
+            cycle += 1
+        while cycle > 0 and start(cycle) > t:
+            cycle -= 1
+        if cycle_limit is not None and cycle >= cycle_limit:
+            return end
+        fraction = float((t - start(cycle)) / (first_decay_steps * q ** cycle))
+    return end + (init - end) * m_mul ** cycle * 0.5 * (1 + math.cos(math.pi * fraction))
+
+
+def cycle_start_exact(i, first_decay_steps, t_mul):
+    """The first integer step of cycle i, ceil(S_i), from 60-digit decimals."""
+    import decimal
+
+    with decimal.localcontext() as context:
+        context.prec = 60
+        q = decimal.Decimal(t_mul)
+        return math.ceil(first_decay_steps * (q ** i - 1) / (q - 1))
+
+
 def keras_cosine_decay_restarts(t, initial_learning_rate, first_decay_steps, t_mul=2.0,
                                 m_mul=1.0, alpha=0.0):
     """Keras's own formula, with the restart located through a logarithm."""
@@ -383,6 +420,26 @@ def torch_cyclic_custom(t, base_lr, max_lr, step_size_up, step_size_down, scale_
     scale_factor = x / step_ratio if x <= step_ratio else (x - 1) / (step_ratio - 1)
     base_height = (max_lr - base_lr) * scale_factor
     return base_lr + base_height * scale_fn(cycle if scale_mode == "cycle" else t)
+
+
+def power_scheduler(t, batch_size, tokens_per_step, a=4.0, b=-0.51, max_lr=0.02,
+                    warmup_steps=0, decay_steps=0, total_steps=None,
+                    decay_shape="exponential"):
+    """Shen et al. 2024 (arXiv:2408.13359), eqs. 7 and 8, with n the tokens already
+    trained (t steps of tokens_per_step) and the exponential decay to 0 of IBM's
+    dolomite-engine, f(r) = (e^r - 1)/(e - 1) of the fraction r of the decay still to go."""
+    def eta_power(n):
+        return max_lr if n == 0 else min(max_lr, batch_size * a * n ** b)
+
+    n = t * tokens_per_step
+    n_warmup = warmup_steps * tokens_per_step
+    if n < n_warmup:
+        return n / n_warmup * eta_power(n_warmup)
+    if total_steps is None or t <= total_steps - decay_steps:
+        return eta_power(n)
+    r = max(total_steps - t, 0) / decay_steps
+    f = (math.exp(r) - 1) / (math.e - 1) if decay_shape == "exponential" else r
+    return f * eta_power((total_steps - decay_steps) * tokens_per_step)
 
 
 # Helpers for the tests --------------------------------------------------------------------

@@ -16,6 +16,9 @@ FAMILIES = {
     "one_cycle": ms.one_cycle(0.1, 1000, three_phase=True, pct_start=0.25),
     "cyclic_lr": ms.cyclic_lr(0.01, 0.1, 7, step_size_down=5, mode="triangular2"),
     "cosine_restarts": ms.cosine_restarts(1.0, 10, m_mul=0.9, end=0.01),
+    # t_mul near 1: grouped cycles, located with int64 shifts and masks
+    "cosine_restarts_near_one": ms.cosine_restarts(1.0, 10, t_mul=1.0001, m_mul=0.9999,
+                                                   end=0.01),
     "exponential_decay": ms.exponential_decay(0.1, 0.9, decay_steps=3, begin=2, end=0.01),
     "warmup_join": ms.warmup(ms.join_schedules([ms.linear_schedule(0.1, 0.05, 8),
                                                 ms.cosine_decay(0.05, 300)], [12]), 4),

@@ -8,6 +8,7 @@ build a bounded table for any ``t_mul``. Values are compared with float64 refere
 
 from __future__ import annotations
 
+import math
 import time
 
 import mlx.core as mx
@@ -115,36 +116,88 @@ RESTARTS = [(TOP, 2.0), (10**18, 2.0), (3 * 10**17 + 7, 3.0), (10, 1e10), (3, 1e
 
 def _restart_steps(first, t_mul):
     """Steps at, just before and just after the first restarts, and far out."""
-    steps, start, length = {0, 1, TOP - 1, TOP, 2**40}, 0.0, float(first)
-    for _ in range(4):
-        start += length
-        length *= t_mul
+    steps = {0, 1, TOP - 1, TOP, 2**40}
+    for cycle in range(1, 5):
+        start = ref.cycle_start_exact(cycle, first, t_mul)
         if start > TOP:
             break
-        steps.update(s for s in (int(start) - 1, int(start), int(start) + 1) if 0 <= s <= TOP)
+        steps.update(s for s in (start - 1, start, start + 1) if 0 <= s <= TOP)
     return sorted(steps)
 
 
 @pytest.mark.parametrize("first, t_mul", RESTARTS, ids=[f"T0={f}-t_mul={m}" for f, m in RESTARTS])
 def test_restarts_with_huge_cycles_match_float64(first, t_mul):
+    # (the reference is exact: float64 sums of the cycle lengths are off beyond 2**53,
+    # at 3·10**17 + 7 already)
     schedule = ms.cosine_restarts(1.0, first, t_mul=t_mul, end=0.01)
     steps = _restart_steps(first, t_mul)
-    want = [ref.cosine_restarts(t, 1.0, first, t_mul, 1.0, 0.01) for t in steps]
+    want = [ref.cosine_restarts_exact(t, 1.0, first, t_mul, 1.0, 0.01) for t in steps]
     assert_close(schedule.values(steps), want, 1.0, steps)
     for t, value in zip(steps[:6], want):
         assert_close(schedule(uint64(t)).item(), value, 1.0, [t])
 
 
-def test_restarts_near_one_are_refused_quickly():
+# t_mul near 1 (more cycles than a table holds) and the common t_mul, against Keras's
+# closed form in 60-digit decimals, at the steps next to restarts far into the run
+NEAR_ONE = [(1, 1.0001), (10, 1.0001), (1000, 1.000001), (1, 1.0000001), (3, 1.0003),
+            (1, 1.5), (10, 2.0), (7, 3.0)]
+
+
+def _cycle_count(first, t_mul):
+    """Cycles that start at a step <= 2**62 (float64 is enough to choose test cycles)."""
+    return int(math.log1p((t_mul - 1) * TOP / first) / math.log(t_mul)) + 1
+
+
+def _steps_next_to_restarts(first, t_mul):
+    count = _cycle_count(first, t_mul)
+    group = -(-count // 65536)       # cycles per tabulated start when they are grouped
+    cycles = {1, 2, 3, 10, 100, 1000, 10**4, group - 1, group, group + 1, 7 * group + 3,
+              count // 3, count // 2, count - 3, count - 2}
+    cycles.update(count * k // 40 + k for k in range(40))
+    steps = {0, 1, 2, 10**6 + 3, 2**40 + 5, TOP - 1, TOP}
+    for cycle in cycles:
+        if 0 < cycle < count - 1:
+            first_step = ref.cycle_start_exact(cycle, first, t_mul)
+            steps.update(s for s in (first_step - 1, first_step, first_step + 1) if s <= TOP)
+    return sorted(steps)
+
+
+@pytest.mark.parametrize("first, t_mul", NEAR_ONE,
+                         ids=[f"T0={f}-t_mul={m}" for f, m in NEAR_ONE])
+def test_restarts_match_keras_closed_form_next_to_restarts(first, t_mul):
+    # t_mul = 1.0001 used to be refused (more than 65,536 cycles before step 2**62)
+    schedule = ms.cosine_restarts(1.0, first, t_mul=t_mul, end=0.01)
+    steps = _steps_next_to_restarts(first, t_mul)
+    want = [ref.cosine_restarts_exact(t, 1.0, first, t_mul, end=0.01) for t in steps]
+    assert_close(schedule.values(steps), want, 1.0, steps)
+    for t, value in list(zip(steps, want))[::25]:
+        assert_close(schedule(uint64(t)).item(), value, 1.0, [t])
+
+
+def test_restarts_near_one_with_decaying_peaks_and_a_cycle_limit():
+    # 200,000 cycles at most (a grouped table), peaks decaying by m_mul each cycle
+    schedule = ms.cosine_restarts(0.5, 3, t_mul=1.0001, m_mul=0.99999, end=0.001,
+                                  cycle_limit=200_000)
+    limit_step = ref.cycle_start_exact(200_000, 3, 1.0001)
+    steps = sorted({0, 1, 2, 3, 4, 10**5, limit_step - 1, limit_step, limit_step + 1, TOP}
+                   | {ref.cycle_start_exact(i, 3, 1.0001) + d for i in (5, 777, 65_537, 199_999)
+                      for d in (-1, 0, 1)})
+    want = [ref.cosine_restarts_exact(t, 0.5, 3, 1.0001, 0.99999, 0.001, 200_000)
+            for t in steps]
+    assert_close(schedule.values(steps), want, 0.5, steps)
+    assert schedule.values([limit_step, TOP]).tolist() == [np.float32(0.001)] * 2
+
+
+@pytest.mark.parametrize("t_mul", [1.000001, 1 + 1e-9, 1 + 2**-52])
+def test_restarts_for_any_t_mul_above_one_build_quickly_and_stay_finite(t_mul):
     started = time.perf_counter()
-    with pytest.raises(ValueError, match=r"t_mul=1.000001 with first_decay_steps=1000 makes "
-                                         r"more than 65536 cycles before step 2\*\*62"):
-        ms.cosine_restarts(0.1, 1000, t_mul=1.000001)
-    assert time.perf_counter() - started < 2.0
-    # the largest table allowed still builds fast
-    started = time.perf_counter()
-    ms.cosine_restarts(0.1, 1, t_mul=1.001)
-    assert time.perf_counter() - started < 2.0
+    schedule = ms.cosine_restarts(0.1, 1000, t_mul=t_mul)
+    assert time.perf_counter() - started < 5.0
+    values = schedule.values([0, 1, 999, 1000, 1001, 10**6, 10**12, TOP])
+    assert np.all(np.isfinite(values)) and values[0] == np.float32(0.1)
+    assert values.min() >= 0.0 and values.max() <= np.float32(0.1)
+    # the first restart, at step 1000 exactly
+    assert values[3] == np.float32(0.1) and values[2] < 1e-6
 
 
 # Composition cost grows linearly with depth -------------------------------------------

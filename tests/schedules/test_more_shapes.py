@@ -259,13 +259,13 @@ def test_with_no_noise_window_the_schedule_is_unchanged(steps):
     (7, 1.001, None), (7, 1.3, 40)])
 def test_restart_cycle_located_on_every_path(first, t_mul, limit):
     lr = ms.cosine_restarts(1.0, first, t_mul=t_mul, end=0.01, cycle_limit=limit)
-    steps, start, length = {0, 1, 2**62}, 0.0, float(first)
-    for _ in range(60):     # at, before and after the first 60 restarts
-        start += length
-        length *= t_mul
+    steps = {0, 1, 2**62}
+    for cycle in range(1, 61):     # at, before and after the first 60 restarts
+        start = ref.cycle_start_exact(cycle, first, t_mul)
         if start > 2**62:
             break
-        steps.update(s for s in (math.ceil(start) - 1, math.ceil(start), math.ceil(start) + 1))
+        steps.update((start - 1, start, start + 1))
     steps = sorted(s for s in steps if 0 <= s <= 2**62)
-    want = [ref.cosine_restarts(t, 1.0, first, t_mul, 1.0, 0.01, limit) for t in steps]
+    # exact starts: float64 sums of the lengths are off by steps beyond 2**53
+    want = [ref.cosine_restarts_exact(t, 1.0, first, t_mul, 1.0, 0.01, limit) for t in steps]
     assert_close(lr.values(steps), want, 1.0, steps)

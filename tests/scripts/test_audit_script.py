@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
+import mlx.nn as nn
+import mlx.optimizers as optim
+import numpy as np
 import pytest
 from helpers_scripts import load_script
+
+import mlx_schedules as ms
+from trainers import ArrayBatches, Trainer
 
 audit = load_script("audit_run")
 train = load_script("train")
@@ -78,3 +85,100 @@ def test_train_lm_runs_pass_with_a_cycled_beta1(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "learning_rate [config.json]: ok, 12 rows (12 bit-exact)" in out
     assert "beta1 [config.json]: ok, 12 rows (12 bit-exact)" in out
+
+
+# ---------------------------------------------------------------- exit status 0, 1, 2
+def tiny_run(run, *, float16=False):
+    """A 12-step cosine run of a linear model; with ``float16`` the updates of steps 1 and 5
+    overflow (inputs of 1e5) and are skipped."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 3)).astype(np.float32)
+    y = x @ rng.normal(size=(3, 1)).astype(np.float32)
+    batches = [(x[i:i + 8], y[i:i + 8]) for i in range(0, 32, 8)] * 3
+    if float16:
+        for t in (1, 5):
+            batches[t] = (np.full_like(batches[t][0], 1e5), batches[t][1])
+    model = nn.Linear(3, 1)
+    Trainer(model, lambda m, a, b: nn.losses.mse_loss(m(a), b),
+            optim.SGD(learning_rate=ms.cosine_decay(0.1, 12)),
+            batches if float16 else ArrayBatches((x, y), 8), run_dir=run, max_steps=12,
+            report_every=0, compile=False, precision="float16" if float16 else "float32").fit()
+    return run
+
+
+@pytest.fixture(scope="module")
+def honest(tmp_path_factory):
+    root = tmp_path_factory.mktemp("honest")
+    return tiny_run(root / "float32"), tiny_run(root / "float16", float16=True)
+
+
+def test_an_untampered_float16_run_exits_0(honest, capsys):
+    assert audit.main([str(honest[1])]) == 0
+    assert "learning_rate [config.json]: ok, 12 rows (12 bit-exact)" in capsys.readouterr().out
+
+
+def test_a_rate_one_ulp_off_exits_1_naming_row_column_and_values(honest, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(honest[0], run)
+    lines = (run / "log.jsonl").read_text().splitlines()
+    row = json.loads(lines[6])
+    good = row["learning_rate"]
+    bad = float(np.nextafter(np.float32(good), np.float32(1)))
+    row["learning_rate"] = bad
+    lines[6] = json.dumps(row)
+    (run / "log.jsonl").write_text("\n".join(lines) + "\n")
+    csv_lines = (run / "log.csv").read_text().splitlines()
+    csv_lines[7] = csv_lines[7].replace(repr(good), repr(bad))
+    (run / "log.csv").write_text("\n".join(csv_lines) + "\n")
+    assert audit.main([str(run)]) == 1
+    assert (f"FIRST PROBLEM at log.jsonl line 7, step 6, column 'learning_rate': logged {bad!r}, "
+            f"expected {good!r}") in capsys.readouterr().out
+    assert audit.main([str(run), "--json"]) == 1
+    first = json.loads(capsys.readouterr().out)["first_mismatch"]
+    assert (first["row"], first["step"], first["logged"], first["expected"]) == (7, 6, bad, good)
+
+
+def no_columns(run):
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps(dict(config, columns=[])))
+
+
+def list_config(run):
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps([config]))
+
+
+def deep_config(run):
+    (run / "config.json").write_text('{"columns": ' + "[" * 50_000 + "]" * 50_000 + "}")
+
+
+def empty_log(run):
+    (run / "log.jsonl").write_text("")
+
+
+def eval_rows_only(run):
+    (run / "log.jsonl").write_text(json.dumps({"kind": "eval", "step": 0}) + "\n")
+
+
+def broken_row(run):
+    (run / "log.jsonl").write_text('{"kind": "train", "step": 0, "learning_ra\n')
+
+
+def no_csv(run):
+    (run / "log.csv").unlink()
+
+
+UNUSABLE = {no_columns: "lists no log columns", list_config: "JSON list",
+            deep_config: "nests too deeply", empty_log: "no training rows",
+            eval_rows_only: "no training rows", broken_row: "line 1", no_csv: "log.csv"}
+
+
+@pytest.mark.parametrize("spoil", list(UNUSABLE), ids=[f.__name__ for f in UNUSABLE])
+def test_unusable_input_exits_2_with_a_message_and_no_traceback(honest, tmp_path, capsys,
+                                                                 spoil):
+    run = tmp_path / "run"
+    shutil.copytree(honest[0], run)
+    spoil(run)
+    assert audit.main([str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and UNUSABLE[spoil] in err and "Traceback" not in err

@@ -26,8 +26,9 @@ from trainers.cli.args import script_parser
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = script_parser(__doc__, "mlx-schedules audit")
     p.add_argument("run_dir", metavar="RUN_DIR", help="a trainer run directory")
-    p.add_argument("--ulps", type=float, default=2.0,
-                   help="tolerance in float32 spacings of the column's peak (default 2)")
+    p.add_argument("--ulps", type=float, default=0.0,
+                   help="how many float32 steps a logged rate may be from its schedule "
+                        "(default 0: bit for bit)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     return p.parse_args(argv)
 

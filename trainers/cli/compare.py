@@ -126,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         "command": "mlx-schedules compare" + "".join(
             f" {shlex.quote(a)}" for a in argv),
         "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, "
-                   f"mlx {mx.__version__}, training.compile={base['training']['compile']}",
+                   f"mlx {getattr(mx, '__version__', '?')}, "
+                   f"training.compile={base['training']['compile']}",
         **results, "wall_time_s": wall,
     }
     report = markdown_report(results)

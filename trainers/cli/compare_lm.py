@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {
         "command": "mlx-schedules compare-lm" + "".join(f" {shlex.quote(a)}" for a in argv),
         "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, "
-                   f"mlx {mx.__version__}, load average at the end "
+                   f"mlx {getattr(mx, '__version__', '?')}, load average at the end "
                    f"{os.getloadavg()[0]:.1f}",
         **results, "jobs": args.jobs, "wall_time_s": time.perf_counter() - start,
     }

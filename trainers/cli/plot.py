@@ -92,6 +92,9 @@ def _examples(n: int) -> dict[str, list[Any]]:
                    {"name": "warmup", "steps": 2 * tenth, "shape": "log", "schedule": cosine}],
         "join_schedules": [{"name": "join_schedules", "boundaries": [tenth], "schedules": [
             {"name": "linear_schedule", "init": 0.0, "end": 0.1, "steps": tenth}, cosine]}],
+        "power_schedule": [{"name": "power_schedule", "batch_size": 8,
+                            "tokens_per_step": 8 * 512, "warmup_steps": tenth,
+                            "decay_steps": max(1, n // 10), "total_steps": n}],
         "warmup_stable_decay": [
             {"name": "warmup_stable_decay", "peak": 0.1, "total_steps": n,
              "warmup_steps": tenth, "decay_steps": n // 5},

@@ -43,7 +43,7 @@ import os
 import stat
 import sys
 import time
-from typing import Any
+from typing import Any, cast
 
 import mlx.core as mx
 import numpy as np
@@ -655,7 +655,7 @@ def unsafe_output(run_dir: str, names: list[str]) -> str | None:
 
 def count(model: Any, trainable: bool = False) -> int:
     params = model.trainable_parameters() if trainable else model.parameters()
-    return sum(v.size for _, v in tree_flatten(params))
+    return sum(int(v.size) for _, v in cast(list[tuple[str, mx.array]], tree_flatten(params)))
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from __future__ import annotations
 import copy
 import json
 import os
-from typing import Any
+from typing import Any, cast
 
 import mlx.core as mx
 import numpy as np
@@ -79,8 +79,9 @@ def branch_config(checkpoint: str, steps: int, shape: str, run_dir: str
     if not at > 0:
         raise ConfigError(f"--branch: the original rate at step {step} is {at}; a cooldown "
                           "needs a positive rate to decay from")
-    saved = mx.load(os.path.join(checkpoint, "optimizer.safetensors")).get("learning_rate")
-    if saved is None or np.float32(saved.item()) != np.float32(before):
+    state = cast(dict[str, mx.array], mx.load(os.path.join(checkpoint, "optimizer.safetensors")))
+    saved = state.get("learning_rate")
+    if saved is None or np.float32(np.asarray(saved)) != np.float32(before):
         raise ConfigError(f"--branch: {checkpoint} saved the rate "
                           f"{None if saved is None else saved.item()!r}, but its run's "
                           f"experiment.json gives {before!r} at step {step - 1}: the checkpoint "

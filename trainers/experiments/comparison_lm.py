@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -126,7 +126,8 @@ def parameter_count(config: Mapping[str, Any]) -> int:
         >>> parameter_count(model_config("llama", "tiny"))
         123200
     """
-    return sum(v.size for _, v in tree_flatten(build_model(config).parameters()))
+    flat = cast(list[tuple[str, mx.array]], tree_flatten(build_model(config).parameters()))
+    return sum(int(v.size) for _, v in flat)
 
 
 def split_validation(documents: Sequence[np.ndarray]) -> tuple[list, list]:

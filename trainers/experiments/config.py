@@ -250,6 +250,7 @@ def _float32_list(name: str, value: Any) -> None:
 
 def _check_optimizer_value(where: str, key: str, value: Any, default: Any) -> None:
     """A plain (unscheduled) optimizer setting, checked by its constructor default's kind."""
+    check: Callable[[str, Any], Any]
     if key == "learning_rate":
         check = functools.partial(check_real, low=0.0)
     elif isinstance(default, bool):
@@ -272,9 +273,8 @@ def _check_optimizer(section: dict) -> None:
                 section.get("name"))
     name = section["name"]
     cls = optimizer_class(name)
-    parameters = {k: p for k, p in inspect.signature(cls.__init__).parameters.items()
-                  if k != "self"}
-    schedulable = ms.supported_hyperparameters(cls.__new__(cls))
+    parameters = {k: p for k, p in inspect.signature(cls).parameters.items()}
+    schedulable = ms.supported_hyperparameters(object.__new__(cls))
     for key, value in section.items():
         if key == "name":
             continue

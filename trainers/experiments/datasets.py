@@ -190,7 +190,9 @@ def _cifar10(root: Path) -> dict[str, np.ndarray]:
     with tarfile.open(path, "r:gz") as tar:
         for member in tar:  # read in memory: nothing is extracted to disk
             if member.isfile() and member.name in wanted:
-                blobs[member.name.rsplit("/", 1)[1]] = tar.extractfile(member).read()
+                stream = tar.extractfile(member)
+                assert stream is not None  # a regular member always has a stream
+                blobs[member.name.rsplit("/", 1)[1]] = stream.read()
     out = {}
     for split, files in _CIFAR_FILES.items():
         missing = [f for f in files if f not in blobs]
@@ -334,6 +336,7 @@ def load_dataset(name: str = "digits", *, path: str | os.PathLike | None = None,
     if name == "digits":
         data = _digits(test_fraction, split_seed)
     elif name == "npz":
+        assert path is not None  # check_available refuses "npz" without a path
         data = _npz(path)
     elif name == "cifar10":
         data = _cifar10(_cache_dir(name, cache_dir))

@@ -19,13 +19,14 @@ MODELS = ("mlp", "cnn")
 NORMS = (None, "batch", "layer")
 
 
-def _norm(kind: str | None, features: int, *, spatial: bool = False) -> nn.Module | None:
+def _norm(kind: str, features: int, *, spatial: bool = False) -> nn.Module:
+    """The normalisation layer of a config's ``model.norm`` ("batch" or "layer")."""
     if kind == "batch":
         return nn.BatchNorm(features)
     if kind == "layer":
         return nn.LayerNorm(features) if not spatial else nn.GroupNorm(1, features,
                                                                         pytorch_compatible=True)
-    return None
+    raise ValueError(f"model.norm must be 'batch' or 'layer', got {kind!r}")
 
 
 class MLP(nn.Module):
@@ -43,7 +44,7 @@ class MLP(nn.Module):
         sizes = [in_features, *hidden]
         self.layers = [nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:])]
         self.norms = [_norm(norm, b) for b in hidden] if norm else []
-        self.dropout = nn.Dropout(dropout) if dropout else None
+        self.dropout: nn.Module | None = nn.Dropout(dropout) if dropout else None
         self.head = nn.Linear(sizes[-1], num_classes)
 
     def __call__(self, x: mx.array) -> mx.array:
@@ -75,7 +76,7 @@ class CNN(nn.Module):
         self.convs = [nn.Conv2d(a, b, 3, padding=1) for a, b in zip(sizes[:-1], sizes[1:])]
         self.norms = [_norm(norm, b, spatial=True) for b in channels] if norm else []
         self.pool = nn.MaxPool2d(2, 2)
-        self.dropout = nn.Dropout(dropout) if dropout else None
+        self.dropout: nn.Module | None = nn.Dropout(dropout) if dropout else None
         self.head = nn.Linear(sizes[-1], num_classes)
 
     def __call__(self, x: mx.array) -> mx.array:
@@ -208,7 +209,7 @@ the largest part is model.hidden[0] x model.hidden[1] (10 x 10)
     total = sum(estimate.values())
     available = physical_memory() if available is None else available
     if available is not None and total > available:
-        largest = max(estimate, key=estimate.get)
+        largest = max(estimate, key=lambda part: estimate[part])
         raise ModelTooLarge(f"{field}: the model needs about {_size(total)} to train (weights, "
                             "gradients, optimizer state, activations), more than this "
                             f"machine's {_size(available)} of memory; the largest part is "

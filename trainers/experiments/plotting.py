@@ -28,19 +28,19 @@ def pyplot():
     return plt
 
 
-def smooth(values: Sequence[float], window: int) -> np.ndarray:
+def smooth(values: Sequence[float] | np.ndarray, window: int) -> np.ndarray:
     """Moving average over ``window`` points (shorter at the start), for noisy loss curves.
 
     Example:
         >>> smooth([1.0, 3.0, 5.0], 2).tolist()
         [1.0, 2.0, 4.0]
     """
-    values = np.asarray(values, dtype=np.float64)
-    if window <= 1 or len(values) == 0:
-        return values
-    cumsum = np.cumsum(np.insert(values, 0, 0.0))
-    out = np.empty_like(values)
-    for i in range(len(values)):
+    array = np.asarray(values, dtype=np.float64)
+    if window <= 1 or len(array) == 0:
+        return array
+    cumsum = np.cumsum(np.insert(array, 0, 0.0))
+    out = np.empty_like(array)
+    for i in range(len(array)):
         lo = max(0, i + 1 - window)
         out[i] = (cumsum[i + 1] - cumsum[lo]) / (i + 1 - lo)
     return out

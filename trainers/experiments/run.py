@@ -100,10 +100,11 @@ class _WriteSettings:
     (the trainer writes it only for a fresh start, and a branch starts from a checkpoint)."""
 
     def __init__(self, run_dir: str | None):
-        self.run_dir, self.trainer = run_dir, None
+        self.run_dir = run_dir
+        self.trainer: Trainer | None = None
 
     def __call__(self, event: dict) -> None:
-        if event.get("event") == "start" and self.trainer is not None:
+        if event.get("event") == "start" and self.trainer is not None and self.run_dir:
             write_json_atomic(os.path.join(self.run_dir, "config.json"),
                               self.trainer.settings.to_json())
 
@@ -246,6 +247,7 @@ def run_training(config: dict[str, Any], *, data: dict[str, np.ndarray] | None =
     )
     start = time.perf_counter()
     if branch_from is not None:
+        assert run_dir is not None  # a branch writes its own run directory
         settings.trainer = trainer
         _copy_log(branch_from, run_dir)
         trainer.fit(resume=branch_from, allow_changes=_BRANCH_CHANGES)
@@ -260,7 +262,8 @@ def run_training(config: dict[str, Any], *, data: dict[str, np.ndarray] | None =
 
 def read_log(run_dir: str) -> tuple[list[dict], list[dict]]:
     """The training and evaluation rows of a run directory's ``log.jsonl``."""
-    train, evals = [], []
+    train: list[dict] = []
+    evals: list[dict] = []
     with open(os.path.join(run_dir, "log.jsonl"), encoding="utf-8") as f:
         for line in f:
             row = json.loads(line)
@@ -279,8 +282,8 @@ def range_test(config: dict[str, Any], *, min_lr: float, max_lr: float, steps: i
     for key, value in config["optimizer"].items():
         if key not in ("name", "learning_rate"):
             # A cycled momentum would move during the sweep; hold it at its first value.
-            section[key] = float(ms.from_config(value)(0).item()) if isinstance(value, dict) \
-                else value
+            section[key] = ms.from_config(value).values(1)[0].item() \
+                if isinstance(value, dict) else value
     optimizer = build_optimizer(section)
     batches = ArrayBatches((data["x_train"], data["y_train"]), training["batch_size"],
                            seed=training["seed"])

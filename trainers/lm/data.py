@@ -219,7 +219,7 @@ def read_jsonl(path: str | os.PathLike, *,
             if problem:
                 raise DataFileError(f"{path} line {number}: {problem}")
             rows.append(row)
-    if not rows:
+    if not rows or form is None:
         raise DataFileError(f"{path}: holds no row")
     return rows, form
 
