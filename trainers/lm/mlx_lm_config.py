@@ -129,8 +129,8 @@ def _flag(key: str) -> str:
 
 
 def _load_yaml(path: str) -> dict[str, Any]:
-    from mlx_lm.lora import yaml_loader  # mlx-lm's loader: reads 1e-5 as a float
     import yaml
+    from mlx_lm.lora import yaml_loader  # mlx-lm's loader: reads 1e-5 as a float
 
     try:
         with open(path, encoding="utf-8") as f:
@@ -199,8 +199,9 @@ def resolve(argv: list[str] | None, parser: argparse.ArgumentParser | None = Non
     for key, default in (("clear_cache_threshold", 0), ("trust_remote_code", False)):
         if args.get(key) == default and key in config:
             args[key] = None
-    explicit = {k for k, v in args.items() if v is not None and not (
-        (k, v) in (("clear_cache_threshold", 0), ("trust_remote_code", False)))} | set(config)
+    own_defaults = (("clear_cache_threshold", 0), ("trust_remote_code", False))
+    explicit = {k for k, v in args.items()
+                if v is not None and (k, v) not in own_defaults} | set(config)
     args["schedule"] = _schedule_from_flags(args["schedule"], command["schedule_param"],
                                             config.get("schedule"))
     settings: dict[str, Any] = {}
