@@ -39,7 +39,7 @@ import math
 import os
 import sys
 import time
-from typing import Any
+from typing import Any, cast
 
 import mlx.core as mx
 import numpy as np
@@ -128,11 +128,15 @@ def prepare_model(model: Any, config: dict[str, Any], settings: dict[str, Any]) 
                            "model has these names")
     path = settings["resume_adapter_file"]
     if path is not None:
-        trainable = dict(tree_flatten(model.trainable_parameters()))
+        trainable = dict(cast(list[tuple[str, mx.array]],
+                              tree_flatten(model.trainable_parameters())))
         try:
             weights = mx.load(path)
         except Exception as e:  # an unreadable file stops here, before anything is written
             raise _Refused(f"--resume-adapter-file {path}: cannot read it ({e})") from None
+        if not isinstance(weights, dict):
+            raise _Refused(f"--resume-adapter-file {path}: holds one array, not named weights "
+                           "(expected adapters.safetensors)")
         wrong = [f"{k} {tuple(v.shape)}" for k, v in weights.items()
                  if k not in trainable or trainable[k].shape != v.shape]
         if wrong:
@@ -186,7 +190,7 @@ def evaluate(model: Any, loss_fn: Any, count: Any, batches: Any) -> float:
             mx.eval(total, tokens)
     finally:
         model.train(was_training)
-    return float((total / mx.maximum(tokens, 1.0)).item())
+    return float(np.asarray(total / mx.maximum(tokens, 1.0)))
 
 
 # ---------------------------------------------------------------------------------- output
@@ -318,6 +322,11 @@ def _test_only(settings: dict[str, Any], model: Any, tokenizer: Any) -> tuple[in
     return 0, {"model": model, "test_loss": loss}
 
 
+def _size(tree: Any) -> int:
+    # without ``destination`` tree_flatten returns a list (its stub is the union with dict)
+    return sum(v.size for _, v in cast(list[tuple[str, mx.array]], tree_flatten(tree)))
+
+
 def _vocab_size(model: Any) -> int:
     return int(model(mx.zeros((1, 1), mx.int32)).shape[-1])
 
@@ -352,7 +361,7 @@ def _train(settings: dict[str, Any], model: Any, tokenizer: Any,
     epochs = settings["epochs"]
     max_steps = settings["iters"] // k if (epochs is None or "iters" in settings["explicit"]) \
         else None
-    updates = max_steps
+    updates: int = settings["iters"] // k
     if epochs is not None:
         from_epochs = epochs * len(train) // k
         if from_epochs < 1:
@@ -401,8 +410,7 @@ def _train(settings: dict[str, Any], model: Any, tokenizer: Any,
     files.trainer = trainer
     if settings["resume"]:
         _compare_saved(run_dir, record)
-    trained = sum(v.size for _, v in tree_flatten(model.trainable_parameters()))
-    total = sum(v.size for _, v in tree_flatten(model.parameters()))
+    trained, total = _size(model.trainable_parameters()), _size(model.parameters())
     print(f"fine-tuning ({settings['fine_tune_type']}) {settings['model']}: {trained} of "
           f"{total} parameters trained, {trainer.total_steps} updates of "
           f"{settings['batch_size']} x {k} examples, {type(optimizer).__name__} -> "
