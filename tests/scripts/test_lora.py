@@ -408,6 +408,39 @@ def test_restore_best_writes_the_best_weights(world, tmp_path):
     assert all(np.array_equal(np.array(final[k]), np.array(saved[k])) for k in final)
 
 
+def _eval_rows(run_dir: str) -> list[dict]:
+    with open(os.path.join(run_dir, "log.jsonl"), encoding="utf-8") as f:
+        return [r for r in map(json.loads, f) if r["kind"] == "eval"]
+
+
+def test_patience_stops_at_the_first_evaluation_without_a_lower_loss(world, tmp_path):
+    made = _train(["--model", world["model"], "--train", "--data", world["completions"],
+                   "--iters", "12", "--steps-per-eval", "1", "--patience", "0",
+                   "--learning-rate", "0.05", "--num-layers", "2",
+                   "--adapter-path", str(tmp_path / "a"), *QUICK])
+    losses = [r["eval_loss"] for r in _eval_rows(made["run_dir"])]
+    # the rule, from the logged values: stop at the first loss not below all earlier ones
+    first_bad = next((i for i in range(1, len(losses)) if losses[i] >= min(losses[:i])), None)
+    assert first_bad is not None, "the rate is meant to make the loss rise within 12 updates"
+    assert len(losses) == first_bad + 1
+    assert made["summary"]["steps"] == first_bad + 1 < 12
+
+
+def test_ema_and_bf16_write_the_averaged_weights(world, tmp_path):
+    adapters = tmp_path / "a"
+    made = _train(["--model", world["model"], "--train", "--data", world["completions"],
+                   "--iters", "4", "--ema", "0.5", "--bf16", "--learning-rate", "1e-3",
+                   "--num-layers", "2", "--adapter-path", str(adapters), *QUICK])
+    config = json.load(open(os.path.join(made["run_dir"], "config.json")))
+    assert (config["precision"], config["ema"]) == ("bfloat16", 0.5)
+    last = os.path.join(made["run_dir"], "checkpoints", "step_00000004")
+    state = mx.load(os.path.join(last, "train_state.safetensors"))
+    weights = mx.load(os.path.join(last, "model.safetensors"))
+    final = mx.load(str(adapters / "adapters.safetensors"))
+    assert all(np.array_equal(np.array(final[k]), np.array(state["ema." + k])) for k in final)
+    assert any(not np.array_equal(np.array(final[k]), np.array(weights[k])) for k in final)
+
+
 # ---------------------------------------------------------------------------------- W&B
 def _wandb_records(path: str) -> list[bytes]:
     """The records of a W&B ``.wandb`` file (a LevelDB-style log: a 7-byte header, then

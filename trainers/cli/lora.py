@@ -46,6 +46,7 @@ import numpy as np
 from mlx.utils import tree_flatten
 
 from trainers import EarlyStopping, MLflow, TensorBoard, Trainer, WandB, causal_lm_loss, tokens_in
+from trainers.errors import NonFiniteError
 from trainers.experiments.paths import first_missing, remove_empty_dirs
 from trainers.experiments.run import OnStart, compile_wanted
 from trainers.files import write_json_atomic
@@ -224,6 +225,9 @@ class AdapterFiles:
     def __call__(self, event: dict) -> None:
         if event.get("event") != "checkpoint" or event["step"] % self.every:
             return
+        assert self.trainer is not None
+        if self.trainer.rank != 0:  # the main process writes (the weights agree on all ranks)
+            return
         weights = self.weights()
         save_adapter_file(weights, os.path.join(self.directory, "adapters.safetensors"))
         name = f"{event['step'] * self.per_update:07d}_adapters.safetensors"
@@ -292,6 +296,9 @@ def run(argv: list[str] | None = None) -> tuple[int, dict[str, Any]]:
     except (_Refused, LoraConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2, {}
+    except NonFiniteError as e:  # training diverged: not a refusal, a failed run
+        print(f"error: {e}", file=sys.stderr)
+        return 1, {}
     except (DataFileError, ValueError) as e:
         print(f"data error: {e}", file=sys.stderr)
         return 2, {}
@@ -386,7 +393,7 @@ def _train(settings: dict[str, Any], model: Any, tokenizer: Any,
     record = {k_: v for k_, v in settings.items() if k_ not in ("resume", "overwrite", "quiet")}
 
     def on_start(event: dict) -> None:
-        if event["resumed"]:
+        if event["resumed"] or trainer.rank != 0:
             return
         write_json_atomic(os.path.join(run_dir, SETTINGS_FILE), record)
         os.makedirs(adapter_path, exist_ok=True)
@@ -433,6 +440,8 @@ def _train(settings: dict[str, Any], model: Any, tokenizer: Any,
 
     if settings["ema"] is not None and not settings["restore_best"]:
         model.update(trainer.train_state["ema"])  # the adapters are the average
+    if trainer.rank != 0:
+        return 0, {"model": model, "trainer": trainer}
     save_adapters(model, adapter_config(settings), adapter_path)
     outputs: dict[str, Any] = {"adapters": os.path.join(adapter_path, "adapters.safetensors")}
     if settings["fine_tune_type"] == "full":
