@@ -113,6 +113,12 @@ def test_lora_md_fine_tune_command_and_mlx_lm_loads_the_adapters(world, tmp_path
     # LORA.md "Generate": mlx_lm.generate with the adapters
     text = mlx_lm.generate(loaded, _tokenizer(world), prompt="def f", max_tokens=4)
     assert isinstance(text, str)
+    # LORA.md "Fuse": mlx_lm.fuse folds them into the weights (W + scale B A: rounding only)
+    fused = tmp_path / "fused"
+    subprocess.run([sys.executable, "-m", "mlx_lm", "fuse", "--model", world["model"],
+                    "--adapter-path", adapters, "--save-path", str(fused)], check=True,
+                   capture_output=True, timeout=120)
+    np.testing.assert_allclose(_logits(mlx_lm.load(str(fused))[0]), ours, rtol=0, atol=1e-4)
 
 
 def _tokenizer(world):
