@@ -28,6 +28,7 @@ pytest.importorskip("mlx_lm")
 import mlx_lm  # noqa: E402
 from helpers_scripts import ROOT  # noqa: E402
 
+from trainers import audit_run  # noqa: E402
 from trainers.cli import lora  # noqa: E402
 from trainers.lm import make_local_model_dir  # noqa: E402
 from trainers.lm.turns import assistant_masks  # noqa: E402
@@ -345,6 +346,7 @@ def test_grad_accumulation_schedules_count_updates(world, tmp_path):
     # the schedule is sized to the 8 updates: cosine from 1e-3 to 1e-5 over 8 steps
     expected = [1e-5 + (1e-3 - 1e-5) * 0.5 * (1 + math.cos(math.pi * t / 8)) for t in range(8)]
     np.testing.assert_allclose([r["learning_rate"] for r in rows], expected, rtol=1e-6)
+    assert audit_run(made["run_dir"]).ok  # `mlx-schedules audit` reads the run too
     # each update holds two batches of 4 completions: their trained tokens, counted here
     tokenizer = _tokenizer(world)
     per_row = sorted(len(tokenizer.apply_chat_template(
@@ -478,7 +480,8 @@ def test_report_to_wandb_offline_logs_every_row(world, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_SILENT", "true")
     adapters = tmp_path / "adapters"
     made = _train(["--model", world["model"], "--train", "--data", world["completions"],
-                   "--iters", "4", "--report-to", "wandb", "--project-name", "lora-test",
+                   "--iters", "4", "--report-to", "wandb,tensorboard",
+                   "--project-name", "lora-test",
                    "--adapter-path", str(adapters), "--num-layers", "2", *QUICK])
     runs = list((adapters / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(runs) == 1
@@ -495,3 +498,10 @@ def test_report_to_wandb_offline_logs_every_row(world, tmp_path, monkeypatch):
                 losses[items["_step"]] = items["loss"]
     expected = {r["step"]: r["loss"] for r in _log_rows(made["run_dir"])}
     assert losses == expected
+    # TensorBoard beside it, read with TensorBoard's own reader
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(os.path.join(made["run_dir"], "tensorboard"))
+    events.Reload()
+    written = {e.step: e.value for e in events.Scalars("loss")}
+    assert written == pytest.approx(expected, rel=1e-6)  # TensorBoard keeps float32
