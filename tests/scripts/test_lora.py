@@ -47,7 +47,20 @@ def _rows(n: int) -> dict[str, list[dict]]:
                    for i in range(n)]
     text = [{"text": f"def f{i}(x):\n    return x * {i}\n"} for i in range(n)]
     renamed = [{"input": r["prompt"], "output": r["completion"]} for r in completions]
-    return {"chat": chat, "completions": completions, "text": text, "renamed": renamed}
+    # LORA.md's "tools" row, one city per row
+    tools = [{"messages": [
+        {"role": "user", "content": f"What is the weather in city {i}?"},
+        {"role": "assistant", "tool_calls": [{"id": "call_id", "type": "function", "function": {
+            "name": "get_current_weather",
+            "arguments": json.dumps({"location": f"city {i}", "format": "celsius"})}}]}],
+        "tools": [{"type": "function", "function": {
+            "name": "get_current_weather", "description": "Get the current weather",
+            "parameters": {"type": "object", "properties": {
+                "location": {"type": "string", "description": "The city and country"},
+                "format": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
+                "required": ["location", "format"]}}}]} for i in range(n)]
+    return {"chat": chat, "completions": completions, "text": text, "renamed": renamed,
+            "tools": tools}
 
 
 @pytest.fixture(scope="module")
@@ -246,6 +259,20 @@ def test_lora_md_resume_adapter_file_mask_prompt_and_memory_flags(world, tmp_pat
                                              add_generation_prompt=True)
         lengths.add(len(whole) - len(head))
     assert rows[0]["tokens"] in lengths
+
+
+def test_lora_md_tools_rows_train(world, tmp_path):
+    # LORA.md's "tools" format: an assistant turn of tool_calls without content
+    adapters = str(tmp_path / "tools")
+    made = _train(["--model", world["model"], "--train", "--data", world["tools"],
+                   "--iters", "2", "--num-layers", "2", "--adapter-path", adapters, *QUICK])
+    tokenizer = _tokenizer(world)
+    lengths = {len(tokenizer.apply_chat_template(r["messages"], tools=r["tools"],
+                                                 return_dict=False)) - 1
+               for r in _rows(24)["tools"]}
+    # every update trained on four whole rendered rows (tool call included)
+    assert all(4 * min(lengths) <= r["tokens"] <= 4 * max(lengths)
+               for r in _log_rows(made["run_dir"]))
 
 
 # ---------------------------------------------------------------------------------- kinds
