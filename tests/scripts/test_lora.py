@@ -275,6 +275,21 @@ def test_lora_md_tools_rows_train(world, tmp_path):
                for r in _log_rows(made["run_dir"]))
 
 
+def test_valid_jsonl_is_optional_as_in_mlx_lm_0_32(world, tmp_path, capsys):
+    data = tmp_path / "train-only"
+    data.mkdir()
+    with open(data / "train.jsonl", "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(r) + "\n" for r in _rows(8)["completions"])
+    status, _ = lora.run(["--model", world["model"], "--train", "--data", str(data),
+                          "--restore-best", "--adapter-path", str(tmp_path / "x"), "--quiet"])
+    assert status == 2 and "--restore-best needs validation data" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+    made = _train(["--model", world["model"], "--train", "--data", str(data), "--iters", "2",
+                   "--num-layers", "2", "--adapter-path", str(tmp_path / "a"), *QUICK])
+    assert "no valid.jsonl" in capsys.readouterr().err
+    assert len(_log_rows(made["run_dir"])) == 2 and not _eval_rows(made["run_dir"])
+
+
 # ---------------------------------------------------------------------------------- kinds
 def test_dora_adapters_load_in_mlx_lm_bit_for_bit(world, tmp_path):
     adapters = str(tmp_path / "dora")
