@@ -58,10 +58,10 @@ from trainers.lm import (
     example_batches,
     mlx_lm_module,
     read_jsonl,
+    save_adapter_file,
     save_adapters,
     save_model_dir,
 )
-from trainers.lm.adapters import save_adapter_file
 from trainers.lm.mlx_lm_config import (
     FEATURE_KEYS,
     LoraConfigError,
