@@ -104,8 +104,8 @@ class SequenceBatches:
         token_masks: instead of ``prompt_lengths``, one boolean array per sequence (its
             length) marking the tokens to train on (e.g. every assistant turn of a chat).
             Batches then also hold ``mask`` (uint8 ``[B, L]``, 1 = counted): target ``t`` of
-            row ``r`` counts when it is real and its token is marked. Count such batches with
-            ``mask.sum()``, not :func:`trainers.losses.tokens_in`'s lengths.
+            row ``r`` counts when it is real and its token is marked
+            (:func:`trainers.losses.tokens_in` counts these).
         backend: ``"mlx.data"``, ``"numpy"`` or ``"auto"`` (mlx.data when installed).
         prefetch: batches the mlx.data backend prepares ahead in background threads (0: none).
         threads: background threads of the mlx.data prefetch.

@@ -196,6 +196,7 @@ def test_token_masks_count_exactly_the_marked_targets_even_across_splits(backend
     for batch in data.epoch(0):
         assert set(batch) == {"inputs", "targets", "lengths", "mask"}
         counted += batch["targets"][batch["mask"].astype(bool)].tolist()
+        assert tokens_in(batch).item() == int(batch["mask"].sum())  # the mask, not lengths
         # padding is never marked
         width = batch["mask"].shape[1]
         assert not (batch["mask"] * (np.arange(width) >= batch["lengths"][:, None])).any()

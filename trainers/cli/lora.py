@@ -69,7 +69,7 @@ from trainers.lm.mlx_lm_config import (
     build_parser,
     resolve,
 )
-from trainers.lm.turns import assistant_masks, mask_tokens, masked_lm_loss
+from trainers.lm.turns import assistant_masks, masked_lm_loss
 
 SETTINGS_FILE = "lora.json"
 #: settings a --resume may differ in (they do not change what is trained)
@@ -305,9 +305,8 @@ def run(argv: list[str] | None = None) -> tuple[int, dict[str, Any]]:
 
 
 def _losses(settings: dict[str, Any]) -> tuple[Any, Any]:
-    if settings["all_assistant_turns"]:
-        return masked_lm_loss, mask_tokens
-    return causal_lm_loss, tokens_in
+    """The loss and the token count (``tokens_in`` reads a batch's ``mask`` when it has one)."""
+    return (masked_lm_loss if settings["all_assistant_turns"] else causal_lm_loss), tokens_in
 
 
 def _test_only(settings: dict[str, Any], model: Any, tokenizer: Any) -> tuple[int, dict]:

@@ -13,7 +13,7 @@ turn. A template whose renderings are not prefixes of the whole chat is refused.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import mlx.core as mx
@@ -22,7 +22,7 @@ import numpy as np
 from ..losses import masked_cross_entropy
 from .data import DataFileError
 
-__all__ = ["assistant_masks", "mask_tokens", "masked_lm_loss"]
+__all__ = ["assistant_masks", "masked_lm_loss"]
 
 
 def _render(tokenizer: Any, messages: list, tools: Any, generation: bool = False) -> list[int]:
@@ -94,13 +94,3 @@ def masked_lm_loss(model: Any, inputs: mx.array, targets: mx.array, lengths: mx.
         1.386294
     """
     return masked_cross_entropy(model(inputs), targets, mask=mask)
-
-
-def mask_tokens(batch: Mapping[str, Any]) -> mx.array:
-    """The trained tokens of a ``mask`` batch (the trainer's ``tokens=``).
-
-    Example:
-        >>> mask_tokens({"mask": mx.array([[True, False], [True, True]])}).item()
-        3
-    """
-    return mx.sum(mx.array(batch["mask"]).astype(mx.int32))
