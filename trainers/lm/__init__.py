@@ -11,12 +11,21 @@ One idea per module:
 - :mod:`trainers.lm.data` — the embedded corpus and mlx-lm's jsonl data (text, chat,
   completions);
 - :mod:`trainers.lm.batches` — token batches (windows, a validation set, length buckets);
-- :mod:`trainers.lm.generate` — validation metrics and samples from a trained model.
+- :mod:`trainers.lm.generate` — validation metrics and samples from a trained model;
+- :mod:`trainers.lm.mlx_lm_config` — an ``mlx_lm.lora`` command line or YAML config read into
+  settings (``mlx-schedules lora``);
+- :mod:`trainers.lm.turns` — training on every assistant turn of a chat.
 
 The core of :mod:`trainers` never imports this package.
 """
 
-from .adapters import adapter_weights, apply_lora, read_adapter_config, save_adapters
+from .adapters import (
+    adapter_weights,
+    apply_lora,
+    read_adapter_config,
+    save_adapter_file,
+    save_adapters,
+)
 from .batches import corpus_batches, example_batches, validation_batches
 from .data import (
     FORMS,
@@ -47,6 +56,6 @@ __all__ = [
     "DataFileError", "adapter_weights", "apply_lora", "build_model", "corpus_batches",
     "encode_rows", "example_batches", "generate_tokens", "load_jsonl_dir", "load_model_dir",
     "make_local_model_dir", "mlx_lm_module", "model_config", "read_adapter_config", "read_jsonl",
-    "row_form", "save_adapters", "save_model_dir", "stdlib_corpus", "stdlib_files",
-    "unigram_entropy", "validation_batches", "validation_metrics",
+    "row_form", "save_adapter_file", "save_adapters", "save_model_dir", "stdlib_corpus",
+    "stdlib_files", "unigram_entropy", "validation_batches", "validation_metrics",
 ]
