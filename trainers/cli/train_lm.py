@@ -43,6 +43,7 @@ from mlx.utils import tree_flatten
 
 from trainers import Trainer, bits_per_byte, causal_lm_loss, tokens_in
 from trainers.cli.args import script_parser
+from trainers.cli.messages import in_flag_words, occupied, report_interrupt
 from trainers.experiments.config import build_optimizer
 from trainers.experiments.lm_schedules import LM_SCHEDULES, optimizer_section
 from trainers.experiments.paths import first_missing, remove_empty_dirs
@@ -69,6 +70,7 @@ from trainers.lm import (
     validation_batches,
     validation_metrics,
 )
+from trainers.run_dir import RunDirectory
 
 DEFAULTS: dict[str, Any] = {
     "steps": 300, "batch_size": 16, "seq_len": None, "arch": "llama", "preset": "small",
@@ -223,10 +225,12 @@ def check_settings(settings: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_settings(run_dir: str) -> dict[str, Any]:
+    if not os.path.isdir(run_dir):
+        raise SettingsError(f"--resume: run directory {run_dir} does not exist")
     path = os.path.join(run_dir, SETTINGS_FILE)
     if not os.path.isfile(path):
         raise SettingsError(f"--resume: {run_dir} holds no {SETTINGS_FILE} "
-                            "(not a train_lm.py run directory)")
+                            "(not a run directory of mlx-schedules train-lm)")
     with open(path, encoding="utf-8") as f:
         saved = json.load(f)
     unknown = sorted(set(saved) - set(DEFAULTS))
@@ -303,6 +307,9 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if not (args.resume or args.overwrite) and RunDirectory(run_dir).holds_run():
+        print(f"error: {occupied(run_dir)}", file=sys.stderr)  # before loading anything
+        return 2
     try:  # every problem with the model or the data is found here, before anything is written
         model, tokenizer, config, adapter = load_model(settings)
         corpus = load_data(settings, tokenizer)
@@ -322,12 +329,28 @@ def main(argv: list[str] | None = None) -> int:
         weight_decay=settings["weight_decay"], warmup_steps=settings["warmup_steps"]))
     byte_level = corpus.byte_level
 
+    described = (f"{config.get('model_type')} from {os.path.basename(settings['model_path'])}"
+                 if settings["model_path"] else f"{settings['arch']} '{settings['preset']}'")
+    lora = f" + LoRA rank {settings['lora_rank']}" if settings["lora_rank"] else ""
     start_step = []
 
     def write_settings(event: dict) -> None:
         start_step.append(event["step"])
-        if rank == 0 and not event["resumed"]:
+        if rank != 0:
+            return
+        if not event["resumed"]:
             write_json_atomic(os.path.join(run_dir, SETTINGS_FILE), settings)
+        # the banner, once the trainer owns the run directory (a refusal comes without one)
+        data = settings["data_path"] or "the standard library"
+        what = (f"{described}{lora} ({count(model)} parameters, "
+                f"{count(model, trainable=True)} trained) on {data}: {len(corpus.train)} "
+                f"training and {len(corpus.valid)} validation documents, "
+                f"{settings['schedule']} peak {settings['max_lr']:g}")
+        if event["resumed"]:
+            print(f"resuming {run_dir} from step {event['step']} of {settings['steps']}: "
+                  f"{what}")
+        else:
+            print(f"training {what}, {settings['steps']} steps -> {run_dir}")
 
     started = OnStart(write_settings)
     best_metric = "ema_eval_loss" if settings["ema"] is not None else "eval_loss"
@@ -336,26 +359,21 @@ def main(argv: list[str] | None = None) -> int:
         eval_data=valid, metrics={"bits_per_byte": bits_per_byte} if byte_level else None,
         eval_every=settings["eval_every"] or None,
         checkpoint_every=settings["checkpoint_every"], log_every=settings["log_every"],
-        report_every=0 if args.quiet else settings["log_every"] * 4, seed=settings["seed"],
+        report_every=0 if args.quiet else settings["log_every"], seed=settings["seed"],
         clip_norm=settings["clip_norm"], precision="bfloat16" if settings["bf16"] else "float32",
         ema=settings["ema"], keep_best=(best_metric, "min"),
         restore_best=settings["restore_best"], grad_checkpoint=settings["grad_checkpoint"],
         tokens=tokens_in, callbacks=[started], group=group,
         config={"experiment": settings, "model": config},
     )
-    described = (f"{config.get('model_type')} from {os.path.basename(settings['model_path'])}"
-                 if settings["model_path"] else f"{settings['arch']} '{settings['preset']}'")
-    lora = f" + LoRA rank {settings['lora_rank']}" if settings["lora_rank"] else ""
-    if rank == 0:
-        data = settings["data_path"] or "the standard library"
-        print(f"training {described}{lora} ({count(model)} parameters, "
-              f"{count(model, trainable=True)} trained) on {data}: {len(corpus.train)} "
-              f"training and {len(corpus.valid)} validation documents, {settings['schedule']} "
-              f"peak {settings['max_lr']:g}, {settings['steps']} steps -> {run_dir}")
     created = first_missing(run_dir)
     start = time.perf_counter()
     try:
         trainer.fit(resume=bool(args.resume), overwrite=args.overwrite)
+    except KeyboardInterrupt as e:
+        if not started.started:
+            raise
+        return report_interrupt(e, "train-lm", run_dir) if rank == 0 else 130
     except (ValueError, RuntimeError, OSError) as e:
         if started.started:
             raise
@@ -363,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
         # written there.
         if created is not None and rank == 0:
             remove_empty_dirs(created)
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {in_flag_words(str(e), run_dir)}", file=sys.stderr)
         return 2
     wall = time.perf_counter() - start
 
