@@ -10,7 +10,10 @@ else (a file, a pipe, a notebook's captured output) it prints one plain line per
 
 The rate is measured over the last block; the ETA divides the remaining updates by a
 smoothed rate (an exponential average of the blocks' rates, so one slow block, such as the
-first one, which compiles the step, does not swing it).
+first one, which compiles the step, does not swing it). The bar shows the same numbers::
+
+     42%|████████▍           | 8400/20000 [0:07<0:10, 1150.2 steps/s, 73613 samples/s, \
+loss 0.0611, lr 2.664e-01, mem 0.5 MB]
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Any, TextIO
 
 __all__ = ["ProgressDisplay", "format_duration", "samples_per_update"]
 
-# Weight of the newest block's rate in the smoothed rate behind the ETA (tqdm's default too).
+# Weight of the newest block's rate in the smoothed rate behind the ETA (as tqdm's default).
 _SMOOTHING = 0.3
 
 
@@ -114,25 +117,28 @@ class ProgressDisplay:
             speed = f"{(tokens - last_tokens) / seconds:.0f} tok/s"
         elif values.get("samples") and math.isfinite(rate):
             speed = f"{rate * values['samples']:.0f} samples/s"
-        memory = f"peak mem {values['peak_memory'] / 2**20:.1f} MB"
+        elapsed = format_duration(now - self.start)
+        eta = None
+        if self.total:
+            left = (self.total - step) / self._rate if self._rate else math.inf
+            eta = format_duration(left if step < self.total else 0.0)
+        memory = f"{values['peak_memory'] / 2**20:.1f} MB"
         shapes = f"{values['compiled_shapes']} shapes" if values.get("compiled_shapes", 0) > 1 \
             else ""
-        if self.progress:
+        loss, lr = f"loss {values['loss']:.4f}", f"lr {values['learning_rate']:.3e}"
+        if self.progress:  # the bar: tqdm draws it, the numbers are the plain lines' own
             if self.bar is None:
-                self.bar = _bar(self.total, last_step, self.start, self.stream)
-            fields = [f"loss {values['loss']:.4f}", f"lr {values['learning_rate']:.2e}", speed,
-                      memory.replace("peak mem", "mem"), shapes]
-            self.bar.set_postfix_str(", ".join(f for f in fields if f), refresh=False)
+                self.bar = _bar(self.total, last_step, self.stream)
+            timing = f"{elapsed}<{eta}" if eta is not None else elapsed
+            fields = [f"[{timing}, {rate:.1f} steps/s", speed, loss, lr, f"mem {memory}]",
+                      shapes]
+            self.bar.info = ", ".join(f for f in fields if f)
             self.bar.update(step - self.bar.n)
             return
         total = f"/{self.total}" if self.total else ""
-        fields = [f"step {step}{total}", f"loss {values['loss']:.4f}",
-                  f"lr {values['learning_rate']:.3e}", f"{rate:.1f} steps/s", speed,
-                  f"elapsed {format_duration(now - self.start)}"]
-        if self.total:
-            left = (self.total - step) / self._rate if self._rate else math.inf
-            fields.append(f"ETA {format_duration(left if step < self.total else 0.0)}")
-        fields += [memory, shapes]
+        fields = [f"step {step}{total}", loss, lr, f"{rate:.1f} steps/s", speed,
+                  f"elapsed {elapsed}", f"ETA {eta}" if eta is not None else "",
+                  f"peak mem {memory}", shapes]
         self.stream.write(" | ".join(f for f in fields if f) + "\n")
         self.stream.flush()
 
@@ -152,18 +158,22 @@ class ProgressDisplay:
             self.bar = None
 
 
-def _bar(total: int | None, start_step: int, start_time: float, stream: TextIO) -> Any:
-    """A tqdm bar drawn only when told (no monitor thread, no redraws of its own), timed
-    from ``start_time`` (a ``time.perf_counter`` reading: the display's creation)."""
+def _bar(total: int | None, start_step: int, stream: TextIO) -> Any:
+    """A tqdm bar drawn only when told (no monitor thread, no redraws of its own, no timing
+    of its own: the display's numbers come in its postfix)."""
     from tqdm import tqdm
 
     class Bar(tqdm):
         monitor_interval = 0  # tqdm's monitor thread only tunes miniters, fixed here
+        info = ""  # the display's numbers, drawn after the count
+
+        @property
+        def format_dict(self) -> dict:  # tqdm passes extra keys on to bar_format
+            return {**super().format_dict, "info": self.info}
 
     # miniters=1: draw at every block, at most every mininterval (a fast run with
     # log_every=1 redraws 10 times a second, not at every update)
-    bar = Bar(total=total, initial=start_step, file=stream, unit="step", dynamic_ncols=True,
-              miniters=1, mininterval=0.1, smoothing=_SMOOTHING, leave=True)
-    # elapsed time and the first block's rate count from the display's start (tqdm's clock)
-    bar.start_t = bar.last_print_t = bar._time() - (time.perf_counter() - start_time)
-    return bar
+    layout = "{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} {info}" if total else \
+        "{n_fmt} steps {info}"
+    return Bar(total=total, initial=start_step, file=stream, dynamic_ncols=True, miniters=1,
+               mininterval=0.1, bar_format=layout, leave=True)

@@ -307,7 +307,8 @@ def _optimizer_problems(section: dict) -> list[str]:
             _check_optimizer_key(section, key)
         except ConfigError as e:
             problems += e.problems
-    parameters = inspect.signature(optimizer_class(section["name"]).__init__).parameters
+    cls: Any = optimizer_class(section["name"])
+    parameters = inspect.signature(cls.__init__).parameters
     if "learning_rate" not in section and parameters["learning_rate"].default is \
             inspect.Parameter.empty:
         problems.append("optimizer.learning_rate: missing (a number or a schedule config)")
