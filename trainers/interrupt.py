@@ -1,7 +1,7 @@
 """Ctrl-C during training: the first stops the run at the next step boundary, the second aborts.
 
 While :meth:`trainers.Trainer.fit` runs its updates it holds SIGINT (Ctrl-C): the handler only
-sets :attr:`Interrupt.requested`, and the loop, after the update in progress, writes the log
+sets ``Interrupt.requested``, and the loop, after the update in progress, writes the log
 rows, saves a checkpoint and raises :class:`trainers.errors.TrainingInterrupted`. The run is
 not finished: ``fit(resume=True)`` continues it as if it had never stopped. A second Ctrl-C
 before the run has stopped restores the previous handler and raises ``KeyboardInterrupt`` at

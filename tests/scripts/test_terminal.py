@@ -155,6 +155,19 @@ def test_bad_values_and_unknown_names_together(tmp_path, capsys):
         assert f"\n  {field}" in err, err
 
 
+def test_train_lm_reports_every_wrong_flag_at_once(tmp_path, capsys):
+    pytest.importorskip("mlx_lm")
+    run = tmp_path / "run"
+    assert load_script("train_lm").main(["--steps", "3", "--batch-size", "0", "--ema", "1.5",
+                                         "--lora-rank", "4", "--run-dir", str(run)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "error: --steps must be an int >= 8, got 3",
+        "error: --batch-size must be an int >= 1, got 0",
+        "error: --lora-rank needs --model-path (adapters adapt a saved model)",
+        "error: --ema must be a finite number in [0.0, 1.0), got 1.5"]
+    assert not run.exists()
+
+
 @pytest.mark.parametrize("subcommand", ["train", "train-lm"])
 def test_resume_of_a_missing_directory_says_it_does_not_exist(tmp_path, capsys, subcommand):
     if subcommand == "train-lm":

@@ -153,7 +153,10 @@ def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def check_settings(settings: dict[str, Any]) -> dict[str, Any]:
-    """Check every setting; fill the defaults that depend on others (peak rate, seq_len)."""
+    """Check every setting; fill the defaults that depend on others (peak rate, seq_len).
+    Raises one SettingsError naming every wrong flag (one per line)."""
+    problems: list[str] = []
+
     def flag(key: str) -> str:
         return "--" + key.replace("_", "-")
 
@@ -162,7 +165,7 @@ def check_settings(settings: dict[str, Any]) -> dict[str, Any]:
         if optional and value is None:
             return
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise SettingsError(f"{flag(key)} must be an int >= {minimum}, got {value!r}")
+            problems.append(f"{flag(key)} must be an int >= {minimum}, got {value!r}")
 
     positive_int("steps", 8)
     positive_int("batch_size")
@@ -176,27 +179,27 @@ def check_settings(settings: dict[str, Any]) -> dict[str, Any]:
     positive_int("lora_layers", optional=True)
     positive_int("warmup_steps", 0, optional=True)
     if settings["arch"] not in ARCHITECTURES:
-        raise SettingsError(f"--arch must be one of {list(ARCHITECTURES)}, "
-                            f"got {settings['arch']!r}")
+        problems.append(f"--arch must be one of {list(ARCHITECTURES)}, "
+                        f"got {settings['arch']!r}")
     if settings["preset"] not in PRESETS:
-        raise SettingsError(f"--preset must be one of {list(PRESETS)}, "
-                            f"got {settings['preset']!r}")
+        problems.append(f"--preset must be one of {list(PRESETS)}, "
+                        f"got {settings['preset']!r}")
     if settings["schedule"] not in LM_SCHEDULES:
-        raise SettingsError(f"--schedule must be one of {list(LM_SCHEDULES)}, "
-                            f"got {settings['schedule']!r}")
+        problems.append(f"--schedule must be one of {list(LM_SCHEDULES)}, "
+                        f"got {settings['schedule']!r}")
     for key in ("model_path", "data_path"):
         if settings[key] is not None and not os.path.isdir(settings[key]):
-            raise SettingsError(f"{flag(key)} {settings[key]}: not a directory")
-    if settings["model_path"] is not None and \
+            problems.append(f"{flag(key)} {settings[key]}: not a directory")
+    if settings["model_path"] is not None and os.path.isdir(settings["model_path"]) and \
             not os.path.isfile(os.path.join(settings["model_path"], "config.json")):
-        raise SettingsError(f"--model-path {settings['model_path']}: no config.json (expected "
-                            "a local mlx-lm model directory)")
+        problems.append(f"--model-path {settings['model_path']}: no config.json (expected "
+                        "a local mlx-lm model directory)")
     if settings["lora_rank"] is not None and settings["model_path"] is None:
-        raise SettingsError("--lora-rank needs --model-path (adapters adapt a saved model)")
+        problems.append("--lora-rank needs --model-path (adapters adapt a saved model)")
     if settings["lora_layers"] is not None and settings["lora_rank"] is None:
-        raise SettingsError("--lora-layers needs --lora-rank")
+        problems.append("--lora-layers needs --lora-rank")
     if settings["mask_prompt"] and settings["data_path"] is None:
-        raise SettingsError("--mask-prompt needs --data-path (chat or completions rows)")
+        problems.append("--mask-prompt needs --data-path (chat or completions rows)")
     for key, low, high in (("lora_scale", 0.0, None), ("weight_decay", 0.0, None),
                            ("clip_norm", 0.0, None), ("max_lr", 0.0, None),
                            ("ema", 0.0, 1.0)):
@@ -208,7 +211,9 @@ def check_settings(settings: dict[str, Any]) -> dict[str, Any]:
         if not ok:
             bound = f"in [{low}, {high})" if high is not None else f"> {low}" if key in (
                 "max_lr", "clip_norm") else f">= {low}"
-            raise SettingsError(f"{flag(key)} must be a finite number {bound}, got {value!r}")
+            problems.append(f"{flag(key)} must be a finite number {bound}, got {value!r}")
+    if problems:  # the schedule below is sized from the settings above
+        raise SettingsError("\n".join(problems))
     if settings["max_lr"] is None:
         kind = "scratch" if settings["model_path"] is None else (
             "lora" if settings["lora_rank"] else "full")
@@ -305,7 +310,8 @@ def main(argv: list[str] | None = None) -> int:
             run_dir = args.run_dir
             settings = settings_from_args(args)
     except SettingsError as e:
-        print(f"error: {e}", file=sys.stderr)
+        for problem in str(e).splitlines():  # every wrong flag at once
+            print(f"error: {problem}", file=sys.stderr)
         return 2
     if not (args.resume or args.overwrite) and RunDirectory(run_dir).holds_run():
         print(f"error: {occupied(run_dir)}", file=sys.stderr)  # before loading anything
