@@ -213,3 +213,15 @@ def test_trainer_messages_are_put_in_flag_words(tmp_path):
         words = in_flag_words(str(error), str(run))
         assert "=True" not in words and "--overwrite" in words, words
     assert f"--resume {run} to continue" in in_flag_words(str(refused.value), str(run))
+
+
+def test_ctrl_c_outside_a_run_exits_130_without_a_traceback(capsys, monkeypatch):
+    """Ctrl-C while a subcommand loads its data (no run to resume yet)."""
+    from trainers.cli import main
+
+    def interrupted(argv):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(load_script("plot"), "main", interrupted)
+    assert main(["plot", "--text"]) == 130
+    assert capsys.readouterr().err == "\nmlx-schedules plot: interrupted\n"
