@@ -222,6 +222,6 @@ def test_ctrl_c_outside_a_run_exits_130_without_a_traceback(capsys, monkeypatch)
     def interrupted(argv):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(load_script("plot"), "main", interrupted)
+    monkeypatch.setattr(load_script("plot_schedules"), "main", interrupted)
     assert main(["plot", "--text"]) == 130
     assert capsys.readouterr().err == "\nmlx-schedules plot: interrupted\n"
