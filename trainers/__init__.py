@@ -16,7 +16,8 @@ The public surface:
   range test; :func:`audit_run`, :class:`AuditReport` — check a run's logged rates against its
   schedules; :class:`ScheduleFreeSGD`, :class:`ScheduleFreeAdamW` — schedule-free baselines;
 - :class:`NonFiniteError`, :class:`CheckpointError`, :class:`StorageError`,
-  :class:`UnsafePathError`, :class:`RunDirectoryBusy` — errors;
+  :class:`UnsafePathError`, :class:`RunDirectoryBusy` — errors; :class:`TrainingInterrupted`
+  — Ctrl-C stopped ``fit`` cleanly (a checkpoint to resume from);
 - :func:`list_checkpoints`, :func:`load_checkpoint`, :func:`verify_checkpoint`,
   :func:`find_resumable` — checkpoint access;
 - :func:`find_openblas` — the fast BLAS path (``mlx-fastblas`` console script).
@@ -29,7 +30,13 @@ from .blas import find_openblas
 from .callbacks import STOP, EarlyStopping, MLflow, ReduceLROnPlateau, TensorBoard, WandB
 from .checkpoint import find_resumable, list_checkpoints, load_checkpoint, verify_checkpoint
 from .data import ArrayBatches, load_arrays
-from .errors import CheckpointError, NonFiniteError, StorageError, UnsafePathError
+from .errors import (
+    CheckpointError,
+    NonFiniteError,
+    StorageError,
+    TrainingInterrupted,
+    UnsafePathError,
+)
 from .losses import bits_per_byte, causal_lm_loss, evaluate_lm, masked_cross_entropy, tokens_in
 from .lr_finder import RangeTestResult, lr_range_test, suggest_lrs
 from .metrics import accuracy, check_labels
@@ -56,6 +63,7 @@ __all__ = [
     "StorageError",
     "TensorBoard",
     "Trainer",
+    "TrainingInterrupted",
     "UnsafePathError",
     "WandB",
     "accuracy",

@@ -12,7 +12,10 @@ The trainer calls every callback with one dict per event:
 ``{"event": "checkpoint", "step", "path"}``
     after a checkpoint is saved;
 ``{"event": "end", "step", "stopped_early"}``
-    when the run ends normally.
+    when the run ends normally;
+``{"event": "interrupted", "step"}``
+    instead of ``end`` when Ctrl-C stopped the run (after its checkpoint): it is not
+    finished, and a resume continues it.
 
 A callback that returns :data:`STOP` ends the run after the current step (followed by the final
 evaluation and checkpoint). A callback with ``state_dict()`` / ``load_state_dict()`` has its

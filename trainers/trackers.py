@@ -150,7 +150,7 @@ class TensorBoard:
                 writer.flush()
         elif event == "checkpoint" and self._writer is not None:
             self._writer.flush()
-        elif event == "end":
+        elif event in ("end", "interrupted"):
             self.close()
 
     def _open(self, start_step: int | None, run_dir: str | None) -> Any:
@@ -217,7 +217,7 @@ class MLflow:
     name at the row's ``step``. Metrics are sent in batches: after every evaluation and
     checkpoint, at the end, and whenever ``batch_rows`` training rows are waiting. The run is
     created at the ``start`` event (tagged with the trainer's ``run_dir``) and marked
-    ``FINISHED`` at the end.
+    ``FINISHED`` at the end (``KILLED`` when Ctrl-C stopped the run).
 
     **Resume.** The MLflow run id is saved in the trainer's checkpoints (``state_dict``), so
     a resumed run continues the same MLflow run. MLflow cannot delete points, so at a
@@ -304,9 +304,10 @@ class MLflow:
                 self.flush()
         elif event == "checkpoint":
             self.flush()
-        elif event == "end" and self._client is not None:
-            self.flush()
-            self._client.set_terminated(self.run_id, "FINISHED")
+        elif event in ("end", "interrupted") and self._client is not None:
+            self.flush()  # Ctrl-C: KILLED until a resume sets it RUNNING again
+            self._client.set_terminated(self.run_id,
+                                        "FINISHED" if event == "end" else "KILLED")
 
     def _start(self, info: dict) -> None:
         mlflow = _import_optional("mlflow", "mlflow", "MLflow")

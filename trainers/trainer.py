@@ -35,15 +35,17 @@ from .checkpoint import (
     verify_checkpoint,
 )
 from .data import BatchStream, as_source, batch_size_of, shard, to_device
-from .errors import CheckpointError, NonFiniteError
+from .errors import CheckpointError, NonFiniteError, TrainingInterrupted
 from .files import write_json_atomic
 from .fingerprint import describe_hyperparameters, describe_optimizer, describe_schedules
+from .interrupt import Interrupt
 from .memory import checkpoint_blocks
 from .metrics import accuracy
 from .optimizers import hyperparameter_sources, scheduled_hyperparameters
 from .pending import PendingValues
+from .progress import ProgressDisplay, samples_per_update
 from .run_dir import RunDirectory
-from .runlog import ConsoleReport, RunLog
+from .runlog import RunLog
 from .settings import RESUME_KEYS, TrainerSettings
 from .step import make_eval_step, make_train_step
 from .system_log import SystemLog
@@ -74,7 +76,7 @@ class _Run:
     pending: PendingValues
     directory: RunDirectory | None = None
     log: RunLog | None = None
-    report: ConsoleReport | None = None
+    report: ProgressDisplay | None = None
     resumed: bool = False
     last_row: dict = dataclasses.field(default_factory=dict)
     last_eval: dict = dataclasses.field(default_factory=dict)
@@ -131,7 +133,8 @@ class Trainer:
         keep_checkpoints: how many recent checkpoints to keep.
         log_every: updates per block: the per-step values stay on the device for this many
             updates and are then fetched in one transfer and written.
-        report_every: console report interval in updates (``0`` turns the report off).
+        report_every: console report interval in updates (``0`` turns the report off);
+            default ``log_every``: the display is refreshed when a block of rows is written.
         log: ``False`` writes no log files (the non-finite check still runs per block).
         seed: base seed; the random key is reseeded to ``seed + step`` before every update.
         grad_accum: micro-batches per update (gradients averaged inside the compiled step).
@@ -181,7 +184,14 @@ class Trainer:
             gradients are averaged, and only rank 0 writes files and reports.
         config: extra JSON-serialisable settings recorded in ``config.json`` and checkpoints.
         stream: where the console report goes (default stdout).
-        progress: show a progress bar (default: on a terminal for runs of 1000+ updates).
+        progress: ``True`` a progress bar redrawn in place, ``False`` one plain line per
+            report (step, loss, rate, steps/s, tokens or samples/s, elapsed, ETA, memory;
+            see :mod:`trainers.progress`); default: a bar when ``stream`` is a terminal.
+
+    Ctrl-C (SIGINT, in the main thread of a single-process run) stops the run after the
+    update in progress: the log rows and a checkpoint are written and ``fit`` raises
+    :class:`trainers.errors.TrainingInterrupted`; ``fit(resume=True)`` continues exactly. A
+    second Ctrl-C aborts at once (:mod:`trainers.interrupt`).
 
     Example:
         >>> import tempfile, numpy as np, mlx.nn as nn, mlx.optimizers as optim
@@ -211,7 +221,7 @@ class Trainer:
         checkpoint_every: int | None = None,
         keep_checkpoints: int = 3,
         log_every: int = 50,
-        report_every: int = 100,
+        report_every: int | None = None,
         log: bool = True,
         seed: int = 0,
         grad_accum: int = 1,
@@ -292,7 +302,8 @@ class Trainer:
             max_steps=max_steps, epochs=epochs, seed=seed, grad_accum=grad_accum,
             clip_norm=clip_norm, grad_norm=grad_norm, compile=compile,
             world_size=self.world_size, columns=columns, log_every=log_every,
-            report_every=report_every, eval_every=eval_every,
+            report_every=log_every if report_every is None else report_every,
+            eval_every=eval_every,
             checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, log=log,
             precision=precision, ema=ema,
             keep_best=None if keep_best is None else tuple(keep_best),
@@ -343,6 +354,9 @@ class Trainer:
         """
         allowed = _check_allowed(allow_changes)
         run = self._open(resume, overwrite, allowed)
+        # Ctrl-C stops at the next step boundary (ranks would stop at different steps: one
+        # process only)
+        interrupt = Interrupt.install(enabled=self.world_size == 1)
         try:
             train_step = self._build_step()
             self._dispatch({"event": "start", "step": run.step, "resumed": run.resumed,
@@ -361,18 +375,26 @@ class Trainer:
                     self._evaluate_and_log(run)
                 if due_save:
                     self._save(run)
-                if run.stop:
+                if run.stop or interrupt.requested:
                     break
-            self._finish(run)
-            if self.settings.restore_best:
-                self._restore_best(run)
+            interrupted = interrupt.requested and not self._done(run)
+            if interrupted:
+                self._stop_interrupted(run)
+            else:
+                self._finish(run)
+                if self.settings.restore_best:
+                    self._restore_best(run)
         except NonFiniteError:
             raise
         except BaseException:
             self._salvage_rows(run)
             raise
         finally:
+            interrupt.restore()
             run.close()
+        if interrupted:
+            saved = self.last_checkpoint if self.settings.checkpoint_every != 0 else None
+            raise TrainingInterrupted(run.step, saved, run.saved_at if saved else None)
         return run.result()
 
     # ------------------------------------------------------------------ opening a run
@@ -435,8 +457,8 @@ class Trainer:
         if self.rank == 0 and self.run_dir is not None and not meta:
             write_json_atomic(os.path.join(self.run_dir, "config.json"), self.settings.to_json())
         if self.rank == 0 and self.settings.report_every:
-            run.report = ConsoleReport(self.total_steps, stream=self.stream,
-                                       progress=self.progress, start_step=run.step)
+            run.report = ProgressDisplay(self.total_steps, stream=self.stream,
+                                         progress=self.progress, start_step=run.step)
         return run
 
     def _load(self, path: str, allowed: frozenset[str]) -> dict:
@@ -561,6 +583,7 @@ class Trainer:
             "learning_rate": run.last_row.get(self._rate_column, math.nan),
             "peak_memory": mx.get_peak_memory(), "compiled_shapes": len(run.shapes),
             "tokens": run.tokens if self.count_tokens else None,
+            "samples": samples_per_update(run.shapes, self.world_size),
         })
 
     def _evaluate_and_log(self, run: _Run) -> None:
@@ -691,6 +714,23 @@ class Trainer:
         if run.log is not None:
             run.log.flush(sync=True)
         self._dispatch({"event": "end", "step": run.step, "stopped_early": run.stop})
+
+    def _stop_interrupted(self, run: _Run) -> None:
+        """Ctrl-C: the rows so far and a checkpoint to resume from. No evaluation (the
+        resumed run's log must be the uninterrupted run's) and no ``end`` event: the run is
+        not finished; callbacks get ``{"event": "interrupted", "step"}``."""
+        self._write_rows(run)
+        if run.report is not None and run.last_row and run.step % self.settings.report_every:
+            self._report(run)
+        if run.report is not None:
+            run.report.message(f"interrupted: stopping after step {run.step}"
+                               + (", saving a checkpoint (Ctrl-C again aborts)"
+                                  if self.settings.checkpoint_every != 0 else ""))
+        if self.settings.checkpoint_every != 0 and run.saved_at != run.step:
+            self._save(run)
+        if run.log is not None:
+            run.log.flush(sync=True)
+        self._dispatch({"event": "interrupted", "step": run.step})
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, eval_data: Iterable | None = None) -> dict[str, float]:

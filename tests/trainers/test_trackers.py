@@ -256,6 +256,31 @@ def test_mlflow_after_crash_and_resume_continues_the_run_once_per_step(tmp_path,
 
 
 
+@pytest.mark.slow
+def test_mlflow_marks_a_ctrl_c_killed_and_the_resume_finishes_it(tmp_path, mlflow_uri):
+    import signal
+
+    from mlflow.tracking import MlflowClient
+
+    from trainers import TrainingInterrupted
+
+    def ctrl_c(info: dict) -> None:
+        if info["event"] == "train" and info["step"] == 5:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    stopped = MLflow("tiny", tracking_uri=mlflow_uri)
+    with pytest.raises(TrainingInterrupted):
+        make_trainer(tmp_path / "run", [stopped, ctrl_c]).fit()
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    assert client.get_run(stopped.run_id).info.status == "KILLED"
+    resumed = MLflow("tiny", tracking_uri=mlflow_uri)
+    make_trainer(tmp_path / "run", [resumed]).fit(resume=True)
+    assert resumed.run_id == stopped.run_id
+    assert client.get_run(resumed.run_id).info.status == "FINISHED"
+    assert_same_points(mlflow_points(mlflow_uri, resumed.run_id), tmp_path / "run")
+
+
+
 # ---------------------------------------------------------------------------- your own
 def test_the_csv_tracker_of_the_docs_holds_every_logged_value(tmp_path):
     """The user-written tracker shown in docs/TRACKERS.md, run as printed there."""

@@ -55,5 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mlx-schedules: unknown subcommand {name!r}; choose one of "
               f"{', '.join(SUBCOMMANDS)}", file=sys.stderr)
         return 2
-    module = importlib.import_module(f"{__name__}.{SUBCOMMANDS[name][0]}")
-    return int(module.main(rest) or 0)
+    try:
+        module = importlib.import_module(f"{__name__}.{SUBCOMMANDS[name][0]}")
+        return int(module.main(rest) or 0)
+    except KeyboardInterrupt:  # Ctrl-C outside a run (a run reports its own, with --resume)
+        print(f"\nmlx-schedules {name}: interrupted", file=sys.stderr)
+        return 130

@@ -196,7 +196,8 @@ def run_training(config: dict[str, Any], *, data: dict[str, np.ndarray] | None =
                  run_dir: str | None = None, log_files: bool = True, resume: bool = False,
                  overwrite: bool = False, stop_after: int | None = None,
                  callbacks: tuple[Callable[[dict], Any], ...] = (),
-                 branch_from: str | None = None) -> tuple[dict, MemoryLog]:
+                 branch_from: str | None = None, report: bool = False,
+                 progress: bool | None = None) -> tuple[dict, MemoryLog]:
     """Train the model of a validated config; return ``(summary, rows of this session)``.
 
     Args:
@@ -214,6 +215,13 @@ def run_training(config: dict[str, Any], *, data: dict[str, np.ndarray] | None =
             weights, optimizer state and data position, with this config's (changed) run
             length and schedules; the log up to the checkpoint is copied from that run, and
             ``config.json`` is written with this run's settings.
+        report: show the trainer's progress display (:mod:`trainers.progress`), refreshed
+            every ``training.log_every`` updates; ``progress`` as ``Trainer(progress=...)``
+            (default: a bar on a terminal, plain lines elsewhere).
+
+    Raises:
+        trainers.TrainingInterrupted: Ctrl-C stopped the run after a checkpoint (resume it
+            with ``resume=True``).
     """
     training = config["training"]
     data = data if data is not None else prepare_data(config)
@@ -228,7 +236,7 @@ def run_training(config: dict[str, Any], *, data: dict[str, np.ndarray] | None =
     memory = MemoryLog()
     extra = [_StopAfter(stop_after)] if stop_after else []
     settings = _WriteSettings(run_dir)
-    log_every = training["log_every"]
+    log_every = report_every = training["log_every"]
     if stop_after:
         # Rows (and STOP) arrive per block of log_every updates: make a block end at
         # stop_after. The block size changes neither the rows nor the updates.
@@ -240,7 +248,8 @@ def run_training(config: dict[str, Any], *, data: dict[str, np.ndarray] | None =
         max_steps=training["steps"], eval_data=eval_data, metrics={"accuracy": accuracy},
         eval_every=eval_every, checkpoint_every=checkpoint_every,
         keep_checkpoints=training["keep_checkpoints"], log_every=log_every,
-        report_every=0, log=log_files, seed=seed, grad_accum=training["grad_accum"],
+        report_every=report_every if report else 0, progress=progress, log=log_files,
+        seed=seed, grad_accum=training["grad_accum"],
         clip_norm=training["clip_norm"], compile=compile_wanted(training["compile"]),
         callbacks=[memory, *extra, *callbacks, *([settings] if branch_from else [])],
         config={"experiment": config},
