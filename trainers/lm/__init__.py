@@ -31,8 +31,8 @@ from .data import (
     stdlib_files,
     unigram_entropy,
 )
-from .generate import generate_tokens, validation_metrics
 from .example_data import docstring_examples, write_example_data
+from .generate import generate_tokens, validation_metrics
 from .local_model import CHAT_TEMPLATE, SPECIAL_TOKENS, make_local_model_dir, write_tiny_model
 from .models import (
     ARCHITECTURES,
@@ -47,9 +47,9 @@ from .models import (
 __all__ = [
     "ARCHITECTURES", "CHAT_TEMPLATE", "FORMS", "PRESETS", "SPECIAL_TOKENS", "Corpus",
     "DataFileError", "adapter_weights", "apply_lora", "build_model", "corpus_batches",
-    "docstring_examples", "encode_rows", "example_batches", "generate_tokens", "load_jsonl_dir", "load_model_dir",
-    "make_local_model_dir", "mlx_lm_module", "model_config", "read_adapter_config", "read_jsonl",
-    "row_form", "save_adapters", "save_model_dir", "stdlib_corpus", "stdlib_files",
-    "unigram_entropy", "validation_batches", "validation_metrics", "write_example_data",
-    "write_tiny_model",
+    "docstring_examples", "encode_rows", "example_batches", "generate_tokens", "load_jsonl_dir",
+    "load_model_dir", "make_local_model_dir", "mlx_lm_module", "model_config",
+    "read_adapter_config", "read_jsonl", "row_form", "save_adapters", "save_model_dir",
+    "stdlib_corpus", "stdlib_files", "unigram_entropy", "validation_batches",
+    "validation_metrics", "write_example_data", "write_tiny_model",
 ]
