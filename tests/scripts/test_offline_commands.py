@@ -147,7 +147,7 @@ def test_tiny_model_is_the_same_in_another_process(model_dir, tmp_path):
 
 
 def test_tiny_model_options(tmp_path):
-    assert main(["tiny-model", str(tmp_path / "q"), "--architecture", "qwen2", "--preset",
+    assert main(["tiny-model", str(tmp_path / "q"), "--arch", "qwen2", "--preset",
                  "small", "--vocab-size", "300", "--seed", "3"]) == 0
     config = json.loads((tmp_path / "q" / "config.json").read_text())
     assert (config["model_type"], config["hidden_size"], config["vocab_size"]) == \

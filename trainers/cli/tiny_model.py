@@ -1,7 +1,7 @@
 """Write a tiny mlx-lm model directory made here: random weights and a tokenizer trained locally.
 
     mlx-schedules tiny-model model                      # llama 'tiny', 512 tokens
-    mlx-schedules tiny-model model --architecture qwen2 --preset small --vocab-size 1024
+    mlx-schedules tiny-model model --arch qwen2 --preset small --vocab-size 1024
 
 For trying the fine-tuning path with nothing downloaded: the model knows nothing (its weights
 are random), but it is a real mlx-lm model directory (config.json, model.safetensors and the
@@ -27,7 +27,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
     p = script_parser(__doc__, PROG)
     p.add_argument("directory", metavar="DIR", help="the model directory to write (new)")
-    p.add_argument("--architecture", choices=list(ARCHITECTURES), default="llama",
+    p.add_argument("--arch", dest="architecture", choices=list(ARCHITECTURES), default="llama",
                    help="mlx-lm model type (default llama)")
     p.add_argument("--preset", choices=list(PRESETS), default="tiny",
                    help="size: " + "; ".join(
