@@ -10,7 +10,6 @@ import subprocess
 import sys
 
 import pytest
-
 from helpers_scripts import SCRIPTS
 
 mlx_lm = pytest.importorskip("mlx_lm")
