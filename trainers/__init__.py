@@ -10,7 +10,7 @@ The public surface:
   :func:`causal_lm_loss`, :func:`masked_cross_entropy`, :func:`bits_per_byte`,
   :func:`tokens_in`, :func:`evaluate_lm` — language-model losses and metrics;
 - :class:`EarlyStopping`, :class:`ReduceLROnPlateau`, :data:`STOP` — callbacks;
-  :class:`TensorBoard`, :class:`MLflow` — trackers (callbacks writing every column);
+  :class:`TensorBoard`, :class:`MLflow`, :class:`WandB` — trackers (callbacks writing every column);
 - :func:`weight_decay_groups`, :func:`scheduled_hyperparameters` — parameter groups;
 - :func:`lr_range_test`, :class:`RangeTestResult`, :func:`suggest_lrs` — the learning-rate
   range test; :func:`audit_run`, :class:`AuditReport` — check a run's logged rates against its
@@ -26,7 +26,7 @@ from mlx_schedules import __version__ as __version__  # one distribution, one ve
 
 from .audit import AuditReport, audit_run
 from .blas import find_openblas
-from .callbacks import STOP, EarlyStopping, MLflow, ReduceLROnPlateau, TensorBoard
+from .callbacks import STOP, EarlyStopping, MLflow, ReduceLROnPlateau, TensorBoard, WandB
 from .checkpoint import find_resumable, list_checkpoints, load_checkpoint, verify_checkpoint
 from .data import ArrayBatches, load_arrays
 from .errors import CheckpointError, NonFiniteError, StorageError, UnsafePathError
@@ -57,6 +57,7 @@ __all__ = [
     "TensorBoard",
     "Trainer",
     "UnsafePathError",
+    "WandB",
     "accuracy",
     "audit_run",
     "bits_per_byte",

@@ -34,9 +34,10 @@ from mlx_schedules._checks import check_choice, check_int, check_real
 from mlx_schedules._mlx_compat import schedules_of, set_schedule
 
 from .optimizers import optimizer_parts
-from .trackers import MLflow, TensorBoard  # trackers are callbacks too
+from .trackers import MLflow, TensorBoard, WandB  # trackers are callbacks too
 
-__all__ = ["STOP", "EarlyStopping", "MLflow", "ReduceLROnPlateau", "TensorBoard", "plateau_rate"]
+__all__ = ["STOP", "EarlyStopping", "MLflow", "ReduceLROnPlateau", "TensorBoard", "WandB",
+           "plateau_rate"]
 
 STOP = "stop"
 

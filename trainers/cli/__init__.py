@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("compare", "compare schedules on image data (the main job)"),
     "train": ("train", "train a model on image data with any schedule"),
     "train-lm": ("train_lm", "train or fine-tune a language model (mlx-lm architectures)"),
+    "lora": ("lora", "fine-tune from an mlx_lm.lora command line or YAML config"),
     "compare-lm": ("compare_lm", "compare schedules on a byte-level language model"),
     "range-test": ("range_test", "learning-rate range test: sweep the rate, suggest a peak"),
     "audit": ("audit", "check that every logged rate equals its schedule"),

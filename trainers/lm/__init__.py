@@ -12,7 +12,10 @@ One idea per module:
 - :mod:`trainers.lm.data` — the embedded corpus and mlx-lm's jsonl data (text, chat,
   completions);
 - :mod:`trainers.lm.batches` — token batches (windows, a validation set, length buckets);
-- :mod:`trainers.lm.generate` — validation metrics and samples from a trained model.
+- :mod:`trainers.lm.generate` — validation metrics and samples from a trained model;
+- :mod:`trainers.lm.mlx_lm_config` — an ``mlx_lm.lora`` command line or YAML config read into
+  settings (``mlx-schedules lora``);
+- :mod:`trainers.lm.turns` — training on every assistant turn of a chat.
 
 The core of :mod:`trainers` never imports this package.
 """

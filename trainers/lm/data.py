@@ -160,10 +160,13 @@ def _check_row(row: dict, form: str) -> str | None:
     return None
 
 
-def read_jsonl(path: str | os.PathLike) -> tuple[list[dict], str]:
+def read_jsonl(path: str | os.PathLike, *,
+               keys: dict[str, str] | None = None) -> tuple[list[dict], str]:
     """The rows of an mlx-lm jsonl file and their form (that of the first row).
 
     Blank lines are skipped. Every row must be a JSON object in the first row's form.
+    ``keys`` renames a row's keys before its form is read (``{"input": "prompt"}``: mlx-lm's
+    ``prompt_feature`` and the other ``*_feature`` settings).
 
     Raises:
         DataFileError: the file is missing or empty, or a row is malformed (names the line).
@@ -188,6 +191,8 @@ def read_jsonl(path: str | os.PathLike) -> tuple[list[dict], str]:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
                 raise DataFileError(f"{path} line {number}: not valid JSON ({e.msg})") from None
+            if keys and isinstance(row, dict):
+                row = {keys.get(k, k): v for k, v in row.items()}
             kind = row_form(row)
             if kind is None:
                 raise DataFileError(
