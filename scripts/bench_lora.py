@@ -185,13 +185,19 @@ def validation_loss(model_dir: str, adapters: str | None, rows: list[list[int]])
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.keep is None:
+        with tempfile.TemporaryDirectory(prefix="bench_lora-") as root:
+            return run_benchmark(args, root)
+    os.makedirs(args.keep, exist_ok=True)
+    return run_benchmark(args, args.keep)
+
+
+def run_benchmark(args, root: str) -> int:
     import mlx.core as mx
     import mlx_lm
 
     from trainers.lm import write_example_data, write_tiny_model
 
-    root = args.keep or tempfile.mkdtemp(prefix="bench_lora-")
-    os.makedirs(root, exist_ok=True)
     model = args.model or write_tiny_model(os.path.join(root, "model"), preset=args.preset)
     data = args.data
     if data is None:
