@@ -146,7 +146,7 @@ def write_example_data(directory: str | os.PathLike, form: str = "chat", *,
         >>> sorted(counts) == sorted(SPLITS) and all(n > 0 for n in counts.values())
         True
     """
-    rows_of = {split: [] for split in SPLITS}
+    rows_of: dict[str, list[Example]] = {split: [] for split in SPLITS}
     for e in docstring_examples() if examples is None else examples:
         rows_of[e.split].append(e)
     rows = {split: example_rows(rows_of[split], form) for split in SPLITS}
