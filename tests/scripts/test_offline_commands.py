@@ -140,6 +140,7 @@ def test_tiny_model_is_the_same_in_another_process(model_dir, tmp_path):
                           str(tmp_path / "again")], env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert "mlx-schedules lora --model" in run.stdout and "mlx_lm.load" in run.stdout
+    assert "--num-layers -1" in run.stdout  # mlx-lm's default, 16 blocks, is more than 2
     names = sorted(os.listdir(model_dir))
     assert names == sorted(os.listdir(tmp_path / "again"))
     for name in names:

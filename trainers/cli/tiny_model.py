@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     print("use it:\n"
           f"  mlx-schedules example-data data\n"
           f"  mlx-schedules lora --model {shown} --train --data data --iters 30 "
+          "--num-layers -1 "
           "--adapter-path adapters\n"
           f"  python -c \"import mlx_lm; m, t = mlx_lm.load('{shown}', "
           "adapter_path='adapters'); print(mlx_lm.generate(m, t, prompt='What'))\"")
