@@ -103,8 +103,8 @@ class SequenceBatches:
             inside the prompt is kept (it counts no token).
         token_masks: instead of ``prompt_lengths``, one boolean array per sequence (its
             length) marking the tokens to train on (e.g. every assistant turn of a chat).
-            Batches then also hold ``mask`` (bool ``[B, L]``): target ``t`` of row ``r`` counts
-            when it is real and its token is marked. Count such batches with
+            Batches then also hold ``mask`` (uint8 ``[B, L]``, 1 = counted): target ``t`` of
+            row ``r`` counts when it is real and its token is marked. Count such batches with
             ``mask.sum()``, not :func:`trainers.losses.tokens_in`'s lengths.
         backend: ``"mlx.data"``, ``"numpy"`` or ``"auto"`` (mlx.data when installed).
         prefetch: batches the mlx.data backend prepares ahead in background threads (0: none).
@@ -217,7 +217,8 @@ class SequenceBatches:
             if prompts is not None:
                 columns["offsets"] = np.append(offsets[chosen], 0).astype(np.int32)
             if marked is not None:  # the target of position p is token p + 1
-                columns["mask"] = real & marked[index + 1]
+                # uint8: mlx.data stores no bool arrays
+                columns["mask"] = (real & marked[index + 1]).astype(np.uint8)
             self._columns.append(columns)
         self._counts = [len(c["lengths"]) - 1 for c in self._columns]
         self.num_tokens = int(lengths.sum() - (offsets.sum() if prompts is not None else 0))

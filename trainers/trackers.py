@@ -368,8 +368,8 @@ class WandB:
 
     **Resume.** The run id is saved in the trainer's checkpoints (``state_dict``): a resumed
     run continues the same W&B run (``resume="allow"``). W&B accepts no point below the step
-    it has reached, so rows the crashed run already sent (the same values again, with the
-    trainer's exact resume) are skipped.
+    it has reached, so rows below the step W&B reports for the resumed run (values the crashed
+    run already sent; the same again, with the trainer's exact resume) are skipped.
 
     Args:
         project: the W&B project (``None``: W&B's default).

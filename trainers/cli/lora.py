@@ -39,13 +39,14 @@ import math
 import os
 import sys
 import time
-from typing import Any
+from typing import Any, cast
 
 import mlx.core as mx
 import numpy as np
 from mlx.utils import tree_flatten
 
 from trainers import EarlyStopping, MLflow, TensorBoard, Trainer, WandB, causal_lm_loss, tokens_in
+from trainers.errors import NonFiniteError
 from trainers.experiments.paths import first_missing, remove_empty_dirs
 from trainers.experiments.run import OnStart, compile_wanted
 from trainers.files import write_json_atomic
@@ -57,10 +58,10 @@ from trainers.lm import (
     example_batches,
     mlx_lm_module,
     read_jsonl,
+    save_adapter_file,
     save_adapters,
     save_model_dir,
 )
-from trainers.lm.adapters import save_adapter_file
 from trainers.lm.mlx_lm_config import (
     FEATURE_KEYS,
     LoraConfigError,
@@ -128,11 +129,15 @@ def prepare_model(model: Any, config: dict[str, Any], settings: dict[str, Any]) 
                            "model has these names")
     path = settings["resume_adapter_file"]
     if path is not None:
-        trainable = dict(tree_flatten(model.trainable_parameters()))
+        trainable = dict(cast(list[tuple[str, mx.array]],
+                              tree_flatten(model.trainable_parameters())))
         try:
             weights = mx.load(path)
         except Exception as e:  # an unreadable file stops here, before anything is written
             raise _Refused(f"--resume-adapter-file {path}: cannot read it ({e})") from None
+        if not isinstance(weights, dict):
+            raise _Refused(f"--resume-adapter-file {path}: holds one array, not named weights "
+                           "(expected adapters.safetensors)")
         wrong = [f"{k} {tuple(v.shape)}" for k, v in weights.items()
                  if k not in trainable or trainable[k].shape != v.shape]
         if wrong:
@@ -186,7 +191,7 @@ def evaluate(model: Any, loss_fn: Any, count: Any, batches: Any) -> float:
             mx.eval(total, tokens)
     finally:
         model.train(was_training)
-    return float((total / mx.maximum(tokens, 1.0)).item())
+    return float(np.asarray(total / mx.maximum(tokens, 1.0)))
 
 
 # ---------------------------------------------------------------------------------- output
@@ -219,6 +224,9 @@ class AdapterFiles:
 
     def __call__(self, event: dict) -> None:
         if event.get("event") != "checkpoint" or event["step"] % self.every:
+            return
+        assert self.trainer is not None
+        if self.trainer.rank != 0:  # the main process writes (the weights agree on all ranks)
             return
         weights = self.weights()
         save_adapter_file(weights, os.path.join(self.directory, "adapters.safetensors"))
@@ -288,6 +296,9 @@ def run(argv: list[str] | None = None) -> tuple[int, dict[str, Any]]:
     except (_Refused, LoraConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2, {}
+    except NonFiniteError as e:  # training diverged: not a refusal, a failed run
+        print(f"error: {e}", file=sys.stderr)
+        return 1, {}
     except (DataFileError, ValueError) as e:
         print(f"data error: {e}", file=sys.stderr)
         return 2, {}
@@ -316,6 +327,11 @@ def _test_only(settings: dict[str, Any], model: Any, tokenizer: Any) -> tuple[in
     loss = evaluate(model, loss_fn, count, batches)
     print(f"Test loss {loss:.3f}, Test ppl {math.exp(loss):.3f}.")
     return 0, {"model": model, "test_loss": loss}
+
+
+def _size(tree: Any) -> int:
+    # without ``destination`` tree_flatten returns a list (its stub is the union with dict)
+    return sum(v.size for _, v in cast(list[tuple[str, mx.array]], tree_flatten(tree)))
 
 
 def _vocab_size(model: Any) -> int:
@@ -352,7 +368,7 @@ def _train(settings: dict[str, Any], model: Any, tokenizer: Any,
     epochs = settings["epochs"]
     max_steps = settings["iters"] // k if (epochs is None or "iters" in settings["explicit"]) \
         else None
-    updates = max_steps
+    updates: int = settings["iters"] // k
     if epochs is not None:
         from_epochs = epochs * len(train) // k
         if from_epochs < 1:
@@ -377,7 +393,7 @@ def _train(settings: dict[str, Any], model: Any, tokenizer: Any,
     record = {k_: v for k_, v in settings.items() if k_ not in ("resume", "overwrite", "quiet")}
 
     def on_start(event: dict) -> None:
-        if event["resumed"]:
+        if event["resumed"] or trainer.rank != 0:
             return
         write_json_atomic(os.path.join(run_dir, SETTINGS_FILE), record)
         os.makedirs(adapter_path, exist_ok=True)
@@ -401,8 +417,7 @@ def _train(settings: dict[str, Any], model: Any, tokenizer: Any,
     files.trainer = trainer
     if settings["resume"]:
         _compare_saved(run_dir, record)
-    trained = sum(v.size for _, v in tree_flatten(model.trainable_parameters()))
-    total = sum(v.size for _, v in tree_flatten(model.parameters()))
+    trained, total = _size(model.trainable_parameters()), _size(model.parameters())
     print(f"fine-tuning ({settings['fine_tune_type']}) {settings['model']}: {trained} of "
           f"{total} parameters trained, {trainer.total_steps} updates of "
           f"{settings['batch_size']} x {k} examples, {type(optimizer).__name__} -> "
@@ -425,6 +440,8 @@ def _train(settings: dict[str, Any], model: Any, tokenizer: Any,
 
     if settings["ema"] is not None and not settings["restore_best"]:
         model.update(trainer.train_state["ema"])  # the adapters are the average
+    if trainer.rank != 0:
+        return 0, {"model": model, "trainer": trainer}
     save_adapters(model, adapter_config(settings), adapter_path)
     outputs: dict[str, Any] = {"adapters": os.path.join(adapter_path, "adapters.safetensors")}
     if settings["fine_tune_type"] == "full":

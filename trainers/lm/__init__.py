@@ -20,7 +20,13 @@ One idea per module:
 The core of :mod:`trainers` never imports this package.
 """
 
-from .adapters import adapter_weights, apply_lora, read_adapter_config, save_adapters
+from .adapters import (
+    adapter_weights,
+    apply_lora,
+    read_adapter_config,
+    save_adapter_file,
+    save_adapters,
+)
 from .batches import corpus_batches, example_batches, validation_batches
 from .data import (
     FORMS,
@@ -52,7 +58,7 @@ __all__ = [
     "DataFileError", "adapter_weights", "apply_lora", "build_model", "corpus_batches",
     "docstring_examples", "encode_rows", "example_batches", "generate_tokens", "load_jsonl_dir",
     "load_model_dir", "make_local_model_dir", "mlx_lm_module", "model_config",
-    "read_adapter_config", "read_jsonl", "row_form", "save_adapters", "save_model_dir",
-    "stdlib_corpus", "stdlib_files", "unigram_entropy", "validation_batches",
+    "read_adapter_config", "read_jsonl", "row_form", "save_adapter_file", "save_adapters",
+    "save_model_dir", "stdlib_corpus", "stdlib_files", "unigram_entropy", "validation_batches",
     "validation_metrics", "write_example_data", "write_tiny_model",
 ]

@@ -154,9 +154,13 @@ def _check_row(row: dict, form: str) -> str | None:
     if not isinstance(messages, list) or not messages:
         return "'messages' must be a non-empty list"
     for i, m in enumerate(messages):
+        # mlx-lm's "tools" rows: an assistant turn may hold tool_calls instead of content
+        calls = isinstance(m, dict) and isinstance(m.get("tool_calls"), list) and \
+            m.get("content") is None
         if not (isinstance(m, dict) and isinstance(m.get("role"), str)
-                and isinstance(m.get("content"), str)):
-            return f"messages[{i}] must be an object with string 'role' and 'content'"
+                and (isinstance(m.get("content"), str) or calls)):
+            return (f"messages[{i}] must be an object with string 'role' and 'content' (or "
+                    "'tool_calls')")
     return None
 
 

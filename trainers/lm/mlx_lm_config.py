@@ -81,13 +81,23 @@ def build_parser(prog: str = "mlx-schedules lora", description: str | None = Non
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     # "--iter 5" must not be taken silently as "--iters 5"
     p.allow_abbrev = False
+    # what differs here from mlx-lm's help texts (docs/lora-flags.md has every flag)
+    helps = {
+        "optimizer": "any mlx.optimizers class, by name in any case (adam, adamw, sgd, "
+                     "adafactor, muon, lion, ...); its arguments from optimizer_config",
+        "report_to": "comma-separated trackers: wandb, tensorboard, mlflow",
+        "data": "a folder with train.jsonl, valid.jsonl (optional) and test.jsonl (for "
+                "--test); Hugging Face dataset names are refused",
+        "clear_cache_threshold": "cap MLX's buffer cache at this size (e.g. 2GB)",
+        "iters": "batches to train on (iters // grad-accumulation-steps optimizer updates)",
+        "learning_rate": "the constant rate, or the peak of --schedule",
+        "save_every": "write the adapters and a checkpoint every N batches",
+    }
     for action in p._actions:  # argparse keeps its actions only in this attribute
         if action.dest == "optimizer":
             action.choices = None
-            action.help = ("any mlx.optimizers class, by name in any case (adam, adamw, sgd, "
-                           "adafactor, muon, lion, ...); its arguments from optimizer_config")
-        if action.dest == "report_to":
-            action.help = "comma-separated trackers: wandb, tensorboard, mlflow"
+        if action.dest in helps:
+            action.help = helps[action.dest]
     ours = p.add_argument_group("mlx-schedules additions")
     add = ours.add_argument
     add("--schedule", metavar="NAME", help="any mlx_schedules schedule by name (one_cycle, "
@@ -129,8 +139,8 @@ def _flag(key: str) -> str:
 
 
 def _load_yaml(path: str) -> dict[str, Any]:
-    from mlx_lm.lora import yaml_loader  # mlx-lm's loader: reads 1e-5 as a float
     import yaml
+    from mlx_lm.lora import yaml_loader  # mlx-lm's loader: reads 1e-5 as a float
 
     try:
         with open(path, encoding="utf-8") as f:
@@ -199,8 +209,9 @@ def resolve(argv: list[str] | None, parser: argparse.ArgumentParser | None = Non
     for key, default in (("clear_cache_threshold", 0), ("trust_remote_code", False)):
         if args.get(key) == default and key in config:
             args[key] = None
-    explicit = {k for k, v in args.items() if v is not None and not (
-        (k, v) in (("clear_cache_threshold", 0), ("trust_remote_code", False)))} | set(config)
+    own_defaults = (("clear_cache_threshold", 0), ("trust_remote_code", False))
+    explicit = {k for k, v in args.items()
+                if v is not None and (k, v) not in own_defaults} | set(config)
     args["schedule"] = _schedule_from_flags(args["schedule"], command["schedule_param"],
                                             config.get("schedule"))
     settings: dict[str, Any] = {}
