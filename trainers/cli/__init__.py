@@ -26,6 +26,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "audit": ("audit", "check that every logged rate equals its schedule"),
     "plot": ("plot", "plot schedules (PNG, or text in the terminal)"),
     "download": ("download", "download MNIST, Fashion-MNIST or CIFAR-10 once"),
+    "tiny-model": ("tiny_model", "write a tiny mlx-lm model directory (nothing downloaded)"),
+    "example-data": ("example_data", "write example fine-tuning data in mlx-lm's jsonl format"),
 }
 
 
