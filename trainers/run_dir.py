@@ -59,6 +59,7 @@ _BOOKKEEPING = (LOCK_NAME, RECORD_NAME, REPLACING_NAME)
 _CHECKPOINT_ENTRY = re.compile(r"^step_\d{8,}(\.tmp|\.old\.tmp|\.corrupt(-\d+)?)?$")
 _INSIDE = {"checkpoints": _CHECKPOINT_ENTRY, "best": _CHECKPOINT_ENTRY,
            "tensorboard": re.compile(r"^events\.out\.tfevents\..+")}
+_SAVED = re.compile(r"^step_\d{8,}$")
 _LEFTOVER = re.compile(r"^step_\d{8,}(\.old)?\.tmp$")
 _LISTED = 5  # foreign files named in a refusal
 
@@ -438,8 +439,9 @@ class RunDirectory:
 
     # ------------------------------------------------------------------ resuming
     def saved_checkpoints(self) -> list[str]:
-        """Names under ``checkpoints/`` other than unfinished ``.tmp`` saves."""
-        return [n for n in _listdir(self.checkpoints) if not n.endswith(".tmp")]
+        """The ``step_<n>`` entries under ``checkpoints/`` (not unfinished ``.tmp`` saves, not
+        ones set aside as ``.corrupt``, not files of anyone else)."""
+        return [n for n in _listdir(self.checkpoints) if _SAVED.match(n)]
 
     def checkpoint_to_resume(self) -> tuple[str | None, list[tuple[str, str]]]:
         """The newest intact checkpoint (``None`` when there is no checkpoint at all), and the
