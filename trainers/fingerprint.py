@@ -17,7 +17,7 @@ import hashlib
 import json
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -153,13 +153,18 @@ def _digest_arrays(named: list[tuple[str, Any]], rows: np.ndarray | None) -> str
     h = hashlib.sha256()
     for name, array in named:
         h.update(f"{name}:{_spec(array)};".encode())
-        if rows is not None and getattr(array, "ndim", 0):
+        if rows is not None and _ndim(array):
             picked = (mx.take(array, mx.array(rows), axis=0) if isinstance(array, mx.array)
                       else np.asarray(array)[rows])
         else:
             picked = array
         h.update(_bytes_of(picked))
     return h.hexdigest()
+
+
+def _ndim(array: Any) -> int:
+    ndim = getattr(array, "ndim", None)
+    return ndim if isinstance(ndim, int) else 0
 
 
 def _named(batch: Any) -> list[tuple[str, Any]]:
@@ -199,7 +204,7 @@ def describe_data(data: Any) -> tuple[int | None, dict[str, Any]]:
         picks = _sample_rows(len(data))
         named = [(f"{i}.{name}", a) for i in picks.tolist() for name, a in _named(data[i])]
         first = _named(data[0])
-        size = first[0][1].shape[0] if first and getattr(first[0][1], "ndim", 0) else None
+        size = first[0][1].shape[0] if first and _ndim(first[0][1]) else None
         return size, {"type": "batches", "batches": len(data),
                       "first": {name: _spec(a) for name, a in first},
                       "sha256": _digest_arrays(named, None)}
@@ -221,9 +226,12 @@ def weights_digest(model: nn.Module) -> str:
         (True, 64)
     """
     h = hashlib.sha256()
-    for name, value in tree_flatten(model.parameters()):
+    # without ``destination`` tree_flatten returns a list (its stub is the union with dict)
+    everything = cast(list[tuple[str, mx.array]], tree_flatten(model.parameters()))
+    trained = cast(list[tuple[str, mx.array]], tree_flatten(model.trainable_parameters()))
+    for name, value in everything:
         h.update(f"{name}:{_spec(value)};".encode())
-    for name, value in tree_flatten(model.trainable_parameters()):
+    for name, value in trained:
         flat = value.reshape(-1)
         h.update(name.encode())
         h.update(_bytes_of(mx.take(flat, mx.array(_sample_rows(flat.size)))

@@ -244,8 +244,17 @@ class RunDirectory:
             names = {n for n in TRAINER_NAMES if os.path.lexists(os.path.join(self.path, n))}
         else:
             names = set()
-        names |= set(_BOOKKEEPING)
+        names |= set(_BOOKKEEPING) | set(self._being_removed())
         return names | {f".{n}.tmp" for n in names}  # an atomic write's leftover
+
+    def _being_removed(self) -> list[str]:
+        """The names an interrupted removal listed (still the trainer's: it was removing
+        them); empty when there is no marker or it is malformed (:meth:`finish_replacement`
+        reports that)."""
+        try:
+            return self._marker_names()
+        except ValueError:
+            return []
 
     def _made_before_records(self) -> bool:
         """A run directory written before records existed: a trainer ``config.json`` or a
@@ -409,6 +418,8 @@ class RunDirectory:
         :meth:`finish_replacement` completes the removal after a crash."""
         if not names:
             return
+        # the record last: a removal killed half-way still knows what was the trainer's
+        names = sorted(names, key=lambda n: n == RECORD_NAME)
         write_json_atomic(os.path.join(self.path, REPLACING_NAME), {"remove": names})
         self.finish_replacement()
 
@@ -422,6 +433,19 @@ class RunDirectory:
         marker = os.path.join(self.path, REPLACING_NAME)
         if not os.path.lexists(marker):
             return
+        for name in self._marker_names():
+            remove_tree(os.path.join(self.path, name))
+        os.unlink(marker)
+
+    def _marker_names(self) -> list[str]:
+        """The names in ``.replacing.json`` (none without one), checked.
+
+        Raises:
+            ValueError: the marker is malformed or names something it may not.
+        """
+        marker = os.path.join(self.path, REPLACING_NAME)
+        if not os.path.lexists(marker):
+            return []
         try:
             with open(marker, encoding="utf-8") as f:
                 names = json.load(f).get("remove")
@@ -433,9 +457,7 @@ class RunDirectory:
         if bad:
             raise ValueError(_bad_marker(marker, f"it names {bad[:_LISTED]!r}, which are not "
                                                  "files of the run the trainer may remove"))
-        for name in names:
-            remove_tree(os.path.join(self.path, name))
-        os.unlink(marker)
+        return names
 
     # ------------------------------------------------------------------ resuming
     def saved_checkpoints(self) -> list[str]:

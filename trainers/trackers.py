@@ -133,7 +133,7 @@ class TensorBoard:
         self._summary: Any = None
         self._last_eval: dict[str, Any] | None = None
         self._restored_eval: dict[str, Any] | None = None
-        self._idle = False
+        self._idle: bool = False  # a finished run's events: nothing is written
 
     def __call__(self, info: dict) -> None:
         if self.rank is None:
@@ -287,7 +287,7 @@ class MLflow:
         self._pending: list[Any] = []
         self._pending_rows = 0
         self._skip_through = {"train": -1, "eval": -1}
-        self._idle = False
+        self._idle: bool = False  # a finished run's events: nothing is written
 
     def __call__(self, info: dict) -> None:
         if self.rank is None:

@@ -373,7 +373,7 @@ class Trainer:
         succeeded = False
         try:
             train_step = self._start(run)
-            while not run.finished and not self._done(run):
+            while train_step is not None and not self._done(run):  # None: had finished
                 self._update(run, train_step)
                 step, s = run.step, self.settings
                 due_report = run.report is not None and step % s.report_every == 0
@@ -449,7 +449,8 @@ class Trainer:
                      allowed: frozenset[str]) -> _Run:
         """Load the checkpoint after every check, then open the files; a resume refused by
         a check has written and renamed nothing."""
-        checkpoint, broken = None, []
+        checkpoint: str | None = None
+        broken: list[tuple[str, str]] = []
         if isinstance(resume, str):
             checkpoint = resume
         elif resume and directory is not None:
@@ -475,19 +476,19 @@ class Trainer:
             directory.ended() if resume is True and directory is not None else None)
         run.finished = self._has_finished(run, meta)
         self.run_id = meta.get("run_id") or (directory.run_id() if directory else None)
-        owner = self.rank == 0 and self.run_dir is not None
+        run_dir = self.run_dir if self.rank == 0 else None  # only rank 0 writes files
         # settings.log needs a run_dir (checked in __init__)
-        if owner and self.settings.log and not run.finished:
-            run.log = RunLog(self.run_dir, self.settings.columns)
+        if run_dir is not None and self.settings.log and not run.finished:
+            run.log = RunLog(run_dir, self.settings.columns)
             run.log.open(meta.get("log_position"), last_row=_last_row(meta))
-        if owner and meta and directory is not None:  # every check passed
+        if run_dir is not None and meta and directory is not None:  # every check passed
             self.run_id = self.run_id or self._new_run_id()  # a run made before run ids
             directory.adopt(self.run_id, self._file_names())
             directory.set_aside(broken, checkpoint)
-        if owner and self.settings.log and not run.finished:
-            run.system = SystemLog(self.run_dir, start_step=run.step)
-        if owner and not meta and not run.finished:
-            write_json_atomic(os.path.join(self.run_dir, "config.json"),
+        if run_dir is not None and self.settings.log and not run.finished:
+            run.system = SystemLog(run_dir, start_step=run.step)
+        if run_dir is not None and not meta and not run.finished:
+            write_json_atomic(os.path.join(run_dir, "config.json"),
                               {**self.settings.to_json(), "run_id": self.run_id})
         if self.rank == 0 and self.settings.report_every:
             run.report = ConsoleReport(self.total_steps, stream=self.stream,
@@ -527,7 +528,7 @@ class Trainer:
         since a skipped update does not move the counter)."""
         for key, value in cast(list[tuple[str, mx.array]], tree_flatten(self.optimizer.state)):
             if key == "step" or key.endswith(".step"):
-                counter = int(value.item())  # host waits, once per resume
+                counter = int(cast(int, value.item()))  # host waits, once per resume
                 if counter > step or (counter != step and self.settings.precision != "float16"):
                     raise CheckpointError(
                         f"checkpoint {path}: meta.json says step {step} but the optimizer "

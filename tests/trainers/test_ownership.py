@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import pytest
 from helpers_run_dir import snapshot, tiny
@@ -108,3 +109,19 @@ def test_a_leftover_of_a_killed_removal_is_cleaned_by_the_next_run(tmp_path):
     after = snapshot(tmp_path)
     assert not any(".old.tmp" in name for name in after)
     assert after == {k: v for k, v in before.items() if ".old.tmp" not in k}
+
+
+def test_an_overwrite_killed_after_removing_the_config_is_finished_by_the_next_one(tmp_path):
+    tiny(tmp_path)[0].fit()
+    (tmp_path / "notes.txt").write_text("kept")
+    # an overwrite killed after it removed checkpoints/ and config.json: its list remains
+    names = ["checkpoints", "config.json", "log.csv", "log.jsonl", "system.jsonl", ".run.json"]
+    (tmp_path / ".replacing.json").write_text(json.dumps({"remove": names}))
+    shutil.rmtree(tmp_path / "checkpoints")
+    os.remove(tmp_path / "config.json")
+    with pytest.raises(ValueError, match=r"did not write \(notes\.txt\)"):
+        tiny(tmp_path)[0].fit(overwrite=True)  # the log files still count as the trainer's
+    os.remove(tmp_path / "notes.txt")
+    tiny(tmp_path)[0].fit(overwrite=True)
+    assert not (tmp_path / ".replacing.json").exists()
+    assert [s for s, _ in list_checkpoints(tmp_path / "checkpoints")] == [4, 8]
