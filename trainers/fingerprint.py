@@ -168,9 +168,11 @@ def _ndim(array: Any) -> int:
 
 
 def _named(batch: Any) -> list[tuple[str, Any]]:
-    if isinstance(batch, dict):
-        return [(str(k), v) for k, v in sorted(batch.items(), key=lambda kv: str(kv[0]))]
-    return [(str(i), v) for i, v in enumerate(batch)]
+    """A batch's arrays by name (dict keys, or tuple positions); other values as NumPy."""
+    items = (sorted(batch.items(), key=lambda kv: str(kv[0])) if isinstance(batch, dict)
+             else enumerate(batch))
+    return [(str(k), v if isinstance(v, np.ndarray | mx.array) else np.asarray(v))
+            for k, v in items]
 
 
 def describe_data(data: Any) -> tuple[int | None, dict[str, Any]]:

@@ -337,7 +337,9 @@ class RunDirectory:
                     f"({_few(foreign)}); overwrite=True removes only the trainer's own files. "
                     "Move them away, or pass overwrite='all' to delete everything in it")
         elif resume is False and not overwrite:
-            present = [n for n in names if os.path.lexists(os.path.join(self.path, n))]
+            # a link where a run file belongs is refused by the writes, naming the link
+            present = [n for n in names if os.path.exists(os.path.join(self.path, n))
+                       and not os.path.islink(os.path.join(self.path, n))]
             if any(n in owned for n in present):
                 raise ValueError(
                     f"run directory {self.path!r} already holds a run; pass resume=True to "
@@ -379,8 +381,9 @@ class RunDirectory:
             self._remove(self._present(self.owned()))
         elif resume is not False:
             return  # a checkpoint path: recorded once the resume passed its checks
+        # what this start will create (removed again if it fails before its first update)
+        self._made += [n for n in names if not os.path.lexists(os.path.join(self.path, n))]
         self._new_record(new_id(), names)
-        self._made += names
 
     def adopt(self, run_id: str | None, names: Iterable[str]) -> None:
         """After a resume passed its checks: record the run's names (a directory made before
