@@ -211,8 +211,11 @@ def describe_data(data: Any) -> tuple[int | None, dict[str, Any]]:
                       "first": {name: _spec(a) for name, a in first},
                       "sha256": _digest_arrays(named, None)}
     size = getattr(data, "batch_size", None)
-    length = len(data) if hasattr(data, "__len__") and not callable(data) else None
-    return (size if isinstance(size, int) else None,
+    try:
+        length = len(data) if not callable(data) else None
+    except TypeError:  # no length, or one not known in advance
+        length = None
+    return (size if isinstance(size, int) and not isinstance(size, bool) else None,
             {"type": type(data).__name__, "batches": length})
 
 
