@@ -9,7 +9,7 @@ The public surface:
 - :func:`accuracy` — an eval metric; :func:`check_labels` — a one-time check of class labels;
   :func:`causal_lm_loss`, :func:`masked_cross_entropy`, :func:`bits_per_byte`,
   :func:`tokens_in`, :func:`evaluate_lm` — language-model losses and metrics;
-- :class:`EarlyStopping`, :class:`ReduceLROnPlateau`, :data:`STOP` — callbacks;
+- :class:`EarlyStopping`, :class:`ReduceLROnPlateau`, :data:`STOP`, :data:`PAUSE` — callbacks;
   :class:`TensorBoard`, :class:`MLflow`, :class:`WandB` — trackers (callbacks writing every column);
 - :func:`weight_decay_groups`, :func:`scheduled_hyperparameters` — parameter groups;
 - :func:`lr_range_test`, :class:`RangeTestResult`, :func:`suggest_lrs` — the learning-rate
@@ -27,7 +27,7 @@ from mlx_schedules import __version__ as __version__  # one distribution, one ve
 
 from .audit import AuditReport, audit_run
 from .blas import find_openblas
-from .callbacks import STOP, EarlyStopping, MLflow, ReduceLROnPlateau, TensorBoard, WandB
+from .callbacks import PAUSE, STOP, EarlyStopping, MLflow, ReduceLROnPlateau, TensorBoard, WandB
 from .checkpoint import find_resumable, list_checkpoints, load_checkpoint, verify_checkpoint
 from .data import ArrayBatches, load_arrays
 from .errors import (
@@ -47,6 +47,7 @@ from .sequences import SequenceBatches, read_byte_documents
 from .trainer import Trainer
 
 __all__ = [
+    "PAUSE",
     "STOP",
     "AuditReport",
     "ArrayBatches",

@@ -18,7 +18,9 @@ The trainer calls every callback with one dict per event:
     finished, and a resume continues it.
 
 A callback that returns :data:`STOP` ends the run after the current step (followed by the final
-evaluation and checkpoint). A callback with ``state_dict()`` / ``load_state_dict()`` has its
+evaluation and checkpoint); the run is then over, and resuming it changes nothing. A callback
+that returns :data:`PAUSE` ends this call of ``fit`` the same way, but the run is not over:
+``fit(resume=True)`` continues it. A callback with ``state_dict()`` / ``load_state_dict()`` has its
 state saved in checkpoints.
 """
 
@@ -39,10 +41,11 @@ from mlx_schedules._mlx_compat import schedules_of, set_schedule
 from .optimizers import optimizer_parts
 from .trackers import MLflow, TensorBoard, WandB  # trackers are callbacks too
 
-__all__ = ["STOP", "EarlyStopping", "MLflow", "ReduceLROnPlateau", "TensorBoard", "WandB",
-           "plateau_rate"]
+__all__ = ["PAUSE", "STOP", "EarlyStopping", "MLflow", "ReduceLROnPlateau", "TensorBoard",
+           "WandB", "plateau_rate"]
 
 STOP = "stop"
+PAUSE = "pause"
 
 
 class _Plateau:

@@ -91,7 +91,8 @@ class TensorBoard:
     checkpoint and at the end, and closed at the end (call :meth:`close` yourself if the run
     may end without an ``end`` event, e.g. on an exception).
 
-    **Resume.** Each ``start`` event opens a new event file that begins with a restart marker
+    **Resume.** Resuming a run that had finished writes nothing (no new event file). Each
+    other ``start`` event opens a new event file that begins with a restart marker
     at the start step (tensorboardX's ``purge_step``): TensorBoard's reader then discards
     every point written earlier at that step or later, so the rows a crashed run logged
     after its last checkpoint, which the resumed run logs again, appear once. A fresh start
@@ -133,6 +134,7 @@ class TensorBoard:
         self._summary: Any = None
         self._last_eval: dict[str, Any] | None = None
         self._restored_eval: dict[str, Any] | None = None
+        self._idle: bool = False  # a finished run's events: nothing is written
 
     def __call__(self, info: dict) -> None:
         if self.rank is None:
@@ -141,7 +143,11 @@ class TensorBoard:
             return
         event = info.get("event")
         if event == "start":
-            self._open(info.get("step", 0), info.get("run_dir"))
+            self._idle = bool(info.get("finished"))  # a finished run: nothing to add
+            if not self._idle:
+                self._open(info.get("step", 0), info.get("run_dir"))
+        elif self._idle:
+            return
         elif event == "eval" or (event == "train" and info["step"] % self.every == 0):
             writer = self._writer or self._open(None, None)
             self._write(int(info["step"]), numeric_values(info))
@@ -162,6 +168,9 @@ class TensorBoard:
                 raise ValueError("TensorBoard(log_dir=None) needs the trainer's run_dir; "
                                  "give a log_dir for a run without one")
             self.log_dir = os.path.join(run_dir, "tensorboard")
+            from .run_dir import record_owned
+
+            record_owned(run_dir, "tensorboard")  # removed with the run by an overwrite
         # One event per row through tensorboardX's FileWriter (its SummaryWriter sends one
         # per scalar through a 10-event queue, 4x slower). tensorboardX names files by the
         # second and host only and truncates a file of the same name; a nanosecond suffix
@@ -279,6 +288,7 @@ class MLflow:
         self._pending: list[Any] = []
         self._pending_rows = 0
         self._skip_through = {"train": -1, "eval": -1}
+        self._idle: bool = False  # a finished run's events: nothing is written
 
     def __call__(self, info: dict) -> None:
         if self.rank is None:
@@ -287,7 +297,11 @@ class MLflow:
             return
         event = info.get("event")
         if event == "start":
-            self._start(info)
+            self._idle = bool(info.get("finished"))  # a finished run: nothing to add
+            if not self._idle:
+                self._start(info)
+        elif self._idle:
+            return
         elif event == "eval" or (event == "train" and info["step"] % self.every == 0):
             if self._client is None:
                 self._start({"resumed": False})

@@ -399,7 +399,8 @@ def _train(settings: dict[str, Any], model: Any, tokenizer: Any,
         write_json_atomic(os.path.join(adapter_path, "adapter_config.json"),
                           adapter_config(settings))
 
-    started = OnStart(on_start)
+    started = OnStart(on_start, owns=(SETTINGS_FILE, "summary.json", "tensorboard", "mlflow",
+                                      "wandb"))
     report = every(settings["steps_per_report"])
     trainer = Trainer(
         model, loss_fn, optimizer, train, run_dir=run_dir, max_steps=max_steps, epochs=epochs,

@@ -176,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
                   "a run directory are never written through a symbolic link (remove it, or "
                   "choose another --run-dir)", file=sys.stderr)
             return 2
-    started = OnStart(write_experiment)
+    started = OnStart(write_experiment, owns=("experiment.json", "branch.json", "summary.json",
+                                              "curves.png"))
     start = time.perf_counter()
     try:
         session, _ = run_training(config, data=data, resume=bool(args.resume),

@@ -523,7 +523,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"training {what}, {settings['steps']} steps -> {run_dir}")
 
-    started = OnStart(write_settings)
+    started = OnStart(write_settings, owns=(SETTINGS_FILE, "summary.json", "adapters", "model",
+                                            "curves.png"))
     best_metric = "ema_eval_loss" if settings["ema"] is not None else "eval_loss"
     trainer = Trainer(
         model, causal_lm_loss, optimizer, train, run_dir=run_dir, max_steps=settings["steps"],
