@@ -309,7 +309,7 @@ def test_a_float16_run_resumed_between_its_skips_passes(tmp_path):
                 checkpoint_every=4, callbacks=list(callbacks)).fit(resume=resume)
 
     def stop(event):
-        return STOP if event["event"] == "train" and event["step"] == 5 else None
+        return PAUSE if event["event"] == "train" and event["step"] == 5 else None
 
     session(tmp_path / "split", False, [stop])
     session(tmp_path / "split", True)

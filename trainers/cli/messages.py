@@ -14,8 +14,10 @@ import sys
 from collections.abc import Sequence
 
 from trainers.errors import TrainingInterrupted
+from trainers.run_dir import RunDirectory
 
-__all__ = ["INTERRUPTED", "in_flag_words", "occupied", "report_interrupt", "resume_command"]
+__all__ = ["INTERRUPTED", "fresh_start_refused", "in_flag_words", "occupied",
+           "report_interrupt", "resume_command"]
 
 #: the exit status after Ctrl-C (128 + SIGINT, as a shell reports it)
 INTERRUPTED = 130
@@ -65,6 +67,26 @@ def occupied(run_dir: str) -> str:
     """
     return (f"run directory {run_dir} already holds a run; pass --overwrite to replace it, "
             f"or --resume {shlex.quote(run_dir)} to continue it")
+
+
+def fresh_start_refused(run_dir: str) -> str | None:
+    """Why a fresh start (no ``--resume``, no ``--overwrite``) may not use ``run_dir``, in flag
+    words, or ``None`` when it may. Asked before anything is loaded or printed, with the
+    trainer's own rule (:meth:`trainers.run_dir.RunDirectory.refuse_if_occupied`), which
+    changes nothing; the trainer asks again when it starts.
+
+    Example:
+        >>> import tempfile
+        >>> fresh_start_refused(tempfile.mkdtemp()) is None
+        True
+    """
+    try:
+        RunDirectory(run_dir).refuse_if_occupied(resume=False, overwrite=False)
+    except (ValueError, RuntimeError) as e:
+        message = str(e)
+        return occupied(run_dir) if "already holds a run" in message \
+            else in_flag_words(message, run_dir)
+    return None
 
 
 def report_interrupt(error: KeyboardInterrupt, subcommand: str, run_dir: str,

@@ -44,7 +44,12 @@ from typing import Any
 
 from trainers import TrainingInterrupted, list_checkpoints
 from trainers.cli.args import add_config_flags, build_config, script_parser
-from trainers.cli.messages import in_flag_words, occupied, report_interrupt, resume_command
+from trainers.cli.messages import (
+    fresh_start_refused,
+    in_flag_words,
+    report_interrupt,
+    resume_command,
+)
 from trainers.experiments.branch import COOLDOWN_SHAPES, branch_config
 from trainers.experiments.config import (
     DEFAULT_CONFIG,
@@ -58,7 +63,6 @@ from trainers.experiments.models import ModelTooLarge
 from trainers.experiments.paths import first_missing, remove_empty_dirs
 from trainers.experiments.run import OnStart, prepare_data, read_log, run_training, summarise
 from trainers.files import write_json_atomic
-from trainers.run_dir import RunDirectory
 
 
 def run_rows(config: dict[str, Any], run_dir: str) -> tuple[list[dict], list[dict]]:
@@ -133,8 +137,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"config error: {e}", file=sys.stderr)
         return 2
     run_dir = config["output"]["run_dir"]
-    if not (args.resume or args.overwrite) and RunDirectory(run_dir).holds_run():
-        print(f"error: {occupied(run_dir)}", file=sys.stderr)  # before any banner
+    refused = None if args.resume or args.overwrite else fresh_start_refused(run_dir)
+    if refused:
+        print(f"error: {refused}", file=sys.stderr)  # before any banner
         return 2
     if args.stop_after is not None:
         found = list_checkpoints(os.path.join(run_dir, "checkpoints")) if args.resume else []

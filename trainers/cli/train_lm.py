@@ -51,7 +51,7 @@ from mlx.utils import tree_flatten
 
 from trainers import Trainer, bits_per_byte, causal_lm_loss, tokens_in
 from trainers.cli.args import script_parser
-from trainers.cli.messages import in_flag_words, occupied, report_interrupt
+from trainers.cli.messages import fresh_start_refused, in_flag_words, report_interrupt
 from trainers.experiments.config import build_optimizer
 from trainers.experiments.lm_schedules import LM_SCHEDULES, optimizer_section
 from trainers.experiments.paths import first_missing, remove_empty_dirs
@@ -78,7 +78,6 @@ from trainers.lm import (
     validation_batches,
     validation_metrics,
 )
-from trainers.run_dir import RunDirectory
 
 DEFAULTS: dict[str, Any] = {
     "steps": 300, "batch_size": 16, "seq_len": None, "arch": "llama", "preset": "small",
@@ -460,8 +459,9 @@ def main(argv: list[str] | None = None) -> int:
         for problem in str(e).splitlines():  # every wrong flag at once
             print(f"error: {problem}", file=sys.stderr)
         return 2
-    if not (args.resume or args.overwrite) and RunDirectory(run_dir).holds_run():
-        print(f"error: {occupied(run_dir)}", file=sys.stderr)  # before loading anything
+    refused = None if args.resume or args.overwrite else fresh_start_refused(run_dir)
+    if refused:
+        print(f"error: {refused}", file=sys.stderr)  # before loading anything
         return 2
     allow_changes: tuple[str, ...] = ()
     if args.resume and settings["steps"] != planned_steps(run_dir):
