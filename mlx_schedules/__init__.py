@@ -38,6 +38,7 @@ from .decay import (
 from .hyperparams import schedule_hyperparameters, supported_hyperparameters
 from .noise import with_noise
 from .one_cycle import one_cycle, one_cycle_momentum
+from .power import power_schedule
 from .sweep import lr_range_test, range_sweep
 
 __version__ = "0.1.0"
@@ -67,6 +68,7 @@ __all__ = [
     "piecewise_constant",
     "warmup",
     "warmup_stable_decay",
+    "power_schedule",
     # more shapes
     "inverse_sqrt",
     "tanh_decay",

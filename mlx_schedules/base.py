@@ -126,6 +126,11 @@ class Schedule:
 
     ``name`` is the factory's name and ``depth`` how many schedules deep the composition
     is (1 for a plain schedule; a config holds at most ``MAX_CONFIG_DEPTH``, 64).
+    ``max_magnitude`` is an upper bound on ``|schedule(t)|`` over every step ``0 .. 2**62``,
+    worked out from the parameters when the schedule was built (``None`` where no bound is
+    known: a schedule holding a user's function, or a product with a foreign callable).
+    :func:`~mlx_schedules.multiply` and :func:`~mlx_schedules.with_noise` use it to refuse,
+    when they are built, values beyond float32's range.
 
     Example:
         >>> from mlx_schedules import linear_schedule
@@ -145,6 +150,7 @@ class Schedule:
         self._config = config
         # How many schedules deep this composition is: configs hold MAX_CONFIG_DEPTH.
         self.depth: int = 1 + max((inner.depth for inner in _schedules_in(config)), default=0)
+        self.max_magnitude: float | None = getattr(body, "max_magnitude", None)
         self._compiled: StepFunction | None = None
 
     def raw(self, steps: mx.array) -> mx.array:
@@ -254,6 +260,27 @@ def _jsonable(value: Any) -> Any:
                          "described as data; build the composition from mlx_schedules "
                          "schedules to save it")
     return value
+
+
+def bounded(body: StepFunction, magnitude: float | None) -> StepFunction:
+    """Record on a factory's ``body`` an upper bound on ``|value|`` over every step
+    ``0 .. 2**62`` (``None``: unknown); :class:`Schedule` exposes it as ``max_magnitude``.
+
+    Example:
+        >>> import mlx.core as mx
+        >>> body = bounded(lambda t: mx.full(t.shape, -2.0), 2.0)
+        >>> body.max_magnitude
+        2.0
+    """
+    # A function's attributes live in its __dict__ (typeshed declares none on Callable).
+    body.__dict__["max_magnitude"] = None if magnitude is None else float(magnitude)
+    return body
+
+
+def magnitude_of(schedule: Any) -> float | None:
+    """``schedule.max_magnitude`` for a schedule of this package, ``None`` for any other
+    callable (an MLX schedule, a lambda: nothing is known of its values)."""
+    return schedule.max_magnitude if isinstance(schedule, Schedule) else None
 
 
 def body_of(schedule: Any) -> StepFunction:

@@ -3,13 +3,21 @@ and products."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import mlx.core as mx
 
-from ._checks import check_choice, check_increasing_ints, check_int, check_real, check_span
+from ._checks import (
+    FLOAT32_MAX,
+    check_choice,
+    check_increasing_ints,
+    check_int,
+    check_real,
+    check_span,
+)
 from ._math import blend, half_cosine, to_float, warmup_fraction
-from .base import StepFunction, body_of
+from .base import StepFunction, body_of, bounded, magnitude_of
 from .config import register
 
 DECAY_SHAPES = ("linear", "cosine", "sqrt")
@@ -51,7 +59,7 @@ def join_schedules(schedules: Sequence[Callable], boundaries: Sequence[int]) -> 
             value = mx.where(t < boundary, value, later(mx.maximum(t - boundary, 0)))
         return value
 
-    return body
+    return bounded(body, _largest([magnitude_of(s) for s in schedules]))
 
 
 @register
@@ -101,7 +109,8 @@ def warmup(schedule: Callable, steps: int, *, init: float = 0.0,
         ramp = init + (peak - init) * warmup_fraction(t, steps, shape)
         return mx.where(t < steps, ramp, inner(mx.maximum(t - steps, 0)))
 
-    return body
+    # the ramp runs from init to the peak, one of the schedule's own values
+    return bounded(body, _largest([abs(init), abs(peak), magnitude_of(schedule)]))
 
 
 @register
@@ -125,6 +134,12 @@ def warmup_stable_decay(peak: float, total_steps: int, *, warmup_steps: int,
     :math:`\tfrac12(1 - \cos(\pi t/w))` (``"cosine"``) or :math:`\ln(t+1)/\ln(w+1)`
     (``"log"``), as in :func:`warmup`. Step 0 gives exactly ``init`` (``peak`` without
     warmup) and every step from :math:`N` on exactly ``end``.
+
+    ``"sqrt"`` with ``end=0`` is the 1-sqrt cooldown of Hägele et al. 2024 ("Scaling Laws
+    and Compute-Optimal Training Beyond Fixed Training Durations"),
+    :math:`\eta_{peak}(1 - \sqrt{(t - N + D)/D})`; ``"linear"`` with ``end=0`` and
+    ``decay_steps = total_steps - warmup_steps`` is linear decay to zero (Bergsma et al.
+    2025, "Straight to Zero").
 
     Example:
         >>> lr = warmup_stable_decay(1.0, 8, warmup_steps=2, decay_steps=4)
@@ -150,7 +165,11 @@ def warmup_stable_decay(peak: float, total_steps: int, *, warmup_steps: int,
         if decay_shape == "cosine":
             left = half_cosine(left)
         elif decay_shape == "sqrt":
-            left = 1.0 - mx.sqrt(1.0 - left)
+            # 1 - sqrt(1 - r) as r/(1 + sqrt(1 - r)), with 1 - r the exact fraction done:
+            # 1 - r in float32 rounds to 0 for the first steps of a long cooldown (r within
+            # 2**-25 of 1), which would hold the peak there
+            done = to_float(mx.clip(t - (total_steps - decay_steps), 0, decay_steps))
+            left = left / (1.0 + mx.sqrt(done / decay_steps))
         # weights exactly 1 (stable phase) and 0 (the end): peak and end to the bit
         value = blend(peak, end, left)
         if warmup_steps:
@@ -158,7 +177,7 @@ def warmup_stable_decay(peak: float, total_steps: int, *, warmup_steps: int,
             value = mx.where(t < warmup_steps, ramp, value)
         return value
 
-    return body
+    return bounded(body, max(abs(init), abs(peak), abs(end)))
 
 
 @register
@@ -174,6 +193,12 @@ def multiply(*factors: Callable | float) -> StepFunction:
     scheduler the schedule of its factor. The numbers are multiplied together first (in
     float64), then the schedules' float32 values in the order given.
 
+    The product must stay within float32's range: when every factor is a schedule of this
+    package (each knows the largest magnitude it reaches) or a number, the product of
+    those largest magnitudes must be at most about 3.4e38, or building raises
+    ``ValueError`` naming the factors. This bound is reached only where the factors peak
+    at the same step; a foreign callable's values are unknown and not checked.
+
     Example:
         >>> from mlx_schedules import exponential_decay, piecewise_constant
         >>> # PyTorch: ConstantLR(factor=0.1, total_iters=2) chained with ExponentialLR(0.9)
@@ -183,13 +208,20 @@ def multiply(*factors: Callable | float) -> StepFunction:
     """
     if not factors:
         raise ValueError("factors: multiply needs at least one schedule or number")
-    number, bodies = 1.0, []
+    number, bodies, reaches = 1.0, [], []
     for index, factor in enumerate(factors):
         if callable(factor):
             bodies.append(body_of(factor))
+            reaches.append((f"factors[{index}] reaches", magnitude_of(factor)))
         else:
             number *= check_real(f"factors[{index}]", factor)
+            reaches.append((f"factors[{index}] is", abs(float(factor))))
     number = check_real("the product of the numbers in factors", number)
+    magnitude = _product([m for _, m in reaches])
+    if magnitude is not None and magnitude > FLOAT32_MAX:
+        detail = ", ".join(f"{what} {m:.4g}" for what, m in reaches)
+        raise ValueError(f"factors: their product can reach {magnitude:.4g} in magnitude, beyond "
+                         f"float32's range (about {FLOAT32_MAX:.3g}): {detail}")
 
     def body(t):
         value = mx.full(t.shape, number, dtype=mx.float32) if not bodies else bodies[0](t)
@@ -199,4 +231,21 @@ def multiply(*factors: Callable | float) -> StepFunction:
             value = value * later(t)
         return value
 
-    return body
+    return bounded(body, magnitude)
+
+
+def _product(magnitudes: list[float | None]) -> float | None:
+    """The product of the magnitudes (``None`` if one is unknown; 0 if one is 0, even
+    beside a product that overflows float64)."""
+    if any(m is None for m in magnitudes):
+        return None
+    if 0.0 in magnitudes:
+        return 0.0
+    return math.exp(sum(math.log(m) for m in magnitudes if m is not None))
+
+
+def _largest(magnitudes: list[float | None]) -> float | None:
+    """The largest of the magnitudes, ``None`` if one is unknown."""
+    if any(m is None for m in magnitudes):
+        return None
+    return max(m for m in magnitudes if m is not None)

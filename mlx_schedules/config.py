@@ -24,8 +24,15 @@ _ALIASES: dict[str, str] = {}
 _NESTED_ONE = {"schedule"}
 _NESTED_MANY = {"schedules", "factors"}
 
-__all__ = ["MAX_CONFIG_DEPTH", "from_config", "register", "register_alias", "schedule_names",
-           "to_config"]
+# How deeply lists and dicts may nest in a config: each schedule level is a dict, and a
+# list of schedules (``factors``, ``schedules``) adds one more, so MAX_CONFIG_DEPTH
+# schedules take at most twice as many levels, plus one for a leaf list or dict
+# (``boundaries``, ``boundaries_and_scales``). Checked before anything recurses, so that a
+# list nested 10,000 deep is refused with a message rather than exhausting the stack.
+MAX_CONFIG_NESTING = 2 * MAX_CONFIG_DEPTH + 1
+
+__all__ = ["MAX_CONFIG_DEPTH", "MAX_CONFIG_NESTING", "from_config", "register", "register_alias",
+           "schedule_names", "to_config"]
 
 
 def register(factory: Callable[..., StepFunction]) -> Callable[..., Schedule]:
@@ -102,7 +109,30 @@ def from_config(config: dict[str, Any]) -> Schedule:
         >>> lr.values(4).tolist()
         [0.0, 0.5, 1.0, 1.0]
     """
+    _check_nesting(config)
     return _from_config(config, "config", 1)
+
+
+def _check_nesting(config: Any) -> None:
+    """Refuse data nested deeper than ``MAX_CONFIG_NESTING`` lists and dicts, walking it
+    without recursion (a recursive walk, or ``repr`` in an error message, would overflow
+    Python's stack on a hostile config)."""
+    stack: list[tuple[Any, str, int]] = [(config, "config", 1)]
+    while stack:
+        value, where, depth = stack.pop()
+        if isinstance(value, dict):
+            items = [(f"{where}.{key}" if isinstance(key, str) else f"{where}[{key!r}]", item)
+                     for key, item in value.items()]
+        elif isinstance(value, (list, tuple)):
+            items = [(f"{where}[{i}]", item) for i, item in enumerate(value)]
+        else:
+            continue
+        if depth > MAX_CONFIG_NESTING:
+            raise ValueError(f"schedule configs nest at most {MAX_CONFIG_DEPTH} levels deep "
+                             f"(at most {MAX_CONFIG_NESTING} levels of lists and dicts); "
+                             f"{where} is list-and-dict level {depth}")
+        stack.extend((item, path, depth + 1) for path, item in items
+                     if isinstance(item, (dict, list, tuple)))
 
 
 def _from_config(config: Any, where: str, depth: int) -> Schedule:

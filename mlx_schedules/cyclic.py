@@ -32,7 +32,7 @@ from ._math import (
     scalar_columns,
     to_float,
 )
-from .base import StepFunction
+from .base import StepFunction, bounded
 from .config import register
 
 CYCLIC_MODES = ("triangular", "triangular2", "exp_range")
@@ -65,10 +65,14 @@ def cyclic_exponential_decay(init: float, decay_rate: float, cycle_length: int, 
     end = check_real("end", end)
     decay_steps = check_int("decay_steps", decay_steps)
     check_span("init", init, "end", end)
+    # The value is end + (init - end)·w with 0 <= w <= the envelope's largest value.
+    magnitude = max(abs(init), abs(end))
     if decay_rate > 1:
         check_growth("decay_rate", MAX_STEP / decay_steps * math.log(decay_rate)
                      + math.log(max(abs(init - end), 1.0)),
                      f"with decay_rate={decay_rate!r} > 1 the envelope")
+        magnitude = abs(end) + abs(init - end) * math.exp(MAX_STEP / decay_steps
+                                                          * math.log(decay_rate))
 
     def body(t):
         envelope = power(decay_rate, exact_ratio(t, decay_steps))
@@ -77,7 +81,7 @@ def cyclic_exponential_decay(init: float, decay_rate: float, cycle_length: int, 
         wave = half_cosine(to_float(cycle_length - 2 * phase), 1 / cycle_length)
         return blend(init, end, envelope * wave)
 
-    return body
+    return bounded(body, magnitude)
 
 
 def _triangle(t: mx.array, step_size_up: int, step_size_down: int, mode: str,
@@ -183,8 +187,11 @@ def cyclic_lr(base_lr: float, max_lr: float, step_size_up: int = 2000, *,
     up, down, mode, gamma = _check_cycle(step_size_up, step_size_down, mode, gamma)
     scale_mode = check_choice("scale_mode", scale_mode, SCALE_MODES)
     _check_scale_fn(scale_fn, scale_mode, mode, gamma)
-    return lambda t: base_lr + (max_lr - base_lr) * _triangle(t, up, down, mode, gamma,
-                                                              scale_fn, scale_mode)
+    # the built-in amplitudes are at most 1; a user's scale_fn may be anything
+    magnitude = None if scale_fn is not None else max(abs(base_lr), abs(max_lr))
+    return bounded(lambda t: base_lr + (max_lr - base_lr) * _triangle(t, up, down, mode, gamma,
+                                                                      scale_fn, scale_mode),
+                   magnitude)
 
 
 @register
@@ -208,8 +215,8 @@ def cyclic_momentum(base_momentum: float, max_momentum: float, step_size_up: int
     max_momentum = check_real("max_momentum", max_momentum, low=0.0)
     check_ordered("base_momentum", base_momentum, "max_momentum", max_momentum)
     up, down, mode, gamma = _check_cycle(step_size_up, step_size_down, mode, gamma)
-    return lambda t: max_momentum - (max_momentum - base_momentum) * _triangle(t, up, down,
-                                                                              mode, gamma)
+    return bounded(lambda t: max_momentum - (max_momentum - base_momentum)
+                   * _triangle(t, up, down, mode, gamma), max_momentum)
 
 
 # A restart table holds at most this many cycles (with first_decay_steps=1: any t_mul
@@ -274,7 +281,8 @@ def cosine_restarts(init: float, first_decay_steps: int, *, t_mul: float = 2.0,
             if m_mul != 1.0:
                 wave = mx.power(m_base, to_float(cycle)) * wave
             return end + amplitude * wave
-        return _pin_ends(equal_cycles, init, end, stop)
+        return _pin_ends(equal_cycles, init, end, stop,
+                         _largest_value(end, amplitude, m_mul, MAX_STEP // first_decay_steps))
 
     # Cycle starts S_i as host floats, walked the way Keras and PyTorch define them, for
     # every cycle that starts at a step the schedules support (S_i <= 2**62).
@@ -335,7 +343,15 @@ def cosine_restarts(init: float, first_decay_steps: int, *, t_mul: float = 2.0,
         remaining = to_float(anchor_step - t) * inverse_length + past_anchor
         return end + peak * half_cosine(remaining)
 
-    return _pin_ends(periodic, init, end, stop)
+    return _pin_ends(periodic, init, end, stop,
+                     _largest_value(end, amplitude, m_mul, len(lengths) - 1))
+
+
+def _largest_value(end: float, amplitude: float, m_mul: float, last_cycle: int) -> float:
+    """The largest ``|end + amplitude·m_mul**i·w|`` over cycles ``i <= last_cycle`` and
+    ``0 <= w <= 1``."""
+    peak = abs(amplitude) * (m_mul ** last_cycle if m_mul > 1.0 else 1.0)
+    return abs(end) + peak
 
 
 def _cycle_locator(starts: list[float], lengths: list[float], first_decay_steps: int,
@@ -365,9 +381,10 @@ def _cycle_locator(starts: list[float], lengths: list[float], first_decay_steps:
     return locate
 
 
-def _pin_ends(periodic, init: float, end: float, stop: int | None):
+def _pin_ends(periodic, init: float, end: float, stop: int | None, magnitude: float):
     """Exactly ``init`` at step 0 (``end + (init - end)·1`` can miss it by an ulp) and,
-    with a cycle limit, exactly ``end`` from step ``stop`` on."""
+    with a cycle limit, exactly ``end`` from step ``stop`` on; ``magnitude`` bounds
+    ``|value|``."""
     if stop is not None and stop > MAX_STEP:
         stop = None
 
@@ -375,7 +392,7 @@ def _pin_ends(periodic, init: float, end: float, stop: int | None):
         value = mx.where(t == 0, init, periodic(t))
         return value if stop is None else mx.where(t >= stop, end, value)
 
-    return body
+    return bounded(body, magnitude)
 
 
 def _check_peaks(m_mul: float, amplitude: float, last_cycle: int) -> None:

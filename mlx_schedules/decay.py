@@ -33,7 +33,7 @@ from ._math import (
     scalar_columns,
     to_float,
 )
-from .base import StepFunction
+from .base import StepFunction, bounded
 from .config import register
 
 
@@ -46,7 +46,7 @@ def constant(value: float) -> StepFunction:
         [0.25, 0.25, 0.25]
     """
     value = check_real("value", value)
-    return lambda t: mx.full(t.shape, value, dtype=mx.float32)
+    return bounded(lambda t: mx.full(t.shape, value, dtype=mx.float32), abs(value))
 
 
 @register
@@ -88,16 +88,20 @@ def exponential_decay(init: float, decay_rate: float, *, decay_steps: int = 1,
     staircase = check_bool("staircase", staircase)
     begin = check_int("begin", begin, minimum=0)
     end = None if end is None else check_real("end", end)
+    # the largest |value|: init's (and end's) unless the value grows without a ceiling
+    magnitude = max(abs(init), 0.0 if end is None else abs(end))
     if decay_rate > 1 and init != 0 and (end is None or init < 0):
         elapsed = MAX_STEP - begin
         exponent = elapsed // decay_steps if staircase else elapsed / decay_steps
         check_growth("decay_rate", exponent * math.log(decay_rate) + _log_abs(init),
                      f"with decay_rate={decay_rate!r} > 1 and no ceiling to bound it "
                      "(end, with init >= 0) the value")
+        magnitude = max(magnitude, math.exp(exponent * math.log(decay_rate)
+                                            + math.log(abs(init))))
     if decay_rate > 1 and init == 0:
         # 0 times an overflowing power would be NaN; the value is 0 throughout.
         value = 0.0 if end is None else min(0.0, end)
-        return lambda t: mx.full(t.shape, value, dtype=mx.float32)
+        return bounded(lambda t: mx.full(t.shape, value, dtype=mx.float32), abs(value))
 
     def body(t):
         # The common form (begin=0, decay_steps=1) skips ops that would be identities:
@@ -114,7 +118,7 @@ def exponential_decay(init: float, decay_rate: float, *, decay_steps: int = 1,
             return value
         return mx.maximum(value, end) if decay_rate < 1 else mx.minimum(value, end)
 
-    return body
+    return bounded(body, magnitude)
 
 
 @register
@@ -131,10 +135,14 @@ def step_decay(init: float, decay_rate: float, step_size: int) -> StepFunction:
     init = check_real("init", init)
     decay_rate = check_positive("decay_rate", decay_rate)
     step_size = check_int("step_size", step_size)
+    magnitude = abs(init)
     if decay_rate > 1:
         check_growth("decay_rate", (MAX_STEP // step_size) * math.log(decay_rate)
                      + _log_abs(init), f"with decay_rate={decay_rate!r} > 1 the value")
-    return lambda t: init * power(decay_rate, to_float(t // step_size))
+        if init != 0:
+            magnitude = math.exp((MAX_STEP // step_size) * math.log(decay_rate)
+                                 + math.log(abs(init)))
+    return bounded(lambda t: init * power(decay_rate, to_float(t // step_size)), magnitude)
 
 
 @register
@@ -155,9 +163,11 @@ def multistep_decay(init: float, milestones: Sequence[int], gamma: float = 0.1) 
     if gamma > 1:
         check_growth("gamma", len(milestones) * math.log(gamma) + _log_abs(init),
                      f"with gamma={gamma!r} > 1 the value after the last milestone")
-    levels = mx.array([init * gamma**k for k in range(len(milestones) + 1)], dtype=mx.float32)
+    host_levels = [init * gamma**k for k in range(len(milestones) + 1)]
+    levels = mx.array(host_levels, dtype=mx.float32)
     table = mx.array(milestones, dtype=mx.int64)
-    return lambda t: mx.take(levels, count_at_most(table, t))
+    return bounded(lambda t: mx.take(levels, count_at_most(table, t)),
+                   max(abs(v) for v in host_levels))
 
 
 @register
@@ -198,7 +208,7 @@ def cosine_decay(init: float, decay_steps: int, end: float = 0.0, *,
             shape = mx.power(shape, exponent)
         return blend(init, end, shape)
 
-    return body
+    return bounded(body, max(abs(init), abs(end)))
 
 
 @register
@@ -222,7 +232,7 @@ def linear_schedule(init: float, end: float, steps: int) -> StepFunction:
         # x·(1/x) need not be) and 0 from `steps` on, so the ends are init and end.
         return blend(init, end, to_float(steps - mx.minimum(t, steps)) / steps)
 
-    return body
+    return bounded(body, max(abs(init), abs(end)))
 
 
 @register
@@ -262,7 +272,7 @@ def polynomial_decay(init: float, decay_steps: int, end: float = 0.0, *, power: 
             weight = mx.power(weight, exponent)
         return blend(init, end, weight)
 
-    return body
+    return bounded(body, max(abs(init), abs(end)))
 
 
 @register
@@ -288,7 +298,7 @@ def inverse_time_decay(init: float, decay_steps: int, decay_rate: float, *,
         ratio = to_float(t // decay_steps) if staircase else exact_ratio(t, decay_steps)
         return init / (1.0 + decay_rate * ratio)
 
-    return body
+    return bounded(body, abs(init))   # the denominator is at least 1
 
 
 @register
@@ -310,7 +320,8 @@ def piecewise_constant(boundaries: Sequence[int], values: Sequence[float]) -> St
     levels = mx.array(values, dtype=mx.float32)
     # value i holds while t <= b_i, so count the boundaries strictly below t: b < t <=> b+1 <= t
     table = mx.array([b + 1 for b in boundaries], dtype=mx.int64)
-    return lambda t: mx.take(levels, count_at_most(table, t))
+    return bounded(lambda t: mx.take(levels, count_at_most(table, t)),
+                   max(abs(v) for v in values))
 
 
 
@@ -348,7 +359,7 @@ def inverse_sqrt(init: float, warmup_steps: int, *, timescale: int | None = None
             value = mx.where(t < warmup_steps, init * (to_float(t) / warmup_steps), value)
         return value
 
-    return body
+    return bounded(body, abs(init))
 
 
 @register
@@ -389,7 +400,7 @@ def tanh_decay(init: float, decay_steps: int, end: float = 0.0, *, lower: float 
         value = mx.where(t >= decay_steps, end, value)
         return mx.where(t == 0, start, value)
 
-    return body
+    return bounded(body, max(abs(init), abs(end)))
 
 
 INTERPOLATIONS = ("linear", "cosine")
@@ -450,7 +461,7 @@ def piecewise_interpolate(init: float, boundaries_and_scales: Mapping[int, float
         levels.append(check_real(f"the level from step {step} of boundaries_and_scales",
                                  levels[-1] * scale))
     if not pairs:
-        return lambda t: mx.full(t.shape, init, dtype=mx.float32)
+        return bounded(lambda t: mx.full(t.shape, init, dtype=mx.float32), abs(init))
     bounds = [0] + [step for step, _ in pairs]
     # past the last boundary: length 1 and a rise of 0, so the level holds exactly
     columns: list[tuple[list[Any], mx.Dtype]] = [(bounds, mx.int64),
@@ -477,7 +488,8 @@ def piecewise_interpolate(init: float, boundaries_and_scales: Mapping[int, float
             x = mx.square(mx.sin(x * (0.5 * math.pi)))
         return level + rise * x
 
-    return body
+    # each piece runs between two levels
+    return bounded(body, max(abs(v) for v in levels))
 
 
 def _log_abs(value: float) -> float:

@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 import mlx.core as mx
 
-from ._checks import check_int, check_real
+from ._checks import FLOAT32_MAX, check_int, check_real
 from ._math import counter_normal, splitmix64_host
-from .base import StepFunction, body_of
+from .base import StepFunction, body_of, bounded, magnitude_of
 from .config import register
 
 
@@ -31,6 +31,10 @@ def with_noise(schedule: Callable, std: float, *, pct: float = 0.67, start: int 
     steps at once. This is timm's rate noise (``noise_range_t=(start, end)``,
     ``noise_std``, ``noise_pct``), with the draw clipped to :math:`\pm p` rather than
     redrawn. ``end=None`` adds noise for ever.
+
+    The noise multiplies values by up to ``1 + pct``: for a schedule of this package,
+    whose largest magnitude is known, that product must stay within float32's range
+    (about 3.4e38), or building raises ``ValueError``.
 
     Example:
         >>> from mlx_schedules import constant
@@ -54,6 +58,15 @@ def with_noise(schedule: Callable, std: float, *, pct: float = 0.67, start: int 
             raise ValueError(f"end must be > start (noise on start <= t < end), got "
                              f"start={start} and end={end}")
     seed = check_int("seed", seed, minimum=0)
+    magnitude = magnitude_of(schedule)
+    if magnitude is not None and std > 0:
+        if magnitude * (1.0 + pct) > FLOAT32_MAX:
+            raise ValueError(
+                f"schedule: its values reach {magnitude:.4g} in magnitude and the noise "
+                f"multiplies them by up to 1 + pct = {1.0 + pct:.4g}, giving "
+                f"{magnitude * (1.0 + pct):.4g}, beyond float32's range (about "
+                f"{FLOAT32_MAX:.3g})")
+        magnitude *= 1.0 + pct
     inner = body_of(schedule)
     # Neighbouring seeds give unrelated streams: the seed is spread over 64 bits first.
     key = splitmix64_host(seed)
@@ -66,4 +79,4 @@ def with_noise(schedule: Callable, std: float, *, pct: float = 0.67, start: int 
             inside = t < end if inside is None else inside & (t < end)
         return noisy if inside is None else mx.where(inside, noisy, value)
 
-    return body
+    return bounded(body, magnitude)

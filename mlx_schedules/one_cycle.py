@@ -12,7 +12,7 @@ import mlx.core as mx
 
 from ._checks import check_bool, check_choice, check_int, check_ordered, check_real
 from ._math import half_cosine, split, to_float
-from .base import StepFunction
+from .base import StepFunction, bounded
 from .config import register
 
 ANNEAL_STRATEGIES = ("cos", "linear")
@@ -84,7 +84,8 @@ def _one_cycle_body(total_steps: int, pct_start: float, strategy: str, three_pha
         value = mx.where(t == 0, levels[0], value)
         return mx.where(t == total_steps - 1, levels[-1], value)
 
-    return body
+    # each phase runs between two levels
+    return bounded(body, max(abs(v) for v in levels))
 
 
 @register

@@ -13,7 +13,7 @@ import mlx.core as mx
 
 from ._checks import check_choice, check_int, check_ordered, check_positive
 from ._math import to_float
-from .base import StepFunction
+from .base import StepFunction, bounded
 from .config import register, register_alias
 
 SWEEP_MODES = ("exponential", "linear")
@@ -53,7 +53,7 @@ def range_sweep(min_lr: float, max_lr: float, steps: int, *,
         # exp(log(max/min)) in float32 need not round back to max_lr: pin the end
         return mx.where(t >= last, max_lr, value)
 
-    return body
+    return bounded(body, max_lr)
 
 
 lr_range_test = range_sweep

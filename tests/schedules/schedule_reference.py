@@ -385,6 +385,26 @@ def torch_cyclic_custom(t, base_lr, max_lr, step_size_up, step_size_down, scale_
     return base_lr + base_height * scale_fn(cycle if scale_mode == "cycle" else t)
 
 
+def power_scheduler(t, batch_size, tokens_per_step, a=4.0, b=-0.51, max_lr=0.02,
+                    warmup_steps=0, decay_steps=0, total_steps=None,
+                    decay_shape="exponential"):
+    """Shen et al. 2024 (arXiv:2408.13359), eqs. 7 and 8, with n the tokens already
+    trained (t steps of tokens_per_step) and the exponential decay to 0 of IBM's
+    dolomite-engine, f(r) = (e^r - 1)/(e - 1) of the fraction r of the decay still to go."""
+    def eta_power(n):
+        return max_lr if n == 0 else min(max_lr, batch_size * a * n ** b)
+
+    n = t * tokens_per_step
+    n_warmup = warmup_steps * tokens_per_step
+    if n < n_warmup:
+        return n / n_warmup * eta_power(n_warmup)
+    if total_steps is None or t <= total_steps - decay_steps:
+        return eta_power(n)
+    r = max(total_steps - t, 0) / decay_steps
+    f = (math.exp(r) - 1) / (math.e - 1) if decay_shape == "exponential" else r
+    return f * eta_power((total_steps - decay_steps) * tokens_per_step)
+
+
 # Helpers for the tests --------------------------------------------------------------------
 
 def around(*points: float) -> list[int]:

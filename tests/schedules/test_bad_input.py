@@ -69,7 +69,10 @@ MAPPING = [("str", "10:0.5", TypeError), ("list", [(10, 0.5)], TypeError),
 FACTORS = [("empty", [], ValueError), ("str", [ms.constant(0.1), "x"], TypeError),
            ("none", [None], TypeError), ("bool", [True], TypeError),
            ("nan", [NAN], ValueError), ("inf", [ms.constant(0.1), INF], ValueError),
-           ("huge", [1e39], ValueError), ("product-overflow", [1e30, 1e30], ValueError)]
+           ("huge", [1e39], ValueError), ("product-overflow", [1e30, 1e30], ValueError),
+           # schedules' values multiply too: each knows the largest magnitude it reaches
+           ("schedule-product-overflow", [ms.constant(1e20), ms.constant(1e20)], ValueError),
+           ("number-times-schedule-overflow", [ms.constant(2.0), 3e38], ValueError)]
 
 # factory: (valid keyword arguments, {parameter: bad values})
 TABLE = {
@@ -181,13 +184,25 @@ TABLE = {
     "with_noise": (
         {"schedule": ms.constant(0.1), "std": 0.1, "start": 5},
         {"schedule": [("number", 0.1, TypeError), ("str", "cosine", TypeError),
-                      ("none", None, TypeError)],
+                      ("none", None, TypeError),
+                      # 3e38 times up to 1 + pct = 1.67 is beyond float32
+                      ("values-overflow", ms.constant(3e38), ValueError)],
          "std": NONNEGATIVE, "pct": REAL + [("zero", 0.0, ValueError),
                                             ("negative", -0.1, ValueError),
                                             ("above-one", 1.5, ValueError)],
          "start": COUNT, "end": [r for r in LENGTH if r[0] != "none"] + [
              ("at-start", 5, ValueError), ("before-start", 3, ValueError)],
          "seed": COUNT}),
+    "power_schedule": (
+        {"batch_size": 8, "tokens_per_step": 8 * 256, "warmup_steps": 10, "decay_steps": 20,
+         "total_steps": 100},
+        {"batch_size": LENGTH + [("above-tokens", 8 * 256 + 1, ValueError)],
+         "tokens_per_step": LENGTH + [("below-batch", 7, ValueError)],
+         "a": POSITIVE, "b": REAL + [("zero", 0.0, ValueError), ("positive", 0.5, ValueError)],
+         "max_lr": POSITIVE, "warmup_steps": COUNT + [("too-long", 81, ValueError)],
+         "decay_steps": COUNT + [("too-long", 91, ValueError)],
+         "total_steps": [r for r in LENGTH if r[0] != "none"] + [("too-short", 29, ValueError)],
+         "decay_shape": choice("linear")}),
     "range_sweep": (
         {"min_lr": 1e-5, "max_lr": 1.0, "steps": 100},
         {"min_lr": POSITIVE + [("above-max", 2.0, ValueError)],
@@ -325,6 +340,19 @@ def test_message_names_the_value_received():
     (lambda: ms.cyclic_exponential_decay(1.0, 1.0001, 10), r"decay_rate: .*envelope"),
     (lambda: ms.cosine_restarts(1.0, 10, t_mul=1.0, m_mul=1.01), r"m_mul: .*peak of cycle"),
     (lambda: ms.cosine_restarts(1.0, 10, m_mul=10.0), r"m_mul: .*peak of cycle"),
+    # products: the factors' largest magnitudes, known when each schedule was built
+    (lambda: ms.multiply(ms.constant(1e20), ms.constant(1e20)),
+     r"factors: their product can reach 1e\+40 in magnitude, beyond float32's range .*"
+     r"factors\[0\] reaches 1e\+20, factors\[1\] reaches 1e\+20"),
+    (lambda: ms.multiply(ms.constant(2.0), 3e38),
+     r"factors: their product can reach 6e\+38 .*factors\[1\] is 3e\+38"),
+    (lambda: ms.multiply(ms.warmup(ms.exponential_decay(1.0, 2.0, end=1e30), 5), 1e10),
+     r"factors: their product can reach 1e\+40"),
+    (lambda: ms.with_noise(ms.constant(3e38), 0.1),
+     r"schedule: its values reach 3e\+38 in magnitude and the noise multiplies them by up "
+     r"to 1 \+ pct = 1.67"),
+    (lambda: ms.with_noise(ms.linear_schedule(0.0, 3e38, 10), 0.1, pct=0.2),
+     r"schedule: its values reach 3e\+38 .*1 \+ pct = 1.2"),
 ])
 def test_results_beyond_float32_are_rejected(build, match):
     with pytest.raises(ValueError, match=match):
@@ -340,6 +368,11 @@ def test_results_beyond_float32_are_rejected(build, match):
     lambda: ms.multistep_decay(1.0, [1, 2], gamma=1e10),
     lambda: ms.cosine_restarts(1.0, 10, t_mul=2.0, m_mul=2.0),
     lambda: ms.cosine_decay(3e38, 10, 0.0),
+    # products and noise within float32; a foreign callable's values are not known
+    lambda: ms.multiply(ms.constant(1e19), ms.constant(1e19)),
+    lambda: ms.multiply(ms.constant(1e20), lambda t: mx.full(t.shape, 1.0)),
+    lambda: ms.with_noise(ms.constant(3e38), 0.0),
+    lambda: ms.with_noise(ms.constant(2e38), 0.1, pct=0.5),
 ])
 def test_bounded_growth_is_accepted_and_finite(build):
     values = build().values([0, 1, 10, 1000, 2**40, 2**62])

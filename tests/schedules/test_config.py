@@ -48,6 +48,8 @@ EXAMPLES = {
                                                       interpolate="cosine"),
     "multiply": ms.multiply(0.5, ms.cosine_decay(0.1, 100, k_decay=2.0),
                             ms.multiply(ms.linear_schedule(0.2, 1.0, 10), 3.0)),
+    "power_schedule": ms.power_schedule(16, 16 * 512, a=3.0, b=-0.5, max_lr=0.01,
+                                        warmup_steps=10, decay_steps=30, total_steps=300),
     "with_noise": ms.with_noise(ms.warmup(ms.cosine_restarts(0.1, 10, cycle_limit=3), 5,
                                           shape="log"), 0.2, pct=0.5, start=3, end=500,
                                 seed=9),
@@ -186,3 +188,27 @@ def test_too_deep_a_composition_cannot_be_saved():
                                          r"at most 64 levels"):
         deeper.to_config()
     assert deeper.values([63, 64, 65]).tolist() == [0.0, 0.5, 0.5]   # still evaluates
+
+
+@pytest.mark.parametrize("container", ["list", "dict"])
+@pytest.mark.parametrize("where", ["value", "factors"])
+def test_data_nested_far_too_deep_is_refused_before_recursing(container, where):
+    # a list (or dict) nested 10,000 deep used to exhaust the stack (RecursionError, from
+    # the repr in an error message or from the recursion itself)
+    value = 1.0
+    for _ in range(10_000):
+        value = [value] if container == "list" else {"a": value}
+    config = ({"name": "constant", "value": value} if where == "value"
+              else {"name": "multiply", "factors": [0.5, value]})
+    limit = 2 * ms.config.MAX_CONFIG_DEPTH + 1   # a dict and a list per schedule, a leaf
+    with pytest.raises(ValueError, match=rf"nest at most 64 levels deep \(at most {limit} "
+                                         rf"levels of lists and dicts\); config\.{where}"):
+        ms.from_config(config)
+
+
+def test_nesting_of_lists_at_the_limit_still_builds():
+    # 64 schedules deep through lists of factors: the deepest valid config of lists and dicts
+    config = {"name": "constant", "value": 0.5}
+    for _ in range(ms.config.MAX_CONFIG_DEPTH - 1):
+        config = {"name": "multiply", "factors": [config]}
+    assert ms.from_config(config).values(2).tolist() == [0.5, 0.5]

@@ -106,6 +106,13 @@ ENDPOINTS = {
     "with_noise": [
         (ms.with_noise(ms.cosine_decay(0.1, 20, 0.001), 0.3, start=5, end=15), 0.1, 20,
          0.001)],
+    # 0 at step 0 with a warmup, the cap without one (no tokens seen yet); 0 from the end
+    "power_schedule": [
+        (ms.power_schedule(8, 8 * 512, warmup_steps=10, decay_steps=20, total_steps=100),
+         0.0, 100, 0.0),
+        (ms.power_schedule(8, 8 * 512, max_lr=0.03, decay_steps=7, total_steps=30,
+                           decay_shape="linear"), 0.03, 30, 0.0),
+        (ms.power_schedule(8, 8 * 512, max_lr=0.05), 0.05, None, None)],
 }
 
 CASES = [pytest.param(schedule, start, horizon, end, id=f"{name}-{i}")

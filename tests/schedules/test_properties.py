@@ -151,6 +151,16 @@ def _any_schedule(draw):
     if name == "with_noise":
         return ms.with_noise(ms.inverse_sqrt(draw(rate), draw(length)), draw(st.floats(0, 10)),
                              pct=draw(st.floats(0.01, 1.0)), seed=draw(st.integers(0, 2**62)))
+    if name == "power_schedule":
+        batch = draw(st.integers(1, 4096))
+        decay = draw(st.integers(0, 10**6))
+        total = draw(st.integers(decay, 10**9)) if decay else None
+        return ms.power_schedule(batch, batch * draw(st.integers(1, 10**5)),
+                                 a=draw(st.floats(1e-3, 1e3)), b=draw(st.floats(-2.0, -0.05)),
+                                 max_lr=draw(rate), warmup_steps=draw(st.integers(0, 10**4))
+                                 if not total or total >= 10**4 + decay else 0,
+                                 decay_steps=decay, total_steps=total,
+                                 decay_shape=draw(st.sampled_from(["exponential", "linear"])))
     assert name == "range_sweep"
     return ms.range_sweep(1e-7, draw(rate) + 1e-7, draw(st.integers(2, 10**9)),
                             mode=draw(st.sampled_from(["exponential", "linear"])))
@@ -163,6 +173,18 @@ def test_every_schedule_returns_finite_float32(data, ts):
     values = schedule.values(ts + [0, 2**24 + 1, 2**62])
     assert values.dtype == np.float32 and np.all(np.isfinite(values)), schedule
     assert all(math.isfinite(v) for v in values.tolist())
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.data(), ts=steps)
+def test_every_schedule_stays_within_its_stated_magnitude(data, ts):
+    # max_magnitude bounds |value| at every step; multiply and with_noise rely on it to
+    # refuse products beyond float32 when they are built
+    schedule = _any_schedule(data.draw)
+    assert schedule.max_magnitude is not None, schedule
+    values = np.abs(schedule.values(ts + [0, 1, 2, 2**24 + 1, 2**62]).astype(np.float64))
+    # float32 rounding of a value at the bound may exceed it by a few ulps
+    assert values.max() <= schedule.max_magnitude * (1 + 2**-21), (schedule, values.max())
 
 
 @SETTINGS
