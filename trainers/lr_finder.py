@@ -17,6 +17,31 @@ Suggested rates, each reported (:func:`suggest_lrs`), all read off the smoothed 
   short, noisy sweeps its location jumps between runs, a derivative of a noisy curve).
 - ``minimum/10``: the rate at the curve's minimum divided by 10.
 
+A peak per schedule family (:func:`schedule_suggestions`), because the right peak depends on
+the schedule the rate is for. All three read the *extremum* ``x`` of the smoothed curve: the
+rate at its minimum, the largest rate before the loss stops falling and starts to rise (the
+smoothed loss is a running average of the recent updates, so its minimum is where the loss of
+the current rate climbs back above that average).
+
+- ``cyclical`` (``one_cycle``, ``triangular``, ``schedule_free``): ``x`` itself. Smith 2018
+  ("A disciplined approach to neural network hyper-parameters: part 1", section 4.1): the
+  rate at the extremum of the range test "is the largest value that can be used as the
+  learning rate for the maximum bound with cyclical learning rates"; the 1-cycle and
+  triangular schedules spend only part of the run near it. Schedule-free training also
+  takes a large rate (Defazio et al. 2024 report its best rates at or above a scheduled
+  run's), so it gets the same rule.
+- ``constant`` (``constant``, ``power``): ``x / 4``. Smith (same section): "a smaller value
+  will be necessary when choosing a constant learning rate or the network will not begin to
+  converge"; the factor is ours, calibrated on the project's comparisons (it matches Smith
+  2015's advice to set a cycle's lower bound 3 to 4 times below its upper one).
+- ``decaying`` (``cosine``, ``warmup_cosine``, ``wsd``, ``wsd_sqrt``, ``linear``,
+  ``exponential``, ``cyclic_exponential``): ``x / 2``, between the two: a decaying rate holds
+  its peak for less of the run than a constant one, more than a cycle does (our calibration;
+  no paper gives a factor).
+
+The calibration (ratios to the grid-tuned peaks, accuracy lost) is in the "Choosing a
+schedule" section of ``docs/GUIDE.md``.
+
 Single curves are fragile on noisy data: ``seeds=`` repeats the sweep (same initial weights,
 another data order and random key per seed) and reports each rule's median and spread.
 """
@@ -46,9 +71,19 @@ from .data import ArrayBatches
 from .errors import NonFiniteError
 from .trainer import Trainer
 
-__all__ = ["SUGGESTIONS", "RangeTestResult", "lr_range_test", "smooth_losses", "suggest_lrs"]
+__all__ = ["SCHEDULE_KINDS", "SUGGESTIONS", "RangeTestResult", "lr_range_test",
+           "schedule_suggestions", "smooth_losses", "suggest_lrs"]
 
 SUGGESTIONS = ("valley", "steepest", "minimum/10")
+#: the rule each kind of schedule takes its peak by: the factor applied to the curve's extremum
+KIND_FACTORS = {"cyclical": 1.0, "decaying": 0.5, "constant": 0.25}
+#: the schedule families a range test suggests a peak for, and the kind of rule each uses
+SCHEDULE_KINDS = {
+    "one_cycle": "cyclical", "triangular": "cyclical", "schedule_free": "cyclical",
+    "constant": "constant", "power": "constant",
+    "cosine": "decaying", "warmup_cosine": "decaying", "wsd": "decaying", "wsd_sqrt": "decaying",
+    "linear": "decaying", "exponential": "decaying", "cyclic_exponential": "decaying",
+}
 
 
 @dataclass
@@ -70,6 +105,8 @@ class RangeTestResult:
         spread: with ``seeds=``, per rule ``{"values": one per seed, "median", "low",
             "high", "log10_range"}`` (``low``/``high`` the extremes: the band); else empty.
         runs: with ``seeds=``, each seed's own result.
+        suggestions_by_schedule: a peak per schedule family (:func:`schedule_suggestions`;
+            the median over the seeds with ``seeds=``).
     """
 
     learning_rates: list[float]
@@ -84,6 +121,7 @@ class RangeTestResult:
     suggestions: dict[str, float] = field(default_factory=dict)
     spread: dict[str, dict[str, Any]] = field(default_factory=dict)
     runs: list[RangeTestResult] = field(default_factory=list)
+    suggestions_by_schedule: dict[str, float] = field(default_factory=dict)
 
 
 def smooth_losses(losses: list[float], beta: float) -> list[float]:
@@ -138,6 +176,27 @@ def suggest_lrs(learning_rates: Sequence[float], smoothed_losses: Sequence[float
         start, stop = 0, len(curve)
     return {"valley": float(rates[start + _valley_index(curve[start:stop])]),
             "steepest": steepest, "minimum/10": minimum / 10}
+
+
+def schedule_suggestions(learning_rates: Sequence[float],
+                         smoothed_losses: Sequence[float]) -> dict[str, float]:
+    """A peak rate per schedule family (:data:`SCHEDULE_KINDS`), read off one smoothed curve:
+    its extremum ``x`` (the rate at the smallest finite smoothed loss) times the family's
+    factor (:data:`KIND_FACTORS`: cyclical ``x``, decaying ``x / 2``, constant ``x / 4``; the
+    rules and their sources are in the module docs).
+
+    Example:
+        >>> rates = [0.01, 0.1, 1.0, 10.0]
+        >>> found = schedule_suggestions(rates, [2.0, 1.0, 0.5, float("nan")])
+        >>> found["one_cycle"], found["cosine"], found["constant"]
+        (1.0, 0.5, 0.25)
+    """
+    finite = [(v, r) for r, v in zip(learning_rates, smoothed_losses, strict=True)
+              if math.isfinite(v)]
+    if not finite:
+        raise FloatingPointError("the smoothed loss has no finite point")
+    extremum = float(min(finite)[1])
+    return {family: extremum * KIND_FACTORS[kind] for family, kind in SCHEDULE_KINDS.items()}
 
 
 def _valley_index(curve: np.ndarray) -> int:
@@ -295,6 +354,7 @@ def _result(watcher: _DivergenceWatch, suggestion: str, extra: dict) -> RangeTes
         extra=extra,
         valley_lr=found["valley"],
         suggestions=found,
+        suggestions_by_schedule=schedule_suggestions(watcher.rates, watcher.smoothed),
     )
 
 
@@ -308,9 +368,11 @@ def _combine(runs: list[RangeTestResult], suggestion: str) -> RangeTestResult:
         spread[rule] = {"values": values, "median": medians[rule],
                         "low": min(values), "high": max(values),
                         "log10_range": math.log10(max(values) / min(values))}
+    by_schedule = {family: float(np.median([r.suggestions_by_schedule[family] for r in runs]))
+                   for family in SCHEDULE_KINDS}
     first = runs[0]
     return dataclasses.replace(
-        first, suggested_lr=medians[suggestion],
+        first, suggested_lr=medians[suggestion], suggestions_by_schedule=by_schedule,
         min_loss_lr=float(np.median([r.min_loss_lr for r in runs])),
         steepest_lr=medians["steepest"], valley_lr=medians["valley"], suggestions=medians,
         spread=spread, runs=runs,
