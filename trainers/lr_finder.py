@@ -18,29 +18,31 @@ Suggested rates, each reported (:func:`suggest_lrs`), all read off the smoothed 
 - ``minimum/10``: the rate at the curve's minimum divided by 10.
 
 A peak per schedule family (:func:`schedule_suggestions`), because the right peak depends on
-the schedule the rate is for. All three read the *extremum* ``x`` of the smoothed curve: the
-rate at its minimum, the largest rate before the loss stops falling and starts to rise (the
-smoothed loss is a running average of the recent updates, so its minimum is where the loss of
-the current rate climbs back above that average).
+the schedule the rate is for. Each reads the *extremum* ``x`` of the smoothed curve, the rate
+at its minimum: the largest rate before the loss stops falling and starts to rise (the
+smoothed loss is a running average of recent updates, so its minimum is where the loss at the
+current rate climbs back above that average).
 
-- ``cyclical`` (``one_cycle``, ``triangular``, ``schedule_free``): ``x`` itself. Smith 2018
-  ("A disciplined approach to neural network hyper-parameters: part 1", section 4.1): the
-  rate at the extremum of the range test "is the largest value that can be used as the
-  learning rate for the maximum bound with cyclical learning rates"; the 1-cycle and
-  triangular schedules spend only part of the run near it. Schedule-free training also
-  takes a large rate (Defazio et al. 2024 report its best rates at or above a scheduled
-  run's), so it gets the same rule.
-- ``constant`` (``constant``, ``power``): ``x / 4``. Smith (same section): "a smaller value
+- ``cyclical`` (``one_cycle``, ``triangular``): ``x / 3``. Smith 2018 ("A disciplined
+  approach to neural network hyper-parameters: part 1", section 4.1): the rate at the
+  extremum of the range test "is the largest value that can be used as the learning rate for
+  the maximum bound with cyclical learning rates". Read off our smoothed curve (EMA 0.98, a
+  200-update sweep) that extremum sits late, about 3 times above the best 1-cycle peak of the
+  image comparisons; the factor 3 is our calibration.
+- ``constant`` (``constant``, ``power``): ``x / 10``, the ``minimum/10`` rule (fastai's
+  ``lr_min``: an order of magnitude below the minimum). Smith (same section): "a smaller value
   will be necessary when choosing a constant learning rate or the network will not begin to
-  converge"; the factor is ours, calibrated on the project's comparisons (it matches Smith
-  2015's advice to set a cycle's lower bound 3 to 4 times below its upper one).
+  converge".
 - ``decaying`` (``cosine``, ``warmup_cosine``, ``wsd``, ``wsd_sqrt``, ``linear``,
-  ``exponential``, ``cyclic_exponential``): ``x / 2``, between the two: a decaying rate holds
-  its peak for less of the run than a constant one, more than a cycle does (our calibration;
-  no paper gives a factor).
+  ``exponential``, ``cyclic_exponential``): ``x / 5``, between the two (a decaying rate holds
+  its peak for less of the run than a constant one, more than a cycle does; no paper gives a
+  factor: ours, calibrated).
+- ``schedule_free``: ``x`` itself: schedule-free training takes a large rate (Defazio et al.
+  2024 report its best rates at or above those of a scheduled run; on the image comparisons
+  its tuned peak is the largest of all the families).
 
-The calibration (ratios to the grid-tuned peaks, accuracy lost) is in the "Choosing a
-schedule" section of ``docs/GUIDE.md``.
+The calibration (ratios to the grid-tuned peaks, accuracy lost, the language model where the
+rules miss) is in the "Choosing a schedule" section of ``docs/GUIDE.md``.
 
 Single curves are fragile on noisy data: ``seeds=`` repeats the sweep (same initial weights,
 another data order and random key per seed) and reports each rule's median and spread.
@@ -71,15 +73,15 @@ from .data import ArrayBatches
 from .errors import NonFiniteError
 from .trainer import Trainer
 
-__all__ = ["SCHEDULE_KINDS", "SUGGESTIONS", "RangeTestResult", "lr_range_test",
+__all__ = ["KIND_DIVISORS", "SCHEDULE_KINDS", "SUGGESTIONS", "RangeTestResult", "lr_range_test",
            "schedule_suggestions", "smooth_losses", "suggest_lrs"]
 
 SUGGESTIONS = ("valley", "steepest", "minimum/10")
-#: the rule each kind of schedule takes its peak by: the factor applied to the curve's extremum
-KIND_FACTORS = {"cyclical": 1.0, "decaying": 0.5, "constant": 0.25}
+#: the rule each kind of schedule takes its peak by: the curve's extremum divided by this
+KIND_DIVISORS = {"cyclical": 3, "decaying": 5, "constant": 10, "schedule_free": 1}
 #: the schedule families a range test suggests a peak for, and the kind of rule each uses
 SCHEDULE_KINDS = {
-    "one_cycle": "cyclical", "triangular": "cyclical", "schedule_free": "cyclical",
+    "one_cycle": "cyclical", "triangular": "cyclical", "schedule_free": "schedule_free",
     "constant": "constant", "power": "constant",
     "cosine": "decaying", "warmup_cosine": "decaying", "wsd": "decaying", "wsd_sqrt": "decaying",
     "linear": "decaying", "exponential": "decaying", "cyclic_exponential": "decaying",
@@ -181,22 +183,22 @@ def suggest_lrs(learning_rates: Sequence[float], smoothed_losses: Sequence[float
 def schedule_suggestions(learning_rates: Sequence[float],
                          smoothed_losses: Sequence[float]) -> dict[str, float]:
     """A peak rate per schedule family (:data:`SCHEDULE_KINDS`), read off one smoothed curve:
-    its extremum ``x`` (the rate at the smallest finite smoothed loss) times the family's
-    factor (:data:`KIND_FACTORS`: cyclical ``x``, decaying ``x / 2``, constant ``x / 4``; the
-    rules and their sources are in the module docs).
+    its extremum ``x`` (the rate at the smallest finite smoothed loss) divided by the family's
+    divisor (:data:`KIND_DIVISORS`: cyclical ``x / 3``, decaying ``x / 5``, constant ``x / 10``,
+    schedule-free ``x``; the rules and their sources are in the module docs).
 
     Example:
-        >>> rates = [0.01, 0.1, 1.0, 10.0]
+        >>> rates = [0.03, 0.3, 3.0, 30.0]
         >>> found = schedule_suggestions(rates, [2.0, 1.0, 0.5, float("nan")])
-        >>> found["one_cycle"], found["cosine"], found["constant"]
-        (1.0, 0.5, 0.25)
+        >>> found["one_cycle"], found["cosine"], found["constant"], found["schedule_free"]
+        (1.0, 0.6, 0.3, 3.0)
     """
     finite = [(v, r) for r, v in zip(learning_rates, smoothed_losses, strict=True)
               if math.isfinite(v)]
     if not finite:
         raise FloatingPointError("the smoothed loss has no finite point")
     extremum = float(min(finite)[1])
-    return {family: extremum * KIND_FACTORS[kind] for family, kind in SCHEDULE_KINDS.items()}
+    return {family: extremum / KIND_DIVISORS[kind] for family, kind in SCHEDULE_KINDS.items()}
 
 
 def _valley_index(curve: np.ndarray) -> int:

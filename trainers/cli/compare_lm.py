@@ -10,8 +10,14 @@ A small mlx-lm llama (random weights, byte vocabulary) trained with AdamW on the
 with warmup, warmup-stable-decay, exponential decay, cyclic exponential decay, and 1-cycle with
 a cycled beta1 (``trainers.experiments.comparison_lm``). At every budget each schedule's peak
 rate is
-tuned over ``--peaks`` on half of the validation files (seed 0), then ``--seeds`` seeds at the
-tuned peak are scored on the other half in bits per byte.
+tuned over ``--peaks`` on half of the validation files (seed 0; a best peak at an edge of the
+grid extends it by one point on that side, up to ``--max-extra`` points, and one still at an
+edge is marked "grid edge, limit"), then ``--seeds`` seeds at the tuned peak are scored on the
+other half in bits per byte. A range test on the same model runs first: ``--peaks-from
+range-test`` takes each schedule's peak from it (its family's suggestion) instead of the grid;
+``--peaks-from both`` tunes and measures the range-test peak too, and reports the bits per byte
+lost at it. ``--study`` runs the LM study instead (``trainers.experiments.lm_study``: two model
+sizes, two token budgets each, the schedules of current practice; ``--tiny`` for a quick check).
 
 Writes to ``--out-dir``: ``comparison.md`` (the measured tables, a "what the seed claims / what
 we measured" table written from the numbers, the source article's table, the command and the
@@ -41,6 +47,7 @@ from trainers.experiments.comparison_lm import (
     markdown_report_lm,
     plot_comparison_lm,
 )
+from trainers.experiments.peaks import PEAK_SOURCES
 from trainers.files import write_json_atomic, write_text_atomic
 from trainers.lm import PRESETS
 
@@ -79,7 +86,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--jobs", type=int, default=DEFAULT_JOBS,
                    help=f"worker processes (default {DEFAULT_JOBS}: MLX's CPU backend keeps "
                         "about one core busy per process; the numbers do not depend on it)")
-    p.add_argument("--out-dir", default="runs/compare_lm", help="where results go")
+    p.add_argument("--peaks-from", choices=list(PEAK_SOURCES), default="grid",
+                   help="grid (default): tune over --peaks; range-test: each schedule at its "
+                        "family's range-test peak; both: tune and measure the range-test peak")
+    p.add_argument("--max-extra", type=int, default=3,
+                   help="grid points added past a winning edge, per side (default 3)")
+    p.add_argument("--range-test-steps", type=int, default=200,
+                   help="the range test's sweep length (default 200)")
+    p.add_argument("--study", action="store_true",
+                   help="run the LM study (two sizes, two budgets each, current schedules) "
+                        "into --out-dir (default docs-like layout: results.json, study.md, "
+                        "study.png)")
+    p.add_argument("--tiny", action="store_true",
+                   help="with --study: a seconds-long configuration (for tests)")
+    p.add_argument("--out-dir", default=None,
+                   help="where results go (default runs/compare_lm, runs/lm_study with --study)")
     p.add_argument("--no-plot", action="store_true", help="skip the figure")
     p.add_argument("--render", metavar="RESULTS_JSON",
                    help="train nothing: rewrite comparison.md and comparison.png in --out-dir "
@@ -106,6 +127,10 @@ def _settings(args: argparse.Namespace) -> LMSettings:
                              f"{getattr(args, name)}")
     if args.jobs < 1:
         raise ValueError(f"--jobs: need >= 1, got {args.jobs}")
+    if args.max_extra < 0:
+        raise ValueError(f"--max-extra: need >= 0, got {args.max_extra}")
+    if args.range_test_steps < 10:
+        raise ValueError(f"--range-test-steps: need >= 10, got {args.range_test_steps}")
     if not args.weight_decay >= 0:
         raise ValueError(f"--weight-decay: need >= 0, got {args.weight_decay}")
     overrides = {key: value for key, value in (
@@ -136,6 +161,15 @@ def write_outputs(results: dict, out_dir: str, *, plot: bool, with_json: bool = 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
+    if args.study or args.tiny:
+        if not args.study:
+            print("config error: --tiny goes with --study", file=sys.stderr)
+            return 2
+        from trainers.experiments.lm_study import run_study_cli
+
+        return run_study_cli(args, argv)
+    if args.out_dir is None:
+        args.out_dir = "runs/compare_lm"
     start = time.perf_counter()
     try:
         settings = _settings(args)
@@ -162,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     os.makedirs(args.out_dir, exist_ok=True)
     results = compare_lm(settings, families=args.families, budgets=args.budgets,
                          peaks=args.peaks, seeds=args.seeds, jobs=args.jobs,
+                         peaks_from=args.peaks_from, max_extra=args.max_extra,
+                         range_test_steps=args.range_test_steps,
                          report=lambda line: print(line, flush=True))
     results = {
         "command": "mlx-schedules compare-lm" + "".join(f" {shlex.quote(a)}" for a in argv),

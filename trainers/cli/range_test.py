@@ -9,20 +9,21 @@
 The rate rises geometrically from ``--min-lr`` to ``--max-lr`` over ``--sweep-steps`` updates
 (``trainers.lr_range_test``: the trainer's compiled step, rates read back from the optimizer
 state), stopping early when the loss diverges. Other scheduled hyperparameters (a one-cycle
-momentum, say) are held at their first value during the sweep. Three rules read a rate off
-the smoothed curve (``trainers.lr_finder``): ``valley`` (fastai's default, ours too),
-``steepest`` and ``minimum/10``; and a peak per schedule family, since a 1-cycle, a cosine
-decay and a constant rate want different peaks (``trainers.lr_finder.schedule_suggestions``:
-Smith's extremum of the curve for the cyclical schedules, half of it for the decaying ones, a
-quarter for a constant rate). ``--for SCHEDULE`` picks the family reported (default: the
-config's schedule; 1-cycle for the default config). ``--seeds N`` repeats the sweep N times
-(training seeds seed, seed+1, ...: other initial weights and data order) and reports each
-rule's median and band (lowest to highest). Writes ``range_test.json`` (the first sweep's curve,
-``suggested_lr`` = the peak for the ``--for`` schedule (median over the seeds),
-``suggested_for``, ``suggestions_by_schedule`` (every family's peak), ``suggestions`` (the
-three rules), ``spread``, ``min_loss_lr``, ``steepest_lr``) and ``range_test.png`` (each
-rule's rate, its band, every sweep's curve), and prints the suggested peak with the
-``mlx-schedules train`` line that uses it (``--max-lr-from`` reads the family it trains).
+momentum, say) are held at their first value during the sweep. Three rules read a rate off the
+smoothed curve (``trainers.lr_finder``): ``valley`` (fastai's default, ours too), ``steepest``
+and ``minimum/10``; and a peak per schedule family, since a 1-cycle, a cosine decay and a
+constant rate want different peaks (``trainers.lr_finder.schedule_suggestions``: from the
+extremum ``x`` of the curve: ``x/3`` for 1-cycle and triangular, ``x/5`` for the decaying ones,
+``x/10`` for a constant rate, ``x`` for schedule-free). ``--for SCHEDULE`` picks the family
+reported (default: the config's schedule; 1-cycle for the default config). ``--seeds N``
+repeats the sweep N times (training seeds seed, seed+1, ...: other initial weights and data
+order) and reports each rule's median and band (lowest to highest). Writes ``range_test.json``
+(the first sweep's curve, ``suggested_lr`` = the peak for the ``--for`` schedule (median over
+the seeds), ``suggested_for``, ``suggestions_by_schedule`` (every family's peak),
+``suggestions`` (the three rules), ``spread``, ``min_loss_lr``, ``steepest_lr``) and
+``range_test.png`` (each rule's rate, its band, every sweep's curve), and prints the suggested
+peak with the ``mlx-schedules train`` line that uses it (``--max-lr-from`` reads the family it
+trains).
 """
 
 from __future__ import annotations
