@@ -58,6 +58,7 @@ from ..lm import (
     validation_batches,
     validation_metrics,
 )
+from ..schedule_free import ScheduleFreeAdamW
 from .comparison import source_table_markdown
 from .lm_schedules import schedule_configs
 from .peaks import PEAK_SOURCES, peak_ratio, tune_peak
@@ -70,6 +71,10 @@ LM_FAMILIES = ("constant", "warmup_cosine", "wsd", "exponential", "cyclic_expone
                "one_cycle")
 LM_LABELS = {
     "constant": "constant",
+    "linear": "linear decay to zero",
+    "wsd_sqrt": "WSD, 1-sqrt cooldown",
+    "power": "power scheduler",
+    "schedule_free": "schedule-free AdamW",
     "warmup_cosine": "cosine with warmup",
     "wsd": "warmup-stable-decay",
     "exponential": "exponential decay",
@@ -79,7 +84,8 @@ LM_LABELS = {
 BETA1 = 0.9  # the fixed beta1 of every family but 1-cycle
 
 
-def lm_family_configs(family: str, peak_lr: float, steps: int) -> dict[str, Any]:
+def lm_family_configs(family: str, peak_lr: float, steps: int, *, batch_size: int | None = None,
+                      tokens_per_step: int | None = None) -> dict[str, Any]:
     """``{"learning_rate": schedule config, "beta1": config or number}`` for one family:
     :func:`trainers.experiments.lm_schedules.schedule_configs` (the shapes
     ``mlx-schedules train-lm --schedule`` uses), with
@@ -91,14 +97,18 @@ def lm_family_configs(family: str, peak_lr: float, steps: int) -> dict[str, Any]
         >>> lm_family_configs("one_cycle", 0.01, 100)["beta1"]["name"]
         'one_cycle_momentum'
     """
-    if family not in LM_FAMILIES:
+    if family not in LM_LABELS:
         raise ValueError(f"unknown schedule family {family!r}; valid families are "
-                         f"{list(LM_FAMILIES)}")
+                         f"{list(LM_LABELS)}")
     if not (isinstance(steps, int) and steps >= 8):
         raise ValueError(f"steps must be an int >= 8 for a schedule family, got {steps!r}")
     if not (isinstance(peak_lr, int | float) and math.isfinite(peak_lr) and peak_lr > 0):
         raise ValueError(f"peak_lr must be a positive number, got {peak_lr!r}")
-    chosen = schedule_configs(family, float(peak_lr), steps)
+    if family == "schedule_free":  # no schedule: ScheduleFreeAdamW at the peak, 5% warmup
+        return {"learning_rate": float(peak_lr), "beta1": BETA1, "optimizer": "ScheduleFreeAdamW",
+                "warmup_steps": max(1, steps // 20)}
+    chosen = schedule_configs(family, float(peak_lr), steps, batch_size=batch_size,
+                              tokens_per_step=tokens_per_step)
     beta1 = chosen["beta1"] if chosen["beta1"] is not None else BETA1
     return {"learning_rate": chosen["learning_rate"], "beta1": beta1}
 
@@ -182,12 +192,21 @@ def train_lm_run(settings: LMSettings, data: Any, family: str, peak: float, step
     """
     mx.random.seed(seed)
     model = build_model(settings.model_config())
-    configs = lm_family_configs(family, peak, steps)
-    optimizer = optim.AdamW(learning_rate=from_config(configs["learning_rate"]),
-                            betas=[BETA1, settings.beta2], weight_decay=settings.weight_decay)
-    beta1 = configs["beta1"]
-    schedule_hyperparameters(optimizer,
-                             beta1=from_config(beta1) if isinstance(beta1, dict) else beta1)
+    configs = lm_family_configs(family, peak, steps, batch_size=settings.batch_size,
+                                tokens_per_step=settings.batch_size * settings.seq_len)
+    optimizer: optim.Optimizer
+    if configs.get("optimizer") == "ScheduleFreeAdamW":
+        optimizer = ScheduleFreeAdamW(learning_rate=configs["learning_rate"],
+                                      betas=(BETA1, settings.beta2),
+                                      weight_decay=settings.weight_decay,
+                                      warmup_steps=configs["warmup_steps"])
+    else:
+        optimizer = optim.AdamW(learning_rate=from_config(configs["learning_rate"]),
+                                betas=[BETA1, settings.beta2],
+                                weight_decay=settings.weight_decay)
+        beta1 = configs["beta1"]
+        schedule_hyperparameters(optimizer,
+                                 beta1=from_config(beta1) if isinstance(beta1, dict) else beta1)
     rows = _Rows()
     trainer = Trainer(model, causal_lm_loss, optimizer, data, run_dir=None, log=False,
                       checkpoint_every=0, max_steps=steps, log_every=steps, report_every=0,
@@ -200,6 +219,9 @@ def train_lm_run(settings: LMSettings, data: Any, family: str, peak: float, step
         return {"model": None, "diverged": True, "error": str(e), "curves": None,
                 "wall_time_s": time.perf_counter() - start}
     wall = time.perf_counter() - start
+    averaged = getattr(optimizer, "averaged_parameters", None)
+    if callable(averaged):  # schedule-free: its answer is the averaged weights x
+        model.update(averaged(model.trainable_parameters()))
     curves = {key: [r.get(key) for r in rows.rows]
               for key in ("step", "learning_rate", "beta1", "loss")}
     return {"model": model, "diverged": False, "curves": curves, "wall_time_s": wall}
@@ -356,7 +378,7 @@ def compare_lm(settings: LMSettings, *, families: Sequence[str], budgets: Sequen
         peaks_from: ``"grid"`` (tune), ``"range-test"`` (each family at its range-test peak,
             :func:`lm_range_test`) or ``"both"`` (tune, and measure the range-test peak too).
         max_extra: grid points added past a winning edge, per side.
-        range_test_steps: the range test's sweep length (every ``peaks_from``; reported).
+        range_test_steps: the range test's sweep length (reported; 0: none with the grid).
         report: called with a line of progress.
     """
     budgets = sorted(set(budgets))
@@ -371,10 +393,13 @@ def compare_lm(settings: LMSettings, *, families: Sequence[str], budgets: Sequen
     report(f"corpus: {len(corpus.train)} training files "
            f"({sum(d.size for d in corpus.train):,} bytes), validation {len(tune_docs)} "
            f"tuning + {len(test_docs)} test files; {jobs} worker process(es)")
-    rt = lm_range_test(settings, steps=range_test_steps)
-    suggested = {f: rt["suggestions_by_schedule"][f] for f in families}
-    report(f"range test: loss minimum at {rt['min_loss_lr']:.3g}; peaks "
-           + ", ".join(f"{f} {v:.3g}" for f, v in suggested.items()))
+    rt: dict[str, Any] | None = None
+    suggested: dict[str, float | None] = dict.fromkeys(families)
+    if range_test_steps or peaks_from != "grid":
+        rt = lm_range_test(settings, steps=max(10, range_test_steps))
+        suggested = {f: rt["suggestions_by_schedule"][f] for f in families}
+        report(f"range test: loss minimum at {rt['min_loss_lr']:.3g}; peaks "
+               + ", ".join(f"{f} {v:.3g}" for f, v in suggested.items()))
     options = {"peaks_from": peaks_from, "max_extra": max_extra}
 
     main_budget = max(budgets)
@@ -423,11 +448,14 @@ def compare_lm(settings: LMSettings, *, families: Sequence[str], budgets: Sequen
                    "test_files": len(test_docs),
                    "train_bytes": int(sum(d.size for d in corpus.train)),
                    "test_unigram_entropy": unigram_entropy(test_docs)},
-        "schedules": {f: {str(b): lm_family_configs(f, tuned[f][str(b)], b) for b in budgets}
-                      for f in families},
+        "schedules": {f: {str(b): lm_family_configs(
+            f, tuned[f][str(b)], b, batch_size=settings.batch_size,
+            tokens_per_step=settings.seq_len * settings.batch_size) for b in budgets}
+            for f in families},
         "peaks_from": peaks_from, "max_extra": max_extra,
-        "range_test": {k: rt[k] for k in ("min_loss_lr", "suggestions",
-                                          "suggestions_by_schedule", "diverged_at", "sweep")},
+        "range_test": None if rt is None else {
+            k: rt[k] for k in ("min_loss_lr", "suggestions", "suggestions_by_schedule",
+                               "diverged_at", "sweep")},
         "tuned_peaks": tuned, "tuning_status": status, "versus_range_test": versus,
         "tuning_bpb": tuning, "measured": measured, "curves": curves,
         "wall_time_s": time.perf_counter() - start, "cpu_time_s": _cpu_seconds() - cpu_start,
