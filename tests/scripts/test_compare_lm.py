@@ -100,7 +100,8 @@ PEAKS = (0.003, 0.03)
 BUDGET = 10
 TINY = ["--budgets", str(BUDGET), "--peaks", *map(str, PEAKS), "--seeds", "2",
         "--seq-len", "16", "--batch-size", "2", "--hidden-size", "16", "--layers", "1",
-        "--intermediate-size", "32", "--tune-windows", "8", "--test-windows", "8"]
+        "--intermediate-size", "32", "--tune-windows", "8", "--test-windows", "8",
+        "--max-extra", "0", "--range-test-steps", "0"]
 
 
 @pytest.fixture(scope="module")

@@ -6,12 +6,13 @@ import math
 
 import pytest
 
-from trainers.lr_finder import KIND_DIVISORS, SCHEDULE_KINDS, schedule_suggestions
+from trainers.lr_finder import KIND_SCALES, SCHEDULE_KINDS, schedule_suggestions
 
-# The rules as the module docs state them: the extremum divided by this, per family.
-EXPECTED_DIVISOR = {"one_cycle": 3, "triangular": 3, "constant": 10, "power": 10,
-                    "cosine": 5, "warmup_cosine": 5, "wsd": 5, "wsd_sqrt": 5, "linear": 5,
-                    "exponential": 5, "cyclic_exponential": 5, "schedule_free": 1}
+# The rules as the module docs state them: the extremum times this, per family.
+EXPECTED_SCALE = {"one_cycle": 1 / 3, "triangular": 1 / 3, "constant": 0.1, "power": 0.1,
+                  "cosine": 0.2, "warmup_cosine": 0.2, "wsd": 0.2, "wsd_sqrt": 0.2,
+                  "linear": 0.2, "exponential": 0.2, "cyclic_exponential": 0.2,
+                  "schedule_free": 3.0}
 
 
 def parabola_curve(best: float, n: int = 41) -> tuple[list[float], list[float]]:
@@ -23,18 +24,19 @@ def parabola_curve(best: float, n: int = 41) -> tuple[list[float], list[float]]:
 
 
 def test_every_family_has_its_documented_rule():
-    assert set(SCHEDULE_KINDS) == set(EXPECTED_DIVISOR)
+    assert set(SCHEDULE_KINDS) == set(EXPECTED_SCALE)
     for family, kind in SCHEDULE_KINDS.items():
-        assert KIND_DIVISORS[kind] == EXPECTED_DIVISOR[family], family
+        a, b = KIND_SCALES[kind]
+        assert a / b == pytest.approx(EXPECTED_SCALE[family], rel=1e-15), family
 
 
 @pytest.mark.parametrize("best_k", [5, 23, 37])
-def test_peaks_are_the_extremum_over_the_divisor(best_k):
+def test_peaks_are_the_extremum_scaled(best_k):
     best = 10.0 ** (best_k / 10 - 4)
     rates, curve = parabola_curve(best)
     found = schedule_suggestions(rates, curve)
-    for family, divisor in EXPECTED_DIVISOR.items():
-        assert found[family] == pytest.approx(best / divisor, rel=1e-12), family
+    for family, scale in EXPECTED_SCALE.items():
+        assert found[family] == pytest.approx(best * scale, rel=1e-12), family
 
 
 def test_ordering_cycle_above_decay_above_constant():

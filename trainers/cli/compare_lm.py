@@ -92,7 +92,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-extra", type=int, default=3,
                    help="grid points added past a winning edge, per side (default 3)")
     p.add_argument("--range-test-steps", type=int, default=200,
-                   help="the range test's sweep length (default 200)")
+                   help="the range test's sweep length (default 200; 0: none, with the grid)")
     p.add_argument("--study", action="store_true",
                    help="run the LM study (two sizes, two budgets each, current schedules) "
                         "into --out-dir (default docs-like layout: results.json, study.md, "
@@ -129,8 +129,12 @@ def _settings(args: argparse.Namespace) -> LMSettings:
         raise ValueError(f"--jobs: need >= 1, got {args.jobs}")
     if args.max_extra < 0:
         raise ValueError(f"--max-extra: need >= 0, got {args.max_extra}")
-    if args.range_test_steps < 10:
-        raise ValueError(f"--range-test-steps: need >= 10, got {args.range_test_steps}")
+    if args.range_test_steps != 0 and args.range_test_steps < 10:
+        raise ValueError(f"--range-test-steps: need 0 (none) or >= 10, got "
+                         f"{args.range_test_steps}")
+    if args.range_test_steps == 0 and args.peaks_from != "grid":
+        raise ValueError(f"--peaks-from {args.peaks_from} needs the range test "
+                         "(--range-test-steps > 0)")
     if not args.weight_decay >= 0:
         raise ValueError(f"--weight-decay: need >= 0, got {args.weight_decay}")
     overrides = {key: value for key, value in (

@@ -14,7 +14,7 @@ smoothed curve (``trainers.lr_finder``): ``valley`` (fastai's default, ours too)
 and ``minimum/10``; and a peak per schedule family, since a 1-cycle, a cosine decay and a
 constant rate want different peaks (``trainers.lr_finder.schedule_suggestions``: from the
 extremum ``x`` of the curve: ``x/3`` for 1-cycle and triangular, ``x/5`` for the decaying ones,
-``x/10`` for a constant rate, ``x`` for schedule-free). ``--for SCHEDULE`` picks the family
+``x/10`` for a constant rate, ``3x`` for schedule-free). ``--for SCHEDULE`` picks the family
 reported (default: the config's schedule; 1-cycle for the default config). ``--seeds N``
 repeats the sweep N times (training seeds seed, seed+1, ...: other initial weights and data
 order) and reports each rule's median and band (lowest to highest). Writes ``range_test.json``

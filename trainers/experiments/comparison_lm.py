@@ -396,7 +396,7 @@ def compare_lm(settings: LMSettings, *, families: Sequence[str], budgets: Sequen
     rt: dict[str, Any] | None = None
     suggested: dict[str, float | None] = dict.fromkeys(families)
     if range_test_steps or peaks_from != "grid":
-        rt = lm_range_test(settings, steps=max(10, range_test_steps))
+        rt = lm_range_test(settings, steps=range_test_steps or 200)
         suggested = {f: rt["suggestions_by_schedule"][f] for f in families}
         report(f"range test: loss minimum at {rt['min_loss_lr']:.3g}; peaks "
                + ", ".join(f"{f} {v:.3g}" for f, v in suggested.items()))
