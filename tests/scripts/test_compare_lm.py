@@ -72,8 +72,8 @@ def test_family_schedules_match_their_definitions(family, total):
 
 
 def test_family_bad_input_is_named():
-    with pytest.raises(ValueError, match="unknown schedule family 'linear'"):
-        lm_family_configs("linear", 0.01, 100)
+    with pytest.raises(ValueError, match="unknown schedule family 'zigzag'"):
+        lm_family_configs("zigzag", 0.01, 100)
     with pytest.raises(ValueError, match="steps must be an int >= 8.*got 4"):
         lm_family_configs("wsd", 0.01, 4)
     with pytest.raises(ValueError, match="peak_lr must be a positive number, got -0.1"):
