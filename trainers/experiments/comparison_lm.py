@@ -400,7 +400,7 @@ def compare_lm(settings: LMSettings, *, families: Sequence[str], budgets: Sequen
         suggested = {f: rt["suggestions_by_schedule"][f] for f in families}
         report(f"range test: loss minimum at {rt['min_loss_lr']:.3g}; peaks "
                + ", ".join(f"{f} {v:.3g}" for f, v in suggested.items()))
-    options = {"peaks_from": peaks_from, "max_extra": max_extra}
+    options: dict[str, Any] = {"peaks_from": peaks_from, "max_extra": max_extra}
 
     main_budget = max(budgets)
     # The longest units first, so that parallel workers finish together.
