@@ -42,8 +42,14 @@ current rate climbs back above that average).
   is an average of the iterates, which tolerates a rate the raw iterate does not). The factor
   is ours: on the image comparisons its tuned peak sat 3 to 3.6 times above ``x``.
 
-The calibration (ratios to the grid-tuned peaks, accuracy lost, the language model where the
-rules miss) is in the "Choosing a schedule" section of ``docs/GUIDE.md``.
+With an adaptive optimizer (Adam, AdamW, ...: ``adaptive=True``) the extremum is no guide: on
+the byte-level language model with AdamW the smoothed loss kept falling to a rate about 100
+times the tuned peaks (a short sweep's loss falls with training progress, and AdamW's
+normalised steps do not blow up where SGD's do). There every family but schedule-free takes
+the ``valley`` rate (fastai's rule, made for Adam), and schedule-free ``3 x valley``.
+
+The calibration (ratios to the grid-tuned peaks, accuracy lost, where the rules miss) is in
+``docs/GUIDE.md`` ("Choosing a schedule").
 
 Single curves are fragile on noisy data: ``seeds=`` repeats the sweep (same initial weights,
 another data order and random key per seed) and reports each rule's median and spread.
@@ -75,7 +81,7 @@ from .errors import NonFiniteError
 from .trainer import Trainer
 
 __all__ = ["KIND_SCALES", "SCHEDULE_KINDS", "SUGGESTIONS", "RangeTestResult", "lr_range_test",
-           "schedule_suggestions", "smooth_losses", "suggest_lrs"]
+           "is_adaptive", "schedule_suggestions", "smooth_losses", "suggest_lrs"]
 
 SUGGESTIONS = ("valley", "steepest", "minimum/10")
 #: the rule each kind of schedule takes its peak by: the curve's extremum times ``a / b``
@@ -182,12 +188,16 @@ def suggest_lrs(learning_rates: Sequence[float], smoothed_losses: Sequence[float
             "steepest": steepest, "minimum/10": minimum / 10}
 
 
-def schedule_suggestions(learning_rates: Sequence[float],
-                         smoothed_losses: Sequence[float]) -> dict[str, float]:
+def schedule_suggestions(learning_rates: Sequence[float], smoothed_losses: Sequence[float], *,
+                         adaptive: bool = False,
+                         skip_start: int | None = None) -> dict[str, float]:
     """A peak rate per schedule family (:data:`SCHEDULE_KINDS`), read off one smoothed curve:
     its extremum ``x`` (the rate at the smallest finite smoothed loss) scaled by the family's
     factor (:data:`KIND_SCALES`: cyclical ``x / 3``, decaying ``x / 5``, constant ``x / 10``,
-    schedule-free ``3 x``; the rules and their sources are in the module docs).
+    schedule-free ``3 x``; the rules and their sources are in the module docs). With
+    ``adaptive=True`` (an Adam-family optimizer) the base is the ``valley`` rate instead
+    (:func:`suggest_lrs`, ``skip_start`` passed on), taken as is by every family but
+    schedule-free (``3 x valley``).
 
     Example:
         >>> rates = [0.03, 0.3, 3.0, 30.0]
@@ -199,9 +209,29 @@ def schedule_suggestions(learning_rates: Sequence[float],
               if math.isfinite(v)]
     if not finite:
         raise FloatingPointError("the smoothed loss has no finite point")
+    if adaptive:
+        valley = suggest_lrs(learning_rates, smoothed_losses, skip_start=skip_start)["valley"]
+        return {family: valley * (3 if kind == "schedule_free" else 1)
+                for family, kind in SCHEDULE_KINDS.items()}
     extremum = float(min(finite)[1])
     return {family: extremum * KIND_SCALES[kind][0] / KIND_SCALES[kind][1]
             for family, kind in SCHEDULE_KINDS.items()}
+
+
+def is_adaptive(optimizer: Any) -> bool:
+    """Whether an optimizer (or its class name) is of the Adam family (per-weight normalised
+    steps: it has ``betas``), which takes :func:`schedule_suggestions`'s ``adaptive`` rules.
+
+    Example:
+        >>> import mlx.optimizers as optim
+        >>> is_adaptive(optim.AdamW(1e-3)), is_adaptive(optim.SGD(0.1)), is_adaptive("Adamax")
+        (True, False, True)
+    """
+    if isinstance(optimizer, str):
+        name = optimizer.lower()
+        return "adam" in name or name in ("lion", "adafactor", "adagrad", "rmsprop",
+                                          "adadelta")
+    return hasattr(optimizer, "betas") or is_adaptive(type(optimizer).__name__)
 
 
 def _valley_index(curve: np.ndarray) -> int:
@@ -316,7 +346,7 @@ def lr_range_test(
             optimizer.state["learning_rate"] = saved_rate
         return _result(watcher, suggestion,
                        {"mode": mode, "min_lr": min_lr, "max_lr": max_lr, "steps": steps,
-                        "seed": run_seed})
+                        "seed": run_seed, "adaptive": is_adaptive(optimizer)})
 
     try:
         if seeds is None:
@@ -359,7 +389,9 @@ def _result(watcher: _DivergenceWatch, suggestion: str, extra: dict) -> RangeTes
         extra=extra,
         valley_lr=found["valley"],
         suggestions=found,
-        suggestions_by_schedule=schedule_suggestions(watcher.rates, watcher.smoothed),
+        suggestions_by_schedule=schedule_suggestions(
+            watcher.rates, watcher.smoothed, adaptive=extra["adaptive"],
+            skip_start=extra["steps"] // 10),
     )
 
 

@@ -51,3 +51,27 @@ def test_first_of_equal_minima_and_nan_only_curves():
     assert found["one_cycle"] == pytest.approx(0.2 / 3)
     with pytest.raises(FloatingPointError, match="no finite point"):
         schedule_suggestions(rates, [math.nan] * 4)
+
+
+def test_adaptive_optimizers_take_the_valley():
+    rates, curve = parabola_curve(10.0 ** (30 / 10 - 4))  # minimum at index 30 of 41
+    # fastai's valley on the first 36 points (the last 5 left out): the longest strictly
+    # decreasing run ends at e = 30 with length L = 31; s = e - L = -1 and the rate is at
+    # s + floor((e - s) / 3) + floor((e - s) / 6) = -1 + 10 + 5 = 14
+    valley = 10.0 ** (14 / 10 - 4)
+    found = schedule_suggestions(rates, curve, adaptive=True, skip_start=0)
+    for family, kind in SCHEDULE_KINDS.items():
+        expected = 3 * valley if kind == "schedule_free" else valley
+        assert found[family] == pytest.approx(expected, rel=1e-12), family
+
+
+def test_which_optimizers_are_adaptive():
+    import mlx.optimizers as optim
+
+    from trainers.lr_finder import is_adaptive
+    from trainers.schedule_free import ScheduleFreeAdamW, ScheduleFreeSGD
+
+    assert [is_adaptive(o) for o in (optim.Adam(1e-3), optim.AdamW(1e-3),
+                                     ScheduleFreeAdamW(1e-3))] == [True] * 3
+    assert [is_adaptive(o) for o in (optim.SGD(0.1), ScheduleFreeSGD(0.1))] == [False] * 2
+    assert is_adaptive("AdamW") and not is_adaptive("SGD")

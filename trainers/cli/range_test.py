@@ -14,7 +14,8 @@ smoothed curve (``trainers.lr_finder``): ``valley`` (fastai's default, ours too)
 and ``minimum/10``; and a peak per schedule family, since a 1-cycle, a cosine decay and a
 constant rate want different peaks (``trainers.lr_finder.schedule_suggestions``: from the
 extremum ``x`` of the curve: ``x/3`` for 1-cycle and triangular, ``x/5`` for the decaying ones,
-``x/10`` for a constant rate, ``3x`` for schedule-free). ``--for SCHEDULE`` picks the family
+``x/10`` for a constant rate, ``3x`` for schedule-free; with an Adam-family optimizer the
+valley rate for all but schedule-free, ``3x`` valley). ``--for SCHEDULE`` picks the family
 reported (default: the config's schedule; 1-cycle for the default config). ``--seeds N``
 repeats the sweep N times (training seeds seed, seed+1, ...: other initial weights and data
 order) and reports each rule's median and band (lowest to highest). Writes ``range_test.json``
@@ -43,7 +44,13 @@ from trainers.experiments.families import FAMILIES, family_of
 from trainers.experiments.models import ModelTooLarge
 from trainers.experiments.run import prepare_data, range_test
 from trainers.files import write_json_atomic
-from trainers.lr_finder import SCHEDULE_KINDS, SUGGESTIONS, schedule_suggestions, suggest_lrs
+from trainers.lr_finder import (
+    SCHEDULE_KINDS,
+    SUGGESTIONS,
+    is_adaptive,
+    schedule_suggestions,
+    suggest_lrs,
+)
 
 RULE_COLORS = {"valley": "tab:green", "steepest": "tab:orange", "minimum/10": "tab:red"}
 
@@ -59,8 +66,10 @@ def sweep_seeds(config: dict, data: dict, args: argparse.Namespace) -> dict:
                          steps=args.sweep_steps, smoothing=args.smoothing, data=data)
         one["suggestions"] = suggest_lrs(one["learning_rates"], one["smoothed_losses"],
                                          skip_start=args.sweep_steps // 10)
-        one["suggestions_by_schedule"] = schedule_suggestions(one["learning_rates"],
-                                                              one["smoothed_losses"])
+        one["suggestions_by_schedule"] = schedule_suggestions(
+            one["learning_rates"], one["smoothed_losses"],
+            adaptive=is_adaptive(config["optimizer"]["name"]),
+            skip_start=args.sweep_steps // 10)
         sweeps.append(one)
     result = dict(sweeps[0])
     spread = {}
