@@ -129,7 +129,7 @@ def test_compare_extends_the_grid_and_reports_both_peaks(monkeypatch):
     assert versus["accuracy_loss_points"] == pytest.approx(expected_loss)
     report = comparison.markdown_report({**results, "command": "x", "machine": "m",
                                          "wall_time_s": 1.0})
-    assert "8.1 (grid edge, limit)" in report
+    assert "| 1-cycle + momentum | 8.1, grid edge (limit) |" in report
     assert "## Range-test peak against the grid-tuned peak" in report
 
 

@@ -19,7 +19,7 @@ super-convergence budget sweep):
    by the final accuracy on a validation split held out of the training set (seed 0). A best
    peak at either edge of the grid extends it by one point on that side (same spacing) until
    it is interior or ``--max-extra`` points were added; a peak still at an edge is marked
-   "grid edge, limit" in the tables. ``--peaks-from both`` tunes, and also measures every
+   "grid edge (limit)" in the tables. ``--peaks-from both`` tunes, and also measures every
    schedule at its range-test peak, and reports per schedule and budget the ratio of the two
    peaks and the accuracy lost at the range-test one.
 3. Measurement: each schedule at its tuned peak, at every budget, over ``--seeds`` seeds,

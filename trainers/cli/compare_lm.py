@@ -12,7 +12,7 @@ a cycled beta1 (``trainers.experiments.comparison_lm``). At every budget each sc
 rate is
 tuned over ``--peaks`` on half of the validation files (seed 0; a best peak at an edge of the
 grid extends it by one point on that side, up to ``--max-extra`` points, and one still at an
-edge is marked "grid edge, limit"), then ``--seeds`` seeds at the tuned peak are scored on the
+edge is marked "grid edge (limit)"), then ``--seeds`` seeds at the tuned peak are scored on the
 other half in bits per byte. A range test on the same model runs first: ``--peaks-from
 range-test`` takes each schedule's peak from it (its family's suggestion) instead of the grid;
 ``--peaks-from both`` tunes and measures the range-test peak too, and reports the bits per byte

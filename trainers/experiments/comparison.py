@@ -126,7 +126,7 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _edge(results: dict[str, Any], family: str, budget: int) -> str:
     status = results.get("tuning_status", {}).get(family, {}).get(str(budget))
-    return " (grid edge, limit)" if status == "grid edge (limit)" else ""
+    return ", grid edge (limit)" if status == "grid edge (limit)" else ""
 
 
 def markdown_report(results: dict[str, Any]) -> str:
@@ -178,7 +178,7 @@ def markdown_report(results: dict[str, Any]) -> str:
               + (f"Starting peak grid: {results['peaks']}; a best peak at an edge extends it "
                  f"by one point on that side, up to {results.get('max_extra', 0)} points."
                  if source != "range-test" else "Peaks taken from the range test (no grid).")
-              + " Peaks marked *(grid edge, limit)* are still at an edge after the extension.",
+              + " Peaks marked *grid edge (limit)* are still at an edge after the extension.",
               ""]
     if results.get("versus_range_test"):
         lines += ["## Range-test peak against the grid-tuned peak", "",

@@ -555,8 +555,9 @@ def _edge(results: Mapping[str, Any], family: str, budget: int) -> str:
     status = results.get("tuning_status")
     if status is None:  # results written before the grid extension: any edge of the grid
         peak, grid = results["tuned_peaks"][family][str(budget)], results["peaks"]
-        return " (grid edge)" if len(grid) > 1 and peak in (grid[0], grid[-1]) else ""
-    return " (grid edge, limit)" if status[family][str(budget)] == "grid edge (limit)" else ""
+        return (", grid edge (not extended)" if len(grid) > 1 and peak in (grid[0], grid[-1])
+                else "")
+    return ", grid edge (limit)" if status[family][str(budget)] == "grid edge (limit)" else ""
 
 
 def versus_table_lm(results: Mapping[str, Any]) -> list[str]:
