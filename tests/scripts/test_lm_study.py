@@ -107,3 +107,11 @@ def test_tiny_study_writes_its_results(tmp_path, capsys):
 def test_tiny_needs_study(tmp_path, capsys):
     assert compare_lm.main(["--tiny", "--out-dir", str(tmp_path)]) == 2
     assert "--tiny goes with --study" in capsys.readouterr().err
+
+
+def test_compare_lm_takes_the_study_schedules():
+    args = compare_lm.parse_args(["--families", "wsd_sqrt", "power", "schedule_free", "linear"])
+    assert compare_lm._settings(args).batch_size == 16  # accepted: no ValueError
+    args = compare_lm.parse_args(["--families", "sgdr"])
+    with pytest.raises(ValueError, match=r"--families: unknown \['sgdr'\]"):
+        compare_lm._settings(args)

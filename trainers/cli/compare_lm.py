@@ -42,6 +42,7 @@ import mlx.core as mx
 from trainers.cli.args import script_parser
 from trainers.experiments.comparison_lm import (
     LM_FAMILIES,
+    LM_LABELS,
     LMSettings,
     compare_lm,
     markdown_report_lm,
@@ -65,7 +66,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help=f"peak-rate grid (default {' '.join(map(str, DEFAULT_PEAKS))})")
     p.add_argument("--seeds", type=int, default=3, help="seeds per measurement (default 3)")
     p.add_argument("--families", nargs="+", default=list(LM_FAMILIES),
-                   help=f"schedules to compare (default all: {' '.join(LM_FAMILIES)})")
+                   help=f"schedules to compare (default: {' '.join(LM_FAMILIES)}; also "
+                        f"{' '.join(f for f in LM_LABELS if f not in LM_FAMILIES)})")
     p.add_argument("--preset", default=d.preset, choices=list(PRESETS),
                    help=f"model size (default {d.preset})")
     p.add_argument("--hidden-size", type=int, help="override the preset's width")
@@ -117,10 +119,10 @@ def _settings(args: argparse.Namespace) -> LMSettings:
         raise ValueError(f"--peaks: need positive rates, got {args.peaks}")
     if args.seeds < 1:
         raise ValueError(f"--seeds: need >= 1, got {args.seeds}")
-    unknown = [f for f in args.families if f not in LM_FAMILIES]
+    unknown = [f for f in args.families if f not in LM_LABELS]
     if unknown:
         raise ValueError(f"--families: unknown {unknown}; valid families are "
-                         f"{list(LM_FAMILIES)}")
+                         f"{list(LM_LABELS)}")
     for name in ("seq_len", "batch_size", "tune_windows", "test_windows"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')}: need >= 1, got "

@@ -369,7 +369,8 @@ def compare_lm(settings: LMSettings, *, families: Sequence[str], budgets: Sequen
 
     Args:
         settings: the model, data layout and optimizer settings shared by every run.
-        families: keys of :data:`LM_FAMILIES`.
+        families: keys of :data:`LM_LABELS` (:data:`LM_FAMILIES`, the source article's
+            comparison, and the LM study's schedules).
         budgets: run lengths (updates).
         peaks: the peak-rate grid (one value: no tuning).
         seeds: measured seeds per family and budget (seed 0 is the tuning run).
@@ -707,7 +708,7 @@ def plot_comparison_lm(results: Mapping[str, Any], path: str) -> None:
 
     plt = pyplot()
     families, budgets, main = results["families"], results["budgets"], results["main_budget"]
-    colors = {f: plt.get_cmap("tab10")(i) for i, f in enumerate(LM_FAMILIES)}
+    colors = {f: plt.get_cmap("tab10")(i) for i, f in enumerate(LM_LABELS)}
     fig, axes = plt.subplots(2, 2, figsize=(12, 8.5))
     (rate_ax, loss_ax), (sweep_ax, tune_ax) = axes
     beta_ax = None
