@@ -55,6 +55,7 @@ __all__ = [
     "FORMAT_VERSION",
     "TRAINER_META_KEYS",
     "find_resumable",
+    "finite_flags",
     "list_checkpoints",
     "load_checkpoint",
     "prune_checkpoints",
@@ -542,11 +543,16 @@ def _read_arrays(path: str) -> dict[str, mx.array]:
     return arrays
 
 
-def _finite_flags(arrays: list[mx.array]) -> list[bool]:
+def finite_flags(arrays: list[mx.array]) -> list[bool]:
     """Whether each array is finite everywhere. On the CPU backend NumPy checks the arrays in
     place (their memory, no copy; several times faster than MLX's CPU reduction, and this
     runs over every weight at every load); elsewhere, and for dtypes NumPy lacks (bfloat16),
-    one MLX reduction."""
+    one MLX reduction.
+
+    Example:
+        >>> finite_flags([mx.array([1.0, 2.0]), mx.array([float("nan")], dtype=mx.bfloat16)])
+        [True, False]
+    """
     flags: list[bool | None] = [None] * len(arrays)
     if mx.default_device() == mx.cpu:
         for i, v in enumerate(arrays):
@@ -569,7 +575,7 @@ def _check_finite(path: str, weights: dict[str, mx.array]) -> None:
     floats = [(k, v) for k, v in weights.items() if mx.issubdtype(v.dtype, mx.inexact)]
     if not floats:
         return
-    flags = _finite_flags([v for _, v in floats])
+    flags = finite_flags([v for _, v in floats])
     if all(flags):
         return
     bad = [k for (k, _), ok in zip(floats, flags, strict=True) if not ok]

@@ -28,6 +28,7 @@ from mlx_schedules._checks import check_int
 from .callbacks import STOP
 from .checkpoint import (
     TRAINER_META_KEYS,
+    finite_flags,
     load_checkpoint,
     prune_checkpoints,
     read_meta,
@@ -58,11 +59,12 @@ def _load_safetensors(path: str) -> dict[str, mx.array]:
 
 
 def _all_finite(tree: Any) -> bool:
-    """Whether every array of a tree is finite (one reduction, one host wait)."""
+    """Whether every floating array of a tree is finite (the check a checkpoint's weights get
+    at load: NumPy on the CPU backend, one MLX reduction elsewhere; the host waits)."""
     # without ``destination`` tree_flatten returns a list (its stub is the union with dict)
     leaves = cast(list[tuple[str, mx.array]], tree_flatten(tree))
-    arrays = [mx.all(mx.isfinite(a)) for _, a in leaves]
-    return bool(mx.all(mx.stack(arrays)).item()) if arrays else True  # host waits
+    floats = [a for _, a in leaves if mx.issubdtype(a.dtype, mx.inexact)]
+    return all(finite_flags(floats))
 
 
 @dataclasses.dataclass

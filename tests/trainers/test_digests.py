@@ -16,8 +16,8 @@ import pytest
 
 from trainers import digests
 from trainers.checkpoint import (
-    _finite_flags,
     find_resumable,
+    finite_flags,
     load_checkpoint,
     save_checkpoint,
     verify_checkpoint,
@@ -133,4 +133,4 @@ def test_file_digests_in_parallel_match_hashlib(tmp_path):
 def test_the_finite_check_finds_nan_and_inf_in_every_float_dtype(dtype):
     arrays = [mx.array([1.0, 2.0], dtype=dtype), mx.array([1.0, float("nan")], dtype=dtype),
               mx.array([[float("-inf")], [0.0]], dtype=dtype), mx.zeros((0,), dtype=dtype)]
-    assert _finite_flags(arrays) == [True, False, False, True]
+    assert finite_flags(arrays) == [True, False, False, True]
