@@ -90,3 +90,33 @@ def test_a_block_written_from_a_table_is_byte_identical_to_rows(tmp_path, finite
     assert open(tmp_path / "log.jsonl").read() == jsonl
     assert open(tmp_path / "log.csv").read() == buffer.getvalue()
     assert finite or "NaN" in jsonl and "Infinity" in jsonl and not math.isfinite(table[2, 0])
+
+
+def test_waiting_per_update_and_pipelining_write_the_same_logs(tmp_path, monkeypatch):
+    """The CPU backend waits for each update, a GPU pipelines; both must log the same rows
+    (compared byte for byte, with a block boundary that is not a multiple of the data)."""
+    import mlx.core as mx
+    import mlx.nn as nn
+    import mlx.optimizers as optim
+    import numpy as np
+
+    import trainers.trainer as trainer_module
+    from trainers import ArrayBatches, Trainer
+
+    rng = np.random.default_rng(0)
+    data = {"x": rng.normal(size=(40, 3)).astype(np.float32),
+            "y": rng.normal(size=(40, 1)).astype(np.float32)}
+    logs = {}
+    for pipelined in (False, True):
+        monkeypatch.setattr(trainer_module, "_pipelined", lambda p=pipelined: p)
+        mx.random.seed(0)
+        model = nn.Linear(3, 1)
+        run_dir = tmp_path / f"pipelined_{pipelined}"
+        Trainer(model, lambda m, x, y: nn.losses.mse_loss(m(x), y),
+                optim.SGD(learning_rate=optim.cosine_decay(0.1, 13)),
+                ArrayBatches(data, 8, seed=1), run_dir=run_dir, max_steps=13, log_every=3,
+                report_every=0, checkpoint_every=5).fit()
+        logs[pipelined] = [(run_dir / name).read_bytes() for name in ("log.jsonl", "log.csv")]
+    assert logs[False] == logs[True]
+    rows = [json.loads(line) for line in logs[False][0].decode().splitlines()]
+    assert [r["step"] for r in rows] == list(range(13))
