@@ -239,8 +239,8 @@ class ArrayBatches:
                     yield tuple([take(v, rows, axis=0) for v in arrays])
         else:
             for b in range(start, len(self)):
-                rows = slice(b * size, (b + 1) * size)  # a plain slice copies nothing
-                yield self._rows(rows if order is None else order[rows])
+                span = slice(b * size, (b + 1) * size)  # a plain slice copies nothing
+                yield self._rows(span if order is None else order[span])
 
 
 def _to_mx(array: Any) -> mx.array:
