@@ -1,4 +1,4 @@
-"""Digests of checkpoint files: BLAKE3 when the ``blake3`` package is installed, else SHA-256.
+"""Digests of checkpoint files: BLAKE3 (``blake3``, a dependency), SHA-256 where it is missing.
 
 A checkpoint's manifest records each file's size and digest under the name of the hash that
 made it (``{"bytes": 1234, "blake3": "<64 hex digits>"}``, or ``"sha256"``), so checkpoints
@@ -10,8 +10,9 @@ digest differ from the manifest's, except with a chance of about 2^-128 for a de
 crafted collision (and far less by accident). Neither protects against someone who rewrites
 the manifest too: the manifest is not signed. BLAKE3 is several times faster than SHA-256 on
 one core and hashes a large file on several cores at once, which is what makes verifying a
-checkpoint cost about as much as reading it (``pip install 'mlx-schedules[fast]'``, or
-``pip install blake3``).
+checkpoint cost about as much as reading it. ``blake3`` is a dependency of mlx-schedules, so a
+checkpoint verifies wherever it is loaded; SHA-256 remains for checkpoints of earlier versions
+(and for an installation where ``blake3`` was removed).
 
 Files are hashed as they are written (:class:`Digest` fed by :class:`trainers.files.NewFile`,
 with large writes hashed in a second thread while the first writes) and, at load,
@@ -96,7 +97,7 @@ class Digest:
         if module is None:
             raise DigestUnavailable(
                 "this checkpoint is verified with BLAKE3, which needs the blake3 package: "
-                "pip install blake3 (or 'mlx-schedules[fast]')")
+                "pip install blake3 (a dependency of mlx-schedules)")
         # AUTO: a large buffer is hashed on every core (BLAKE3 is a tree hash)
         self._hash = module.blake3(max_threads=module.blake3.AUTO if threads else 1)
 
