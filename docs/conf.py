@@ -32,6 +32,8 @@ extensions = [
     "sphinx.ext.mathjax",
     "sphinx-mathjax-offline",
     "myst_parser",
+    "sphinx_copybutton",
+    "sphinx_reredirects",
     "site_pages",
 ]
 
@@ -67,5 +69,16 @@ myst_heading_anchors = 3
 
 html_theme = "furo"
 html_title = f"mlx-schedules {release}"
-html_static_path: list[str] = []
+html_static_path = ["_static"]
+html_css_files = ["site.css"]  # no scrollbars on code and formulas at the default width
+
+# The copy button copies a ``>>>`` example or a ``$`` command without its prompts and
+# without the output lines (sphinx-copybutton).
+copybutton_prompt_text = r">>> |\.\.\. |\$ "
+copybutton_prompt_is_regexp = True
+copybutton_only_copy_prompt_lines = True
+
+# Old page paths lead to the page that now holds their content (sphinx-reredirects): the
+# keys are former pages, the values where each went.
+redirects: dict[str, str] = {}
 html_show_sourcelink = False

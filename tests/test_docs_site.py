@@ -254,3 +254,115 @@ def test_trainer_reference_describes_every_keyword(site: Path):
         undescribed = [p for p in inspect.signature(function).parameters
                        if p != "self" and len(re.findall(rf"\b{p}\b", text)) < 2]
         assert undescribed == [], f"{name}: keywords without a description: {undescribed}"
+
+
+def site_pages(site: Path) -> list[str]:
+    """Every page of the site, relative to it (not Sphinx's own index and search pages)."""
+    skip = ("_", "genindex", "search", "py-modindex")
+    return sorted(str(p.relative_to(site)) for p in site.rglob("*.html")
+                  if not str(p.relative_to(site)).startswith(skip) and not is_redirect(p))
+
+
+def is_redirect(page: Path) -> bool:
+    return 'http-equiv="refresh"' in page.read_text(encoding="utf-8")[:2000]
+
+
+# Elements that would scroll sideways: code, display formulas (MathJax's output included)
+# and tables. The site's CSS wraps code and table code, and wide formulas are split.
+OVERFLOWING = """
+return [...document.querySelectorAll(
+    'article pre, article div.math, article mjx-container[display="true"], '
+    + 'article .table-wrapper')]
+  .filter(e => e.scrollWidth > e.clientWidth)
+  .map(e => e.tagName + ' ' + e.scrollWidth + '>' + e.clientWidth + ': '
+            + e.textContent.trim().slice(0, 60))
+"""
+
+
+def test_nothing_scrolls_sideways_at_the_default_width(browser, site: Path):
+    width = browser.execute_script("return window.innerWidth")
+    assert width >= 1200, width  # the default window of the fixture (1280 wide)
+    wide = {}
+    for page in site_pages(site):
+        open_page(browser, site, page)
+        if browser.execute_script("return !!document.querySelector('div.math')"):
+            wait_for(browser, "return (() => {" + TYPESET + "})()", f"MathJax on {page}")
+        found = browser.execute_script(OVERFLOWING)
+        if found:
+            wide[page] = found
+    assert wide == {}, f"elements with a horizontal scrollbar: {wide}"
+
+
+# Clipboard.js copies through document.execCommand("copy") on a selected text area: catch
+# the text there instead of needing a real clipboard.
+CLICK_COPY = """
+window.__copied = null;
+document.execCommand = function (cmd) {
+  const a = document.activeElement;
+  window.__copied = (a && a.value !== undefined) ? a.value : String(document.getSelection());
+  return true;
+};
+const pre = [...document.querySelectorAll('div.highlight pre')]
+    .find(p => p.textContent.includes(arguments[0]));
+if (!pre) return 'no block holding ' + arguments[0];
+const button = pre.parentElement.querySelector('button.copybtn')
+    || pre.closest('div.highlight').querySelector('button.copybtn');
+if (!button) return 'no copy button';
+button.click();
+return window.__copied;
+"""
+
+
+def test_copy_button_copies_examples_without_prompts_or_output(browser, site: Path):
+    open_page(browser, site, "api/schedules.html")
+    wait_for(browser, "return document.querySelectorAll('button.copybtn').length > 10",
+             "copy buttons")
+    # linear_schedule's example: '>>> ' lines, their outputs, and no prompt in the copy.
+    import inspect as inspect_lib
+
+    example = inspect_lib.getdoc(mlx_schedules.linear_schedule)
+    prompts = [line.strip()[4:] for line in example.splitlines()
+               if line.strip().startswith(">>> ")]
+    assert prompts, example
+    copied = browser.execute_script(CLICK_COPY, prompts[0])
+    assert copied is not None and not copied.startswith(("no block", "no copy")), copied
+    assert copied.splitlines() == prompts, copied  # only the code, without '>>> ' or output
+    urls = requested_urls(browser)
+    assert any("copybutton" in u for u in urls), urls  # served by the site itself
+    assert all(u.startswith("file://") for u in urls)
+
+
+def entry_text(html: str, anchor: str) -> str:
+    """The text of the documentation entry (``<dd>``) of the object with this id."""
+    import html as html_lib
+
+    start = html.index(f'id="{anchor}"')
+    dd = html.index("<dd>", start)
+    depth, k = 0, dd
+    for match in re.finditer(r"<(/?)dd\b", html[dd:]):
+        depth += -1 if match.group(1) else 1
+        if depth == 0:
+            k = dd + match.start()
+            break
+    return " ".join(html_lib.unescape(re.sub(r"<[^>]+>", " ", html[dd:k])).split())
+
+
+def test_every_public_name_shows_its_own_docstring(site: Path):
+    """No entry shows a builtin's docstring (trainers.STOP once showed str's)."""
+    import builtins
+
+    import trainers
+
+    builtin_firsts = set()
+    for value in vars(builtins).values():
+        doc = inspect.getdoc(value)
+        if doc:
+            builtin_firsts.add(" ".join(doc.split("\n\n")[0].split()))
+    for page, package in (("api/schedules.html", mlx_schedules), ("api/trainers.html",
+                                                                   trainers)):
+        html = (site / page).read_text(encoding="utf-8")
+        for name in package.__all__:
+            text = entry_text(html, f"{package.__name__}.{name}")
+            assert len(text.split()) >= 5, f"{page}: {name} has no description: {text!r}"
+            borrowed = [d for d in builtin_firsts if text.startswith(d[:40])]
+            assert borrowed == [], f"{page}: {name} shows a builtin's docstring: {text[:120]}"

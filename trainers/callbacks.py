@@ -38,6 +38,8 @@ from .trackers import MLflow, TensorBoard  # trackers are callbacks too
 
 __all__ = ["STOP", "EarlyStopping", "MLflow", "ReduceLROnPlateau", "TensorBoard", "plateau_rate"]
 
+#: Return this from a callback to end the run after the current step; the final evaluation
+#: and checkpoint follow, as at the end of training. It is the string ``"stop"``.
 STOP = "stop"
 
 

@@ -155,6 +155,40 @@ def _section_title(module_name: str, sections: dict[str, str]) -> str:
     return doc.splitlines()[0].rstrip(".")
 
 
+def constant_doc(package: str, name: str) -> str | None:
+    """The ``#:`` doc comment of a public constant, read in the module that defines it.
+
+    autodoc looks for the comment only in the module it documents (the package, where the
+    name is merely imported), and otherwise shows the value's own type docstring (``str``'s
+    for ``trainers.STOP``), so the listing writes the comment out itself.
+    """
+    from sphinx.pycode import ModuleAnalyzer
+
+    module = importlib.import_module(package)
+    for path in sorted(Path(module.__file__).parent.glob("*.py")):
+        modname = package if path.stem == "__init__" else f"{package}.{path.stem}"
+        try:
+            docs = ModuleAnalyzer.for_module(modname).find_attr_docs()
+        except Exception:  # a module that cannot be analysed holds no doc comment for us
+            continue
+        comment = docs.get(("", name))
+        if comment and getattr(importlib.import_module(modname), name, None) is \
+                getattr(module, name):
+            return "\n".join(comment).strip()
+    return None
+
+
+def _data_entry(package: str, name: str, obj: Any) -> str:
+    doc = constant_doc(package, name)
+    if doc is None:
+        logger.warning("%s.%s: a public constant without a '#:' doc comment where it is "
+                       "defined (the site would show its type's docstring)", package, name,
+                       type="api")
+        doc = ""
+    body = "\n".join(f"   {line}" if line else "" for line in doc.splitlines())
+    return f".. data:: {name}\n   :value: {obj!r}\n\n{body}\n"
+
+
 def api_listing(package: str, sections: dict[str, str], images: dict[str, str]) -> str:
     """autodoc directives for every name in ``package.__all__``, grouped by defining module."""
     module = importlib.import_module(package)
@@ -177,7 +211,7 @@ def api_listing(package: str, sections: dict[str, str], images: dict[str, str]) 
             elif callable(obj):
                 lines.append(f".. autofunction:: {name}\n")
             else:
-                lines.append(f".. autodata:: {name}\n   :no-value:\n")
+                lines.append(_data_entry(package, name, obj))
             if name in images:
                 lines.append(f"   .. image:: {images[name]}\n      :alt: {name}\n"
                              f"      :class: schedule-plot\n")
