@@ -108,7 +108,7 @@ def write_gallery(root: Path, out: Path) -> dict[str, str]:
     first: dict[str, str] = {}
     lines = [
         ".. Written by docs/_ext/site_pages.py at build time; do not edit.\n",
-        f"Drawn at build time by ``scripts/plot_schedules.py``'s code over {GALLERY_STEPS} "
+        f"Drawn at build time by the code of ``mlx-schedules plot`` over {GALLERY_STEPS} "
         "steps: the rate in solid blue, and for one-cycle and cyclical rates the momentum "
         "that goes with them in dashed orange. Each title holds the schedule's config "
         "(``from_config`` rebuilds it).\n",

@@ -13,9 +13,9 @@ rate is
 tuned over ``--peaks`` on half of the validation files (seed 0), then ``--seeds`` seeds at the
 tuned peak are scored on the other half in bits per byte.
 
-Writes to ``--out-dir``: ``comparison.md`` (the measured tables, a "what the seed claims / what
-we measured" table written from the numbers, the source article's table, the command and the
-timings),
+Writes to ``--out-dir``: ``comparison.md`` (the measured tables, a "what the source article
+claims / what we measured" table written from the numbers, the source article's table, the
+command and the timings),
 ``comparison.png`` (logged rates and beta1, training loss, the budget sweep, the tuning curves)
 and ``results.json`` (every number, each run's logged rates and losses at the largest budget).
 Needs mlx-lm (``pip install 'mlx-schedules[lm]'``).
