@@ -5,6 +5,7 @@
     mlx-schedules train-lm --steps 1000 --preset medium --schedule wsd --max-lr 2e-3
     mlx-schedules train-lm --arch qwen2 --bf16 --ema 0.99 --grad-checkpoint --sample 200
     mlx-schedules train-lm --resume runs/lm               # continue a killed run exactly
+    mlx-schedules train-lm --resume runs/lm --steps 600   # train a run on to 600 updates
     mlx-schedules train-lm --model-path MODEL_DIR --data-path DATA_DIR --lora-rank 8 \\
         --max-lr 1e-4 --run-dir runs/lora                     # LoRA adapters mlx-lm loads
     mlx.launch -n 2 scripts/train_lm.py --batch-size 32       # data parallel
@@ -19,13 +20,19 @@ Model: an mlx-lm architecture (``--arch``) of a size preset (``--preset``) with 
 or a local mlx-lm model directory (``--model-path``: weights, config, tokenizer), trained whole
 or, with ``--lora-rank R``, through mlx-lm's LoRA layers.
 
+With ``--resume``, the run's own settings apply. ``--steps`` may grow (the run trains on, its
+schedule sized to the new length from the resumed step on); ``--eval-every``,
+``--checkpoint-every``, ``--log-every`` and ``--no-plots`` may change; any other flag that
+differs from the run's value stops the resume, naming it.
+
 Everything is checked before anything is written (exit status 2 and a message naming the
-problem). The run directory receives ``experiment.json`` (these settings; ``--resume`` reads
-them back), the trainer's ``config.json``, ``log.jsonl``/``log.csv`` (a row per step: loss,
-learning rate, every scheduled hyperparameter, tokens), ``checkpoints/`` and ``best/``,
-``summary.json`` (``val_loss``, and ``val_bits_per_byte`` for byte-level data), ``curves.png``,
-and ``adapters/`` (``adapters.safetensors`` + ``adapter_config.json``: pass it to
-``mlx_lm.load(MODEL_DIR, adapter_path=...)``) or ``model/`` (the trained weights and config).
+problem, and for a data file its line). The run directory receives ``experiment.json`` (these
+settings; ``--resume`` reads them back), the trainer's ``config.json``, ``log.jsonl``/``log.csv``
+(a row per step: loss, learning rate, every scheduled hyperparameter, tokens), ``checkpoints/``
+and ``best/``, ``summary.json`` (``val_loss``, and ``val_bits_per_byte`` for byte-level data),
+``curves.png``, and ``adapters/`` (``adapters.safetensors`` + ``adapter_config.json``: pass it
+to ``mlx_lm.load(MODEL_DIR, adapter_path=...)``) or ``model/`` (the trained weights and
+config), each written whole, with the user's umask and never through a symbolic link.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import stat
 import sys
 import time
 from typing import Any, cast
@@ -82,7 +90,22 @@ DEFAULTS: dict[str, Any] = {
 #: the default peak rate: a random-weight model from scratch, or an adaptation of a trained one
 DEFAULT_PEAK = {"scratch": 1e-3, "lora": 1e-4, "full": 1e-5}
 SEQ_LEN = {"corpus": 128, "jsonl": 2048}
+#: the schedules with a warmup of --warmup-steps (default 5% of --steps)
+WARMUP_FAMILIES = ("warmup_cosine", "wsd")
 SETTINGS_FILE = "experiment.json"
+#: the flags that are not settings of the run: they apply to this session only
+SESSION_DEFAULTS: dict[str, Any] = {
+    "run_dir": "runs/lm", "overwrite": False, "sample": 0, "sample_prompt": "def ",
+    "temperature": 0.8, "no_plots": False, "quiet": False,
+}
+#: the settings a resume may change, and how (every other one must keep its saved value)
+RESUME_FLAGS = {
+    "steps": "trains on to the new number of updates; the schedule is sized to it from the "
+             "resumed step on (its warmup kept), the rows already logged keep their rates",
+    "eval_every": "validates at the new interval", "checkpoint_every": "saves at the new "
+    "interval", "log_every": "writes the log in blocks of the new size",
+    "plots": "--no-plots skips curves.png",
+}
 
 
 class SettingsError(ValueError):
@@ -93,9 +116,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = script_parser(__doc__, "mlx-schedules train-lm")
     add = p.add_argument
     add("--steps", type=int, help=f"optimizer updates (default {DEFAULTS['steps']})")
-    add("--run-dir", default="runs/lm", help="output directory (default runs/lm)")
-    add("--overwrite", action="store_true", help="replace a run in --run-dir")
-    add("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR with its settings")
+    add("--run-dir", help="output directory (default runs/lm)")
+    add("--overwrite", action="store_true", default=None,
+        help="replace a run in --run-dir")
+    add("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR with its settings "
+        "(a larger --steps trains it on)")
     add("--data-path", metavar="DIR", help="a folder with train.jsonl and valid.jsonl "
         "(default: the embedded standard-library corpus)")
     add("--model-path", metavar="DIR", help="a local mlx-lm model directory to train")
@@ -103,7 +128,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "(needs --model-path)")
     add("--lora-layers", type=int, help="adapt the last N blocks (default: all)")
     add("--lora-scale", type=float, help="mlx-lm's LoRA scale (default 20)")
-    add("--mask-prompt", action="store_true", help="train on answers only (chat/completions)")
+    add("--mask-prompt", action="store_true", default=None,
+        help="train on answers only (chat/completions)")
     add("--arch", choices=list(ARCHITECTURES), help="architecture of a new model "
         "(default llama)")
     add("--preset", choices=list(PRESETS), help="size of a new model (default small)")
@@ -118,20 +144,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--weight-decay", type=float, help="AdamW weight decay (default 0)")
     add("--clip-norm", type=float, help="clip the global gradient norm")
     add("--seed", type=int, help="weights, data order and dropout (default 0)")
-    add("--bf16", action="store_true", help="bfloat16 compute on float32 master weights")
-    add("--grad-checkpoint", action="store_true", help="recompute block activations")
+    add("--bf16", action="store_true", default=None,
+        help="bfloat16 compute on float32 master weights")
+    add("--grad-checkpoint", action="store_true", default=None,
+        help="recompute block activations")
     add("--ema", type=float, metavar="DECAY", help="keep an average of the weights")
-    add("--restore-best", action="store_true", help="end with the best validation weights")
+    add("--restore-best", action="store_true", default=None,
+        help="end with the best validation weights")
     add("--eval-every", type=int, help="validate every N updates (default 100)")
     add("--checkpoint-every", type=int, help="checkpoint every N updates (default 100)")
     add("--log-every", type=int, help="updates per block of log rows (default 25)")
     add("--valid-windows", type=int, help="validation windows of the corpus (default 256)")
-    add("--sample", type=int, default=0, metavar="N", help="print N generated tokens")
-    add("--sample-prompt", default="def ", help="prompt of --sample (default 'def ')")
-    add("--temperature", type=float, default=0.8, help="sampling temperature (default 0.8)")
-    add("--no-plots", action="store_true", help="skip curves.png")
-    add("--quiet", action="store_true", help="no console report")
-    return p.parse_args(argv)
+    add("--sample", type=int, metavar="N", help="print N generated tokens")
+    add("--sample-prompt", help="prompt of --sample (default 'def ')")
+    add("--temperature", type=float, help="sampling temperature (default 0.8)")
+    add("--no-plots", action="store_true", default=None, help="skip curves.png")
+    add("--quiet", action="store_true", default=None, help="no console report")
+    args = p.parse_args(argv)
+    # every flag defaults to None, so that what was given is known (a resume checks it)
+    args.given = sorted(k for k, v in vars(args).items() if v is not None)
+    for key, value in SESSION_DEFAULTS.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    return args
 
 
 # ---------------------------------------------------------------------------------- settings
@@ -152,8 +187,7 @@ def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 def check_settings(settings: dict[str, Any]) -> dict[str, Any]:
     """Check every setting; fill the defaults that depend on others (peak rate, seq_len)."""
-    def flag(key: str) -> str:
-        return "--" + key.replace("_", "-")
+    flag = _flag
 
     def positive_int(key: str, minimum: int = 1, optional: bool = False) -> None:
         value = settings[key]
@@ -223,16 +257,108 @@ def check_settings(settings: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_settings(run_dir: str) -> dict[str, Any]:
+    """The settings saved in a run directory's ``experiment.json``, checked."""
     path = os.path.join(run_dir, SETTINGS_FILE)
     if not os.path.isfile(path):
         raise SettingsError(f"--resume: {run_dir} holds no {SETTINGS_FILE} "
                             "(not a train_lm.py run directory)")
-    with open(path, encoding="utf-8") as f:
-        saved = json.load(f)
+    saved = read_json_object(path, "--resume")
     unknown = sorted(set(saved) - set(DEFAULTS))
     if unknown:
         raise SettingsError(f"--resume: {path} holds unknown settings {unknown}")
     return check_settings({**DEFAULTS, **saved})
+
+
+def read_json_object(path: str, what: str) -> dict[str, Any]:
+    """A JSON object from ``path``; a SettingsError names the file and the line otherwise."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            value = json.load(f)
+    except UnicodeDecodeError as e:
+        raise SettingsError(f"{what}: {path}: not UTF-8 text (byte {e.start})") from None
+    except json.JSONDecodeError as e:
+        raise SettingsError(f"{what}: {path} line {e.lineno} column {e.colno}: not valid JSON "
+                            f"({e.msg})") from None
+    except OSError as e:
+        raise SettingsError(f"{what}: cannot read {path}: {e.strerror or e}") from None
+    if not isinstance(value, dict):
+        raise SettingsError(f"{what}: {path} must hold a JSON object, got "
+                            f"{type(value).__name__}")
+    return value
+
+
+def _given_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The run settings given on the command line, as they would be saved."""
+    given = {}
+    for key in args.given:
+        if key in DEFAULTS:
+            value = getattr(args, key)
+            if key in ("model_path", "data_path"):
+                value = os.path.abspath(value)
+            given[key] = value
+    if "no_plots" in args.given:
+        given["plots"] = False
+    return given
+
+
+def resume_settings(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
+    """The settings of the run to resume with the flags given beside ``--resume`` applied:
+    ``(settings, the keys that changed)``. A flag that may change (:data:`RESUME_FLAGS`) is
+    applied; one that repeats the saved value is accepted; any other stops the resume with a
+    SettingsError naming every such flag."""
+    run_dir = args.resume
+    if "overwrite" in args.given:
+        raise SettingsError("--overwrite with --resume: a resume continues the run in "
+                            f"{run_dir}; --overwrite starts a new one (give one of them)")
+    if "run_dir" in args.given and os.path.abspath(args.run_dir) != os.path.abspath(run_dir):
+        raise SettingsError(f"--run-dir {args.run_dir} with --resume {run_dir}: a resumed run "
+                            "continues in its own directory (leave --run-dir out)")
+    saved = read_settings(run_dir)
+    settings, changed, refused = dict(saved), [], []
+    for key, value in _given_settings(args).items():
+        if value == saved[key]:
+            continue
+        if key not in RESUME_FLAGS:
+            refused.append(f"{_flag(key)} {_shown(value)} (the run has {_shown(saved[key])})")
+            continue
+        settings[key] = value
+        changed.append(key)
+    if refused:
+        raise SettingsError(
+            f"--resume {run_dir}: {'; '.join(refused)}: a resume continues the run with its "
+            f"own settings, so these cannot change (leave them out, or start a new run with "
+            f"--run-dir). Flags that may change on a resume: "
+            f"{', '.join(_flag(k) for k in RESUME_FLAGS if k != 'plots')}, --no-plots")
+    if "steps" in changed:
+        if settings["steps"] < saved["steps"]:
+            raise SettingsError(f"--steps {settings['steps']} with --resume: the run in "
+                                f"{run_dir} is set for {saved['steps']} updates; --steps can "
+                                "only extend it")
+        if settings["warmup_steps"] is None and settings["schedule"] in WARMUP_FAMILIES:
+            # the warmup the run started with (5% of its first length), not 5% of the new one
+            settings["warmup_steps"] = max(1, saved["steps"] // 20)
+    return check_settings(settings), changed
+
+
+def _flag(key: str) -> str:
+    return "--no-plots" if key == "plots" else "--" + key.replace("_", "-")
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def planned_steps(run_dir: str) -> int | None:
+    """The length the run in ``run_dir`` had when it started (the trainer's ``config.json``,
+    written at the start only), or None when it cannot be read."""
+    try:
+        with open(os.path.join(run_dir, "config.json"), encoding="utf-8") as f:
+            steps = json.load(f)["max_steps"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return steps if isinstance(steps, int) else None
 
 
 # ---------------------------------------------------------------------------------- building
@@ -267,20 +393,40 @@ def load_data(settings: dict[str, Any], tokenizer: Any) -> Corpus:
 
 
 def make_batches(settings: dict[str, Any], corpus: Corpus, vocab_size: int) -> tuple[Any, Any]:
-    """Training and validation batches; raises ValueError when the data cannot fill them."""
+    """Training and validation batches; raises DataFileError naming the file (and what it
+    lacks) when the data cannot fill them."""
     size, seq_len, seed = settings["batch_size"], settings["seq_len"], settings["seed"]
     if settings["data_path"] is None:
-        train = corpus_batches(corpus.train, seq_len, size, seed=seed, vocab_size=vocab_size)
-        valid = validation_batches(corpus.valid, seq_len, size,
-                                   windows=settings["valid_windows"], vocab_size=vocab_size)
-    else:
-        train = example_batches(corpus.train, size, max_length=seq_len,
-                                prompt_lengths=corpus.train_prompts, seed=seed,
-                                vocab_size=vocab_size)
-        valid = example_batches(corpus.valid, size, max_length=seq_len,
-                                prompt_lengths=corpus.valid_prompts, shuffle=False,
-                                vocab_size=vocab_size)
+        train = _batches_of("the embedded corpus's training files", lambda: corpus_batches(
+            corpus.train, seq_len, size, seed=seed, vocab_size=vocab_size))
+        valid = _batches_of("the embedded corpus's validation files", lambda: validation_batches(
+            corpus.valid, seq_len, size, windows=settings["valid_windows"],
+            vocab_size=vocab_size))
+        return train, valid
+    files = {split: os.path.join(settings["data_path"], f"{split}.jsonl")
+             for split in ("train", "valid")}
+    for split, sequences in (("train", corpus.train), ("valid", corpus.valid)):
+        longest = max(len(s) for s in sequences)
+        if longest < 2:
+            raise DataFileError(
+                f"{files[split]}: every row is shorter than 2 tokens (the longest holds "
+                f"{longest}); a row needs at least 2, as each token is predicted from the ones "
+                "before it")
+    train = _batches_of(files["train"], lambda: example_batches(
+        corpus.train, size, max_length=seq_len, prompt_lengths=corpus.train_prompts, seed=seed,
+        vocab_size=vocab_size))
+    valid = _batches_of(files["valid"], lambda: example_batches(
+        corpus.valid, size, max_length=seq_len, prompt_lengths=corpus.valid_prompts,
+        shuffle=False, vocab_size=vocab_size))
     return train, valid
+
+
+def _batches_of(source: str, build: Any) -> Any:
+    """``build()``; a ValueError becomes a DataFileError naming the data's ``source``."""
+    try:
+        return build()
+    except ValueError as e:
+        raise DataFileError(f"{source}: {e}") from None
 
 
 def vocab_size_of(model: Any, config: dict[str, Any]) -> int:
@@ -293,18 +439,31 @@ def vocab_size_of(model: Any, config: dict[str, Any]) -> int:
 # ---------------------------------------------------------------------------------- the run
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    changed: list[str] = []
     try:
         if args.resume:
             run_dir = args.resume
-            settings = read_settings(run_dir)
+            settings, changed = resume_settings(args)
         else:
             run_dir = args.run_dir
             settings = settings_from_args(args)
     except SettingsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    allow_changes: tuple[str, ...] = ()
+    if args.resume and settings["steps"] != planned_steps(run_dir):
+        # a longer run than the one started (now or by an earlier resume): the trainer
+        # compares its length and its schedule with the checkpoint's; both follow --steps
+        allow_changes = ("max_steps", "schedules")
     try:  # every problem with the model or the data is found here, before anything is written
         model, tokenizer, config, adapter = load_model(settings)
+    except ImportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, ValueError) as e:
+        print(f"model error: {e}", file=sys.stderr)
+        return 2
+    try:
         corpus = load_data(settings, tokenizer)
         vocab_size = vocab_size_of(model, config)
         train, valid = make_batches(settings, corpus, vocab_size)
@@ -317,6 +476,11 @@ def main(argv: list[str] | None = None) -> int:
 
     group = mx.distributed.init()
     rank = group.rank()
+    unsafe = unsafe_output(run_dir, output_names(settings, adapters=adapter is not None))
+    if unsafe:  # every rank sees it (one file system), so every rank stops
+        if rank == 0:
+            print(f"error: {unsafe}", file=sys.stderr)
+        return 2
     optimizer = build_optimizer(optimizer_section(
         settings["schedule"], settings["max_lr"], settings["steps"],
         weight_decay=settings["weight_decay"], warmup_steps=settings["warmup_steps"]))
@@ -326,7 +490,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def write_settings(event: dict) -> None:
         start_step.append(event["step"])
-        if rank == 0 and not event["resumed"]:
+        # a resume that changed a setting records it, once the trainer has accepted the resume
+        if rank == 0 and (not event["resumed"] or changed):
             write_json_atomic(os.path.join(run_dir, SETTINGS_FILE), settings)
 
     started = OnStart(write_settings)
@@ -355,7 +520,8 @@ def main(argv: list[str] | None = None) -> int:
     created = first_missing(run_dir)
     start = time.perf_counter()
     try:
-        trainer.fit(resume=bool(args.resume), overwrite=args.overwrite)
+        trainer.fit(resume=bool(args.resume), overwrite=args.overwrite,
+                    allow_changes=allow_changes)
     except (ValueError, RuntimeError, OSError) as e:
         if started.started:
             raise
@@ -366,21 +532,31 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     wall = time.perf_counter() - start
+    first_step = start_step[0] if start_step else trainer.step
+    summary_path = os.path.join(run_dir, "summary.json")
+    if args.resume and trainer.step == first_step and os.path.isfile(summary_path):
+        # a finished run resumed: summary.json is written last, so every output is there;
+        # rewriting them would only change the timings (no update was made)
+        if rank == 0:
+            print(f"the run in {run_dir} is finished ({trainer.step} steps): nothing to do, "
+                  "its outputs are unchanged")
+            print_sample(args, model, tokenizer, seed=settings["seed"])
+        return 0
 
     metrics = validation_metrics(model, valid, byte_level=byte_level)
     if rank != 0:
         return 0
     outputs = {}
     if adapter is not None:
-        outputs["adapters"] = save_adapters(model, adapter, os.path.join(run_dir, "adapters"))
+        outputs["adapters"] = save_adapters(model, adapter, os.path.join(run_dir, "adapters"),
+                                            root=run_dir)
     else:
         outputs["model"] = save_model_dir(model, config, os.path.join(run_dir, "model"),
-                                          tokenizer)
+                                          tokenizer, root=run_dir)
     summary = summarise(run_dir, settings, metrics, corpus, wall_time=wall,
-                        start_step=start_step[0])
+                        start_step=first_step)
     summary.update(outputs)
     summary["parameters"], summary["trained_parameters"] = count(model), count(model, True)
-    write_json_atomic(os.path.join(run_dir, "summary.json"), summary)
     if settings["plots"]:
         try:
             train_rows, eval_rows = read_log(run_dir)
@@ -391,14 +567,20 @@ def main(argv: list[str] | None = None) -> int:
                               f"{settings['seq_len']}")
         except RuntimeError as e:
             print(f"warning: no plots: {e}", file=sys.stderr)
+    write_json_atomic(summary_path, summary)  # the last output: its presence means all are there
     bits = (f", {metrics['val_bits_per_byte']:.3f} bits/byte" if byte_level else "")
     print(f"done: validation loss {metrics['val_loss']:.4f}{bits} after {summary['steps']} "
           f"steps, {wall:.1f} s, {summary['tokens_per_s']:.0f} tokens/s")
+    print_sample(args, model, tokenizer, seed=settings["seed"])
+    return 0
+
+
+def print_sample(args: argparse.Namespace, model: Any, tokenizer: Any, *, seed: int) -> None:
+    """Print ``--sample`` tokens generated after ``--sample-prompt`` (nothing without it)."""
     if args.sample:
         print(f"sample ({args.sample} tokens, temperature {args.temperature:g}):")
         print(sample_text(model, tokenizer, args.sample_prompt, args.sample,
-                          temperature=args.temperature, seed=settings["seed"]))
-    return 0
+                          temperature=args.temperature, seed=seed))
 
 
 def summarise(run_dir: str, settings: dict[str, Any], metrics: dict[str, float],
@@ -433,6 +615,42 @@ def sample_text(model: Any, tokenizer: Any, prompt: str, count: int, *, temperat
     tokens = generate_tokens(model, list(tokenizer.encode(prompt)), count,
                              temperature=temperature, seed=seed)
     return prompt + tokenizer.decode(tokens)
+
+
+def output_names(settings: dict[str, Any], *, adapters: bool) -> list[str]:
+    """The paths this script writes in the run directory after training (folders end in /);
+    the trainer checks its own files."""
+    names = ["summary.json"]
+    if settings["plots"]:
+        names.append("curves.png")
+    if adapters:
+        names += ["adapters/", "adapters/adapters.safetensors", "adapters/adapter_config.json"]
+    else:
+        names += ["model/", "model/model.safetensors", "model/config.json"]
+    return names
+
+
+def unsafe_output(run_dir: str, names: list[str]) -> str | None:
+    """Why an output cannot be written safely (a symbolic link, or a file where a folder goes
+    or the reverse), or None. Checked before training, so that a run is not spent and then
+    refused at the end; the writers refuse links again when they write."""
+    for name in names:
+        path = os.path.join(run_dir, name.rstrip("/"))
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            return f"cannot check {path}: {e.strerror or e}"
+        if stat.S_ISLNK(st.st_mode):
+            return (f"refusing to write {path}: it is a symbolic link; the outputs of a run are "
+                    "never written through one (remove it, or choose another run directory)")
+        folder = name.endswith("/")
+        if folder and not stat.S_ISDIR(st.st_mode):
+            return f"refusing to write into {path}: it is not a folder"
+        if not folder and not stat.S_ISREG(st.st_mode):
+            return f"refusing to write {path}: it is not a regular file"
+    return None
 
 
 def count(model: Any, trainable: bool = False) -> int:

@@ -13,7 +13,7 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten
 
-from ..files import atomic_path, write_json_atomic
+from ..files import atomic_path, ensure_dir, write_json_atomic
 
 __all__ = ["adapter_weights", "apply_lora", "read_adapter_config", "save_adapters"]
 
@@ -29,6 +29,10 @@ def apply_lora(model: nn.Module, rank: int, *, num_layers: int | None = None,
         scale: mlx-lm's LoRA scale (the update is ``scale * B A x``; mlx-lm's default 20).
         dropout: dropout on the adapters' input.
         keys: the module paths within a block to adapt (default: every linear layer).
+
+    Raises:
+        ValueError: a bad rank or ``num_layers``, or a rank larger than an adapted layer's
+            smaller width (names the layer and its widths).
 
     Example:
         >>> from trainers.lm import build_model, model_config
@@ -50,9 +54,60 @@ def apply_lora(model: nn.Module, rank: int, *, num_layers: int | None = None,
     parameters: dict[str, Any] = {"rank": rank, "scale": float(scale), "dropout": float(dropout)}
     if keys is not None:
         parameters["keys"] = list(keys)
+    _check_rank(model, rank, num_layers, keys)  # before the model is changed
     model.freeze()
     linear_to_lora_layers(model, num_layers, parameters)
     return {"fine_tune_type": "lora", "num_layers": num_layers, "lora_parameters": parameters}
+
+
+def _widths(module: nn.Module) -> tuple[int, int] | None:
+    """``(inputs, outputs)`` of a layer LoRA adapts (linear, quantized linear, a stack of
+    experts' linears, an embedding), from its weight; None for other modules."""
+    weight = getattr(module, "weight", None) if isinstance(module, nn.Module) else None
+    if not isinstance(weight, mx.array) or weight.ndim < 2:
+        return None
+    if isinstance(module, nn.Embedding | nn.QuantizedEmbedding):
+        rows, width = weight.shape[-2], weight.shape[-1]
+        if isinstance(module, nn.QuantizedEmbedding):
+            width = width * 32 // module.bits
+        return rows, width  # LoRA maps a token's one-hot row to the embedding's width
+    inputs, outputs = weight.shape[-1], weight.shape[-2]
+    bits = getattr(module, "bits", None)
+    if isinstance(bits, int) and bits > 0 and weight.dtype == mx.uint32:
+        inputs = inputs * 32 // bits  # quantized: 32 // bits values packed per uint32
+    return inputs, outputs
+
+
+def _check_rank(model: nn.Module, rank: int, num_layers: int, keys: Sequence[str] | None
+                ) -> None:
+    """Refuse a rank above a layer's smaller width: ``B A`` of a layer mapping ``n`` inputs
+    to ``m`` outputs has rank at most ``min(n, m)``, so a larger rank adds parameters that
+    can change nothing."""
+    blocks = len(model.layers)
+    chosen = None if keys is None else set(keys)
+    narrowest: tuple[int, str, tuple[int, int]] | None = None
+    for index in range(blocks - num_layers, blocks):
+        for name, module in model.layers[index].named_modules():
+            if chosen is not None and name not in chosen:
+                continue
+            widths = _widths(module)
+            if widths is None or (chosen is None and not _adaptable(module)):
+                continue
+            if narrowest is None or min(widths) < narrowest[0]:
+                narrowest = (min(widths), f"model.layers.{index}.{name}", widths)
+    if narrowest is not None and rank > narrowest[0]:
+        bound, name, (inputs, outputs) = narrowest
+        raise ValueError(
+            f"lora rank {rank} is larger than layer {name} allows: it maps {inputs} inputs to "
+            f"{outputs} outputs, so its update has rank at most {bound} (choose a rank "
+            f"<= {bound})")
+
+
+def _adaptable(module: nn.Module) -> bool:
+    """A layer mlx-lm adapts when no keys are given (its linears and embeddings)."""
+    return hasattr(module, "to_lora") or isinstance(
+        module, nn.Linear | nn.QuantizedLinear | nn.Embedding | nn.QuantizedEmbedding) or \
+        type(module).__name__ in ("SwitchLinear", "QuantizedSwitchLinear")
 
 
 def adapter_weights(model: nn.Module) -> dict[str, mx.array]:
@@ -61,12 +116,20 @@ def adapter_weights(model: nn.Module) -> dict[str, mx.array]:
 
 
 def save_adapters(model: nn.Module, adapter_config: Mapping[str, Any],
-                  directory: str | os.PathLike) -> str:
+                  directory: str | os.PathLike, *, root: str | os.PathLike | None = None
+                  ) -> str:
     """Write ``adapters.safetensors`` and ``adapter_config.json`` into ``directory`` (created),
     the layout of ``mlx_lm.load(model_dir, adapter_path=directory)``; returns the directory.
-    Each file is written whole or not at all."""
+
+    Each file is written whole or not at all, with the user's umask, never through a symbolic
+    link; ``root`` (a run directory holding ``directory``) may itself be a link, but no folder
+    below it may (:func:`trainers.files.ensure_dir`).
+
+    Raises:
+        UnsafePathError: ``directory`` (below ``root``) or a file in it is a symbolic link.
+    """
     directory = os.fspath(directory)
-    os.makedirs(directory, exist_ok=True)
+    ensure_dir(directory, root=root)
     weights = adapter_weights(model)
     mx.eval(weights)
     target = os.path.join(directory, "adapters.safetensors")

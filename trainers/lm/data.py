@@ -16,23 +16,26 @@ first row:
 - ``{"prompt": str, "completion": str}``: a user turn and an assistant turn, rendered the
   same way.
 
-A malformed row stops the load with an error naming the file and the line number.
+A malformed row (not UTF-8, not JSON, another form, a chat role the chat template does not know)
+stops the load with an error naming the file and the line number.
 """
 
 from __future__ import annotations
 
+import difflib
 import glob
 import hashlib
 import json
 import os
 import sysconfig
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..sequences import read_byte_documents
+from .chat_roles import STANDARD_ROLES, chat_roles
 
 __all__ = ["FORMS", "Corpus", "DataFileError", "encode_rows", "load_jsonl_dir", "read_jsonl",
            "row_form", "stdlib_corpus", "stdlib_files", "unigram_entropy"]
@@ -141,7 +144,7 @@ def row_form(row: Any) -> str | None:
     return None
 
 
-def _check_row(row: dict, form: str) -> str | None:
+def _check_row(row: dict, form: str, roles: Collection[str] = STANDARD_ROLES) -> str | None:
     """What is wrong with a row of a known form (``None`` if nothing)."""
     if form == "text":
         return None if isinstance(row["text"], str) else "'text' must be a string"
@@ -157,13 +160,22 @@ def _check_row(row: dict, form: str) -> str | None:
         if not (isinstance(m, dict) and isinstance(m.get("role"), str)
                 and isinstance(m.get("content"), str)):
             return f"messages[{i}] must be an object with string 'role' and 'content'"
+        if m["role"] not in roles:
+            near = difflib.get_close_matches(m["role"], sorted(roles), n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            return (f"messages[{i}] has role {m['role']!r}{hint}; the chat template knows "
+                    f"{', '.join(sorted(roles))}")
     return None
 
 
-def read_jsonl(path: str | os.PathLike) -> tuple[list[dict], str]:
+def read_jsonl(path: str | os.PathLike, *,
+               roles: Collection[str] = STANDARD_ROLES) -> tuple[list[dict], str]:
     """The rows of an mlx-lm jsonl file and their form (that of the first row).
 
-    Blank lines are skipped. Every row must be a JSON object in the first row's form.
+    Blank lines are skipped. Every row must be UTF-8 text, a JSON object in the first row's
+    form; a chat message's role must be one of ``roles`` (default: mlx-lm's ``system``,
+    ``user``, ``assistant`` and ``tool``; :func:`trainers.lm.chat_roles.chat_roles` gives
+    those of a tokenizer's chat template).
 
     Raises:
         DataFileError: the file is missing or empty, or a row is malformed (names the line).
@@ -180,8 +192,13 @@ def read_jsonl(path: str | os.PathLike) -> tuple[list[dict], str]:
         raise DataFileError(f"{path}: no such file")
     rows: list[dict] = []
     form = None
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataFileError(f"{path} line {number}: not UTF-8 text (byte "
+                                    f"0x{raw[e.start]:02x} at column {e.start + 1})") from None
             if not line.strip():
                 continue
             try:
@@ -198,7 +215,7 @@ def read_jsonl(path: str | os.PathLike) -> tuple[list[dict], str]:
             elif kind != form:
                 raise DataFileError(f"{path} line {number}: a {kind} row in a file of {form} "
                                     "rows (all rows take the first row's form)")
-            problem = _check_row(row, form)
+            problem = _check_row(row, form, roles)
             if problem:
                 raise DataFileError(f"{path} line {number}: {problem}")
             rows.append(row)
@@ -265,6 +282,9 @@ def load_jsonl_dir(path: str | os.PathLike, tokenizer: Any = None, *,
                    mask_prompt: bool = False) -> Corpus:
     """``train.jsonl`` and ``valid.jsonl`` of a directory, tokenized (see :func:`encode_rows`).
 
+    Chat rows' roles are checked against those of the tokenizer's chat template
+    (:func:`trainers.lm.chat_roles.chat_roles`).
+
     Raises:
         DataFileError: a file is missing or a row is malformed (names the file and line).
     """
@@ -273,12 +293,39 @@ def load_jsonl_dir(path: str | os.PathLike, tokenizer: Any = None, *,
         raise DataFileError(f"--data-path {path}: not a directory (expected one holding "
                             "train.jsonl and valid.jsonl)")
     splits = {}
+    roles = STANDARD_ROLES if tokenizer is None else chat_roles(tokenizer)
     for split in ("train", "valid"):
-        rows, form = read_jsonl(os.path.join(path, f"{split}.jsonl"))
-        splits[split] = encode_rows(rows, form, tokenizer, mask_prompt=mask_prompt)
+        file = os.path.join(path, f"{split}.jsonl")
+        rows, form = read_jsonl(file, roles=roles)
+        try:
+            splits[split] = encode_rows(rows, form, tokenizer, mask_prompt=mask_prompt)
+        except DataFileError:
+            raise
+        except Exception as e:  # the tokenizer or its chat template refused a row
+            raise _encoding_error(file, rows, form, tokenizer, mask_prompt, e) from e
     (train, train_prompts), (valid, valid_prompts) = splits["train"], splits["valid"]
     return Corpus(train=train, valid=valid,
                   train_names=[f"train.jsonl:{i}" for i in range(len(train))],
                   valid_names=[f"valid.jsonl:{i}" for i in range(len(valid))],
                   byte_level=tokenizer is None, train_prompts=train_prompts,
                   valid_prompts=valid_prompts)
+
+
+def _encoding_error(path: str, rows: Sequence[dict], form: str, tokenizer: Any,
+                    mask_prompt: bool, error: Exception) -> DataFileError:
+    """``error`` (raised while encoding ``rows``) as a DataFileError naming the file and the
+    line of the first row that raises it. Only on this error path are the rows encoded one
+    by one, and the file scanned again for the line (blank lines hold no row)."""
+    failing = None
+    for index, row in enumerate(rows):
+        try:
+            encode_rows([row], form, tokenizer, mask_prompt=mask_prompt)
+        except Exception as e:
+            failing, error = index, e
+            break
+    if failing is None:
+        return DataFileError(f"{path}: encoding failed: {type(error).__name__}: {error}")
+    with open(path, "rb") as f:
+        lines = [n for n, raw in enumerate(f, start=1) if raw.strip()]
+    return DataFileError(f"{path} line {lines[failing]}: the tokenizer or its chat template "
+                         f"refused the row ({type(error).__name__}: {error})")

@@ -9,7 +9,9 @@ function needs it.
 from __future__ import annotations
 
 import importlib
+import json
 import os
+import tempfile
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,10 +19,10 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten
 
-from ..files import atomic_path, write_json_atomic
+from ..files import atomic_path, ensure_dir, write_bytes_atomic, write_json_atomic
 
 __all__ = ["ARCHITECTURES", "PRESETS", "build_model", "load_model_dir", "model_config",
-           "save_model_dir"]
+           "read_config", "save_model_dir"]
 
 #: selectable ``model_type`` -> the mlx-lm module implementing it (mlx-lm maps mistral to llama)
 ARCHITECTURES = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2", "phi": "phi"}
@@ -111,27 +113,81 @@ def load_model_dir(path: str | os.PathLike) -> tuple[nn.Module, Any, dict[str, A
 
     Raises:
         FileNotFoundError: the directory, its config or its weights are missing.
+        ValueError: ``config.json`` is not a JSON object (names the file and the line).
     """
     path = os.fspath(path)
-    if not os.path.isfile(os.path.join(path, "config.json")):
+    config_file = os.path.join(path, "config.json")
+    if not os.path.isfile(config_file):
         raise FileNotFoundError(f"--model-path {path}: no config.json (expected a local "
                                 "mlx-lm model directory)")
+    read_config(config_file)  # mlx-lm's loader would fail on it without naming the file
     model, tokenizer, config = mlx_lm_module().load(path, return_config=True)
     return model, tokenizer, config
 
 
+def read_config(path: str | os.PathLike) -> dict[str, Any]:
+    """A model's ``config.json``, which must hold a JSON object.
+
+    Raises:
+        ValueError: the file is not UTF-8, not JSON or not an object; the message names the
+            file and, for bad JSON, the line and column.
+
+    Example:
+        >>> import tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "config.json")
+        >>> _ = open(path, "w").write('{"model_type": "llama",\\n "hidden_size": }')
+        >>> read_config(path)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: .../config.json line 2 column 17: not valid JSON (Expecting value)
+    """
+    path = os.fspath(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f)
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} line {e.lineno} column {e.colno}: not valid JSON "
+                         f"({e.msg})") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: must hold a JSON object, got {type(config).__name__}")
+    return config
+
+
 def save_model_dir(model: nn.Module, config: Mapping[str, Any], directory: str | os.PathLike,
-                   tokenizer: Any = None) -> str:
+                   tokenizer: Any = None, *, root: str | os.PathLike | None = None) -> str:
     """Write ``model.safetensors`` and ``config.json`` (and the tokenizer's files when given)
     into ``directory``: an mlx-lm model directory (``mlx_lm.utils.load_model`` reads it;
-    ``mlx_lm.load`` also needs the tokenizer)."""
+    ``mlx_lm.load`` also needs the tokenizer).
+
+    Each file is written whole or not at all, with the user's umask, never through a symbolic
+    link; ``root`` (a run directory holding ``directory``) may itself be a link, but no folder
+    below it may (:func:`trainers.files.ensure_dir`).
+
+    Raises:
+        UnsafePathError: ``directory`` (below ``root``) or a file in it is a symbolic link.
+    """
     directory = os.fspath(directory)
-    os.makedirs(directory, exist_ok=True)
+    ensure_dir(directory, root=root)
     weights = dict(tree_flatten(model.parameters()))
     mx.eval(weights)
     with atomic_path(os.path.join(directory, "model.safetensors")) as tmp:
         mx.save_safetensors(tmp, weights, metadata={"format": "mlx"})
     write_json_atomic(os.path.join(directory, "config.json"), dict(config))
     if tokenizer is not None:
-        tokenizer.save_pretrained(directory)
+        _save_tokenizer(tokenizer, directory)
     return directory
+
+
+def _save_tokenizer(tokenizer: Any, directory: str) -> None:
+    """The tokenizer's files, written by its own ``save_pretrained`` into a private temporary
+    folder, then copied in as the trainer's files are (atomic, never through a link)."""
+    with tempfile.TemporaryDirectory() as staging:
+        tokenizer.save_pretrained(staging)
+        for folder, _, names in os.walk(staging):
+            target = os.path.join(directory, os.path.relpath(folder, staging))
+            ensure_dir(target, root=directory)
+            for name in names:
+                with open(os.path.join(folder, name), "rb") as f:
+                    write_bytes_atomic(os.path.normpath(os.path.join(target, name)), f.read())
