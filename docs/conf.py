@@ -80,5 +80,13 @@ copybutton_only_copy_prompt_lines = True
 
 # Old page paths lead to the page that now holds their content (sphinx-reredirects): the
 # keys are former pages, the values where each went.
-redirects: dict[str, str] = {}
+redirects = {
+    "SCHEDULES": "schedules/index.html",
+    "schedules": "schedules/index.html",
+    "TRAINERS": "trainer.html",
+    "training": "trainer.html",
+    "SCRIPTS": "command-line.html",
+    "scripts-overview": "command-line.html",
+    "BENCH_SCHEDULES": "benchmarks.html",
+}
 html_show_sourcelink = False

@@ -256,3 +256,13 @@ def test_cheap_docs_command_runs_as_written(command: Command, fresh):
     out = re.search(r"--out (\S+)", command.text)
     if out:
         assert (work / out.group(1)).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_every_subcommand_has_a_row_on_the_command_line_page():
+    from trainers.cli import SUBCOMMANDS
+
+    page = (ROOT / "docs" / "command-line.md").read_text(encoding="utf-8")
+    rows = set(re.findall(r"^\| `mlx-schedules ([\w-]+)", page, re.M))
+    assert len(rows) >= 5, rows  # the table is found
+    assert set(SUBCOMMANDS) - rows == set(), f"subcommands missing from the command-line " \
+                                             f"page's table: {set(SUBCOMMANDS) - rows}"

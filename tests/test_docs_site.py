@@ -203,7 +203,8 @@ def test_gallery_images_load_and_cover_every_schedule(browser, site: Path):
 
 
 @pytest.mark.parametrize("page", ["index.html", "results.html", "comparison/comparison.html",
-                                  "TRAINERS.html", "guides/several-macs.html"])
+                                  "trainer.html", "guides/several-macs.html",
+                                  "benchmarks.html", "schedules/index.html"])
 def test_pages_load_their_images_and_nothing_from_the_network(browser, site: Path, page: str):
     open_page(browser, site, page)
     if page == "index.html":
@@ -366,3 +367,98 @@ def test_every_public_name_shows_its_own_docstring(site: Path):
             assert len(text.split()) >= 5, f"{page}: {name} has no description: {text!r}"
             borrowed = [d for d in builtin_firsts if text.startswith(d[:40])]
             assert borrowed == [], f"{page}: {name} shows a builtin's docstring: {text[:120]}"
+
+
+# One page per topic: what the sidebar lists at its top level, in this order.
+TOPICS = ["Install", "Schedules", "The trainer", "The command line", "Guides", "Results",
+          "Benchmarks", "API reference", "Project"]
+
+# Every former page (merged or moved) -> the page that holds its content now.
+MOVED = {
+    "SCHEDULES.html": "schedules/index.html",
+    "schedules.html": "schedules/index.html",
+    "TRAINERS.html": "trainer.html",
+    "training.html": "trainer.html",
+    "SCRIPTS.html": "command-line.html",
+    "scripts-overview.html": "command-line.html",
+    "BENCH_SCHEDULES.html": "benchmarks.html",
+}
+
+# Distinctive text of each former page that must still be found somewhere on the site (its
+# headings, and sentences or table cells only it had), so that no content is lost in a merge.
+FORMER_CONTENT = {
+    "SCHEDULES.md": ["What every schedule guarantees",
+                     "Peer schedulers and their equivalents here",
+                     "CosineAnnealingWarmRestarts(T_0, T_mult, eta_min)", "get_wsd_schedule",
+                     "WarmupCosineLR", "fit_flat_cos", "dolomite-engine", "lowbias32",
+                     "Cost inside a compiled training step", "Three changes brought the cost"],
+    "schedules.md": ["Beyond the learning rate",
+                     "Schedules as data, and evaluation over many steps",
+                     "Eager and compiled calls", "the source article's three",
+                     "a stand-alone compile of a 0-d function saves little"],
+    "TRAINERS.md": ["Public API", "The run directory", "Checkpoints and exact resume",
+                    "Non-finite values", "Auditing a run", "Real models: precision, parameter "
+                    "groups, memory, best and averaged weights", "Learning-rate range test",
+                    "Data parallel", "Evaluation across ranks", "step_00000300.corrupt",
+                    "Where the trainer's time goes", "Device-resident batches",
+                    "MLX_FASTBLAS_LIB", "Run A,", "Run B,", "Gradient checkpointing trades"],
+    "training.md": ["the loop people copy gets the expensive details wrong",
+                    "Per-step log of the rates actually used"],
+    "SCRIPTS.md": ["Datasets and the cache", "cifar-10-binary.tar.gz", "--stop-after N",
+                   "Compilation:", "mlx-schedules plot: draw schedules",
+                   "mlx-schedules train: one run", "mlx-schedules compare: the comparison",
+                   "mlx-schedules range-test: find a peak rate"],
+    "scripts-overview.md": ["a run directory the trainer refuses",
+                            "budget sweep (--full: 750/1500/3000/6000 steps)"],
+    "BENCH_SCHEDULES.md": ["What a schedule costs", "ours / NumPy",
+                           "raising a float32-rounded rate"],
+    "results.md (Benchmarks)": ["Device-resident batches", "bench_transformer.py"],
+}
+
+
+def site_text(site: Path) -> str:
+    """The text of every page of the site, markup removed, spaces normalised."""
+    import html as html_lib
+
+    parts = []
+    for page in site_pages(site):
+        html = (site / page).read_text(encoding="utf-8")
+        html = html[html.find("<article"):html.find("</article>")]
+        html = re.sub(r"</?(span|code|a|em|strong|b|i|sub|sup)\b[^>]*>|¶", "", html)
+        parts.append(html_lib.unescape(re.sub(r"<[^>]+>", " ", html)))
+    text = " ".join(" ".join(parts).split())
+    return text.replace("\u2019", "'").replace("\u201c", '"').replace("\u201d", '"')
+
+
+def test_no_former_page_is_lost(site: Path):
+    text = site_text(site)
+    missing = {page: [t for t in texts if " ".join(t.split()) not in text]
+               for page, texts in FORMER_CONTENT.items()}
+    assert {p: m for p, m in missing.items() if m} == {}
+
+
+def test_sidebar_shows_one_page_per_topic(browser, site: Path):
+    open_page(browser, site, "index.html")
+    top = browser.execute_script(
+        "return [...document.querySelectorAll('.sidebar-tree > ul > li.toctree-l1 > a')]"
+        ".map(a => a.textContent.trim())")
+    assert top == TOPICS
+    screenshot(browser, "site-index")
+
+
+@pytest.mark.parametrize(("old", "new"), sorted(MOVED.items()))
+def test_old_page_paths_lead_to_their_new_page(browser, site: Path, old: str, new: str):
+    assert (site / old).is_file() and is_redirect(site / old), old
+    target = (site / new).resolve().as_uri()
+    browser.get((site / old).as_uri() + "#auditing-a-run")
+    wait_for(browser, "return location.href.split('#')[0] === arguments[0]".replace(
+        "arguments[0]", repr(target)), f"{old} to lead to {new}")
+    assert browser.execute_script("return location.hash") == "#auditing-a-run"  # kept
+    title = browser.execute_script("return document.querySelector('article h1').innerText")
+    assert title.strip()
+
+
+def test_no_two_pages_differ_only_in_case(site: Path):
+    pages = [str(p.relative_to(site)).lower() for p in site.rglob("*.html")
+             if not is_redirect(p)]
+    assert len(pages) == len(set(pages))
