@@ -12,9 +12,13 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
 
 try:
     import matplotlib
@@ -57,3 +61,17 @@ def mlx_launch():
         pytest.skip("mlx built without distributed support")
     return lambda n: [*_launcher(), "-n", str(n), "--backend", "ring", "-p",
                       str(_free_port_pair())]
+
+
+@pytest.fixture(scope="session")
+def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding the sdist and the wheel, built once per session from this checkout
+    (``python -m build``: the ``docs`` extra; skipped without it, except under CI)."""
+    if os.environ.get("CI") is None:
+        pytest.importorskip("build", reason="needs the docs extra: pip install -e '.[docs]'")
+    out = tmp_path_factory.mktemp("dist")
+    result = subprocess.run([sys.executable, "-m", "build", "--sdist", "--wheel",
+                             "--outdir", str(out), str(ROOT)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    return out

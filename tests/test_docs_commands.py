@@ -13,6 +13,8 @@ checkout's ``configs/``, a new ``HOME``, a ``PATH`` with the installed toolkit's
 the system's, and nothing else of this process's environment (no virtual environment
 activated, no ``LD_PRELOAD``). Every other command is skipped with the reason its rule gives.
 A new command in the docs that matches no rule fails the first test until it gets one.
+Commands in a block marked ``% guide: run`` (the fine-tuning guide's) are run in order by
+``tests/test_guide.py`` from a fresh wheel install, and skipped here for that reason.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ SHELL_LABELS = {"bash", "sh", "shell", "console"}
 COMMAND_WORDS = ("mlx-schedules", "mlx-fastblas", "mlx.launch", "python", "pip", "bash",
                  "sudo", "apt-get", "git", "tensorboard", "mlflow", "PYTHONPATH=", "LD_PRELOAD=")
 RUN = None  # the reason of a rule whose commands are run
+GUIDE_MARK = "% guide: run"
+GUIDE_REASON = "run as written, in page order, by tests/test_guide.py from a fresh wheel install"
 
 # (pattern matched against the whole command, None to run it or the reason it is skipped)
 RULES: list[tuple[str, str | None]] = [
@@ -77,6 +81,7 @@ class Command:
     text: str
     page: str
     line: int
+    guide: bool = False  # in a block marked '% guide: run'
 
     def __str__(self) -> str:
         return f"{self.page}:{self.line}: {self.text}"
@@ -92,7 +97,8 @@ def pages() -> list[Path]:
 
 
 def code_blocks(text: str, suffix: str):
-    """(label, first line number, lines) of each fenced or ``code-block`` block."""
+    """(label, first line number, lines, marked) of each fenced or ``code-block`` block;
+    ``marked`` when the line above it is the guide's ``% guide: run``."""
     lines = text.splitlines()
     i = 0
     while i < len(lines):
@@ -106,7 +112,8 @@ def code_blocks(text: str, suffix: str):
                                                   r"\s*$", lines[j]):
                 body.append(lines[j][indent:] if lines[j][:indent].isspace() else lines[j])
                 j += 1
-            yield label.lower(), i + 2, body
+            marked = i > 0 and lines[i - 1].strip() == GUIDE_MARK
+            yield label.lower(), i + 2, body, marked
             i = j + 1
         elif directive:
             indent = len(directive.group(1))
@@ -117,7 +124,7 @@ def code_blocks(text: str, suffix: str):
                 j += 1
             content = [line for line in body if not re.match(r"^\s*:\w[\w-]*:", line)]
             width = min((len(x) - len(x.lstrip()) for x in content if x.strip()), default=0)
-            yield directive.group(2).lower(), i + 2, [x[width:] for x in content]
+            yield directive.group(2).lower(), i + 2, [x[width:] for x in content], False
             i = j
         else:
             i += 1
@@ -165,17 +172,20 @@ def docs_commands() -> tuple[list[Command], list[str]]:
     commands, unlabelled = [], []
     for path in pages():
         page = str(path.relative_to(ROOT))
-        for label, line, body in code_blocks(path.read_text(encoding="utf-8"), path.suffix):
+        for label, line, body, marked in code_blocks(path.read_text(encoding="utf-8"),
+                                                     path.suffix):
             first = next((x.strip() for x in body if x.strip()), "")
             if not label and first.lstrip("$ ").startswith(COMMAND_WORDS):
                 unlabelled.append(f"{page}:{line}: {first}")
             if label in SHELL_LABELS:
-                commands += [Command(text, page, line + offset)
+                commands += [Command(text, page, line + offset, marked)
                              for offset, text in block_commands(label, body)]
     return commands, unlabelled
 
 
 def rule_for(command: Command) -> tuple[str, str | None] | None:
+    if command.guide:
+        return GUIDE_MARK, GUIDE_REASON
     for pattern, reason in RULES:
         if re.fullmatch(pattern, command.text):
             return pattern, reason
@@ -190,12 +200,14 @@ def test_the_extraction_reads_fences_directives_prompts_and_continuations():
     md = ("text\n```bash\n$ mlx-schedules --help   # the overview\nmlx-schedules train \\\n"
           "  --steps 5\n```\n```console\n$ mlx-schedules --version\nmlx-schedules 0.1.0\n```\n")
     blocks = list(code_blocks(md, ".md"))
-    assert [(b[0], b[1]) for b in blocks] == [("bash", 3), ("console", 8)]
-    assert block_commands(*blocks[0][::2]) == [(0, "mlx-schedules --help"),
-                                               (1, "mlx-schedules train --steps 5")]
-    assert block_commands(*blocks[1][::2]) == [(0, "mlx-schedules --version")]
+    assert [(b[0], b[1], b[3]) for b in blocks] == [("bash", 3, False), ("console", 8, False)]
+    assert block_commands(blocks[0][0], blocks[0][2]) == [(0, "mlx-schedules --help"),
+                                                         (1, "mlx-schedules train --steps 5")]
+    assert block_commands(blocks[1][0], blocks[1][2]) == [(0, "mlx-schedules --version")]
+    (marked,) = code_blocks("% guide: run\n```bash\nmlx-schedules --help\n```\n", ".md")
+    assert marked[3] is True
     rst = "Intro\n\n.. code-block:: bash\n   :caption: x\n\n   pip install -e .  # here\n\nEnd\n"
-    (label, _, body), = code_blocks(rst, ".rst")
+    (label, _, body, _), = code_blocks(rst, ".rst")
     assert label == "bash" and block_commands(label, body) == [(1, "pip install -e .")]
     assert strip_comment("echo '# kept' # cut") == "echo '# kept'"
 

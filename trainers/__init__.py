@@ -9,14 +9,15 @@ The public surface:
 - :func:`accuracy` — an eval metric; :func:`check_labels` — a one-time check of class labels;
   :func:`causal_lm_loss`, :func:`masked_cross_entropy`, :func:`bits_per_byte`,
   :func:`tokens_in`, :func:`evaluate_lm` — language-model losses and metrics;
-- :class:`EarlyStopping`, :class:`ReduceLROnPlateau`, :data:`STOP` — callbacks;
-  :class:`TensorBoard`, :class:`MLflow` — trackers (callbacks writing every column);
+- :class:`EarlyStopping`, :class:`ReduceLROnPlateau`, :data:`STOP`, :data:`PAUSE` — callbacks;
+  :class:`TensorBoard`, :class:`MLflow`, :class:`WandB` — trackers (callbacks writing every column);
 - :func:`weight_decay_groups`, :func:`scheduled_hyperparameters` — parameter groups;
 - :func:`lr_range_test`, :class:`RangeTestResult`, :func:`suggest_lrs` — the learning-rate
   range test; :func:`audit_run`, :class:`AuditReport` — check a run's logged rates against its
   schedules; :class:`ScheduleFreeSGD`, :class:`ScheduleFreeAdamW` — schedule-free baselines;
 - :class:`NonFiniteError`, :class:`CheckpointError`, :class:`StorageError`,
-  :class:`UnsafePathError`, :class:`RunDirectoryBusy` — errors;
+  :class:`UnsafePathError`, :class:`RunDirectoryBusy` — errors; :class:`TrainingInterrupted`
+  — Ctrl-C stopped ``fit`` cleanly (a checkpoint to resume from);
 - :func:`list_checkpoints`, :func:`load_checkpoint`, :func:`verify_checkpoint`,
   :func:`find_resumable` — checkpoint access;
 - :func:`find_openblas` — the fast BLAS path (``mlx-fastblas`` console script).
@@ -26,10 +27,16 @@ from mlx_schedules import __version__ as __version__  # one distribution, one ve
 
 from .audit import AuditReport, audit_run
 from .blas import find_openblas
-from .callbacks import STOP, EarlyStopping, MLflow, ReduceLROnPlateau, TensorBoard
+from .callbacks import PAUSE, STOP, EarlyStopping, MLflow, ReduceLROnPlateau, TensorBoard, WandB
 from .checkpoint import find_resumable, list_checkpoints, load_checkpoint, verify_checkpoint
 from .data import ArrayBatches, load_arrays
-from .errors import CheckpointError, NonFiniteError, StorageError, UnsafePathError
+from .errors import (
+    CheckpointError,
+    NonFiniteError,
+    StorageError,
+    TrainingInterrupted,
+    UnsafePathError,
+)
 from .losses import bits_per_byte, causal_lm_loss, evaluate_lm, masked_cross_entropy, tokens_in
 from .lr_finder import RangeTestResult, lr_range_test, suggest_lrs
 from .metrics import accuracy, check_labels
@@ -40,6 +47,7 @@ from .sequences import SequenceBatches, read_byte_documents
 from .trainer import Trainer
 
 __all__ = [
+    "PAUSE",
     "STOP",
     "AuditReport",
     "ArrayBatches",
@@ -56,7 +64,9 @@ __all__ = [
     "StorageError",
     "TensorBoard",
     "Trainer",
+    "TrainingInterrupted",
     "UnsafePathError",
+    "WandB",
     "accuracy",
     "audit_run",
     "bits_per_byte",

@@ -12,10 +12,15 @@ The trainer calls every callback with one dict per event:
 ``{"event": "checkpoint", "step", "path"}``
     after a checkpoint is saved;
 ``{"event": "end", "step", "stopped_early"}``
-    when the run ends normally.
+    when the run ends normally;
+``{"event": "interrupted", "step"}``
+    instead of ``end`` when Ctrl-C stopped the run (after its checkpoint): it is not
+    finished, and a resume continues it.
 
 A callback that returns :data:`STOP` ends the run after the current step (followed by the final
-evaluation and checkpoint). A callback with ``state_dict()`` / ``load_state_dict()`` has its
+evaluation and checkpoint); the run is then over, and resuming it changes nothing. A callback
+that returns :data:`PAUSE` ends this call of ``fit`` the same way, but the run is not over:
+``fit(resume=True)`` continues it. A callback with ``state_dict()`` / ``load_state_dict()`` has its
 state saved in checkpoints.
 """
 
@@ -34,13 +39,18 @@ from mlx_schedules._checks import check_choice, check_int, check_real
 from mlx_schedules._mlx_compat import schedules_of, set_schedule
 
 from .optimizers import optimizer_parts
-from .trackers import MLflow, TensorBoard  # trackers are callbacks too
+from .trackers import MLflow, TensorBoard, WandB  # trackers are callbacks too
 
-__all__ = ["STOP", "EarlyStopping", "MLflow", "ReduceLROnPlateau", "TensorBoard", "plateau_rate"]
+__all__ = ["PAUSE", "STOP", "EarlyStopping", "MLflow", "ReduceLROnPlateau", "TensorBoard",
+           "WandB", "plateau_rate"]
 
-#: Return this from a callback to end the run after the current step; the final evaluation
-#: and checkpoint follow, as at the end of training. It is the string ``"stop"``.
+#: Return this from a callback to end the run after the current step, for good: the final
+#: evaluation and checkpoint follow, and a resume changes nothing. It is the string ``"stop"``.
 STOP = "stop"
+#: Return this from a callback to end this call of ``fit`` after the current step, with an
+#: evaluation and a checkpoint; ``fit(resume=True)`` continues the run later. It is the string
+#: ``"pause"``.
+PAUSE = "pause"
 
 
 class _Plateau:

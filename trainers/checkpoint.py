@@ -80,6 +80,8 @@ _META_TYPES: dict[str, Any] = {
     "log_position": (None, {"jsonl": int, "csv": int}),
     "callbacks": dict,
     "config": dict,
+    "run_id": (None, str),
+    "ended": (None, {"step": int, "reason": str}),
 }
 TRAINER_META_KEYS = ("step", "seed", "data_position", "log_position", "callbacks", "config")
 
@@ -417,10 +419,10 @@ def find_resumable(root: str, *, quarantine_bad: bool = False, required: Iterabl
 
     Every ``step_<n>`` entry is tried, newest first: it must verify (:func:`verify_checkpoint`),
     hold a readable ``meta.json`` with every key in ``required`` (as :func:`load_checkpoint`)
-    and finite weights. Returns ``(path or None, [(path,
-    reason), ...])`` with the rejected newer entries, newest first. With ``quarantine_bad``
-    each rejected one is renamed ``.corrupt`` (:func:`quarantine`) and reported under its new
-    name; nothing is ever deleted.
+    and only finite values in every array (weights, optimizer state, the trainer's own
+    state). Returns ``(path or None, [(path, reason), ...])`` with the rejected newer
+    entries, newest first. With ``quarantine_bad`` each rejected one is renamed ``.corrupt``
+    (:func:`quarantine`) and reported under its new name; nothing is ever deleted.
 
     Example:
         >>> import tempfile, mlx.nn as nn, mlx.optimizers as optim
@@ -440,7 +442,8 @@ def find_resumable(root: str, *, quarantine_bad: bool = False, required: Iterabl
             verify_checkpoint(path)
             _check_meta(_load_json(os.path.join(path, "meta.json"), "meta.json"),
                         os.path.join(path, "meta.json"), required)
-            _check_finite(path, _read_arrays(os.path.join(path, "model.safetensors")))
+            for name in (*_FILES[:2], *([TRAIN_STATE] if _has_train_state(path) else [])):
+                _check_finite(path, _read_arrays(os.path.join(path, name)), name)
         except (CheckpointError, StorageError) as e:
             if quarantine_bad:
                 path = quarantine(path)
@@ -517,7 +520,16 @@ def _read_arrays(path: str) -> dict[str, mx.array]:
     return arrays
 
 
-def _check_finite(path: str, weights: dict[str, mx.array]) -> None:
+def _has_train_state(path: str) -> bool:
+    return os.path.lexists(os.path.join(path, TRAIN_STATE))
+
+
+_WHAT = {"model.safetensors": "weights", "optimizer.safetensors": "optimizer state",
+         TRAIN_STATE: "trainer state (EMA weights, loss scale)"}
+
+
+def _check_finite(path: str, weights: dict[str, mx.array], name: str = "model.safetensors"
+                  ) -> None:
     floats = [(k, v) for k, v in weights.items() if mx.issubdtype(v.dtype, mx.inexact)]
     if not floats:
         return
@@ -528,8 +540,8 @@ def _check_finite(path: str, weights: dict[str, mx.array]) -> None:
     flags = cast(list[bool], finite.tolist())
     bad = [k for (k, _), ok in zip(floats, flags, strict=True) if not ok]
     raise CheckpointError(
-        f"checkpoint {path} holds non-finite weights (NaN or inf) in {bad[:5]}; it cannot be "
-        "resumed from (resume from an older checkpoint)")
+        f"checkpoint {path} holds non-finite {_WHAT.get(name, name)} (NaN or inf) in "
+        f"{name}: {bad[:5]}; it cannot be resumed from (resume from an older checkpoint)")
 
 
 def _compare(what: str, path: str, expected: dict, found: dict) -> None:
@@ -565,7 +577,7 @@ def load_checkpoint(path: str, model: nn.Module, optimizer: optim.Optimizer, *,
 
     The checkpoint is verified first (:func:`verify_checkpoint`); its ``meta.json`` must hold
     ``format_version``, ``step`` and every key in ``required`` (the trainer passes
-    :data:`TRAINER_META_KEYS`), each of the type the trainer writes; its weights must all be
+    :data:`TRAINER_META_KEYS`), each of the type the trainer writes; every array must be
     finite. The optimizer must be initialised (``optimizer.init(model.trainable_parameters())``)
     so that its state has the checkpoint's structure; values are replaced leaf by leaf, never
     the dict itself, so a step compiled before the load keeps seeing the right arrays. A
@@ -575,7 +587,8 @@ def load_checkpoint(path: str, model: nn.Module, optimizer: optim.Optimizer, *,
         FileNotFoundError: the directory or one of its files is missing (the latter is also a
             :class:`CheckpointError`).
         CheckpointError: (a ValueError) a file is corrupt or altered (checksum), a meta field
-            is missing or of the wrong type (named), the weights are not finite, or names,
+            is missing or of the wrong type (named), an array (weights, optimizer state,
+            trainer state) holds NaN or inf, or names,
             shapes or dtypes differ from the model / optimizer. Nothing is changed in that
             case.
     """
@@ -590,10 +603,12 @@ def load_checkpoint(path: str, model: nn.Module, optimizer: optim.Optimizer, *,
     _compare("model weights", path, dict(tree_flatten(model.parameters())), weights)
     _compare("optimizer state", path, dict(tree_flatten(optimizer.state)), opt_state)
     _check_finite(path, weights)
+    _check_finite(path, opt_state, "optimizer.safetensors")
     own = {}
     if train_state:
         own = _read_arrays(os.path.join(path, TRAIN_STATE))
         _compare("trainer state", path, dict(tree_flatten(train_state)), own)
+        _check_finite(path, own, TRAIN_STATE)
     # Everything checked: now change the model and optimizer.
     model.load_weights(list(weights.items()), strict=True)
     for key, value in opt_state.items():

@@ -73,3 +73,29 @@ class UnsafePathError(StorageError):
     Files inside a run directory are never written through a symbolic link: the link could
     point anywhere, and a write would overwrite a file outside the run.
     """
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped :meth:`trainers.Trainer.fit` cleanly at a step boundary.
+
+    The rows of every finished update are in the log and, unless the run saves no
+    checkpoints, a checkpoint holds the step it stopped at: ``fit(resume=True)`` continues
+    the run exactly. A ``KeyboardInterrupt``, so a script that does not catch it stops as
+    Ctrl-C always stops Python.
+
+    Attributes:
+        step: the updates done when the run stopped.
+        checkpoint: the newest checkpoint (the resume point), or ``None`` when none was saved.
+        checkpoint_step: that checkpoint's step, or ``None``.
+
+    Example:
+        >>> str(TrainingInterrupted(7, "run/checkpoints/step_00000007", 7))
+        'training interrupted after 7 updates; checkpoint run/checkpoints/step_00000007 \
+holds step 7'
+    """
+
+    def __init__(self, step: int, checkpoint: str | None, checkpoint_step: int | None):
+        self.step, self.checkpoint, self.checkpoint_step = step, checkpoint, checkpoint_step
+        where = (f"checkpoint {checkpoint} holds step {checkpoint_step}" if checkpoint
+                 else "no checkpoint was saved")
+        super().__init__(f"training interrupted after {step} updates; {where}")

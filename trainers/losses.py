@@ -149,8 +149,9 @@ def bits_per_byte(model: Callable[[mx.array], mx.array], inputs: mx.array, targe
 def tokens_in(batch: Mapping[str, Any]) -> mx.array:
     """The number of counted target tokens of a batch, as an int32 device array (no host wait).
 
-    Reads ``lengths`` (``[B]``, less ``offsets`` when the batch has them) or else ``mask``
-    (``[B, L]``).
+    Reads ``mask`` (``[B, L]``) when the batch has one (it already leaves out padding, as in
+    :class:`~trainers.sequences.SequenceBatches` with ``token_masks``), else ``lengths``
+    (``[B]``, less ``offsets`` when the batch has them).
 
     Raises:
         TypeError: the batch is not a dict.
@@ -162,13 +163,13 @@ def tokens_in(batch: Mapping[str, Any]) -> mx.array:
     """
     if not isinstance(batch, Mapping):
         raise TypeError(f"tokens_in takes a dict batch, got {type(batch).__name__}")
+    if "mask" in batch:
+        return mx.sum(mx.array(batch["mask"]).astype(mx.int32))
     if "lengths" in batch:
         count = mx.array(batch["lengths"]).astype(mx.int32)
         if "offsets" in batch:
             count = count - mx.array(batch["offsets"]).astype(mx.int32)
         return mx.sum(count)
-    if "mask" in batch:
-        return mx.sum(mx.array(batch["mask"]).astype(mx.int32))
     raise KeyError(f"batch holds neither 'lengths' nor 'mask' (keys: {sorted(batch)})")
 
 

@@ -77,13 +77,16 @@ class RunLog:
         csv.writer(buf, lineterminator="\n").writerow(self.columns)
         return buf.getvalue()
 
-    def open(self, position: dict | None = None) -> None:
+    def open(self, position: dict | None = None, last_row: dict | None = None) -> None:
         """Open for appending. ``position=None`` starts new files (header only); a position
         from :meth:`position` truncates both files there, dropping rows written after it.
+        ``last_row``: the row the checkpoint says was written last, checked against the log.
 
         Raises:
-            ValueError: if the files are shorter than the position or the CSV header differs
-                (the log does not belong to this checkpoint or run).
+            ValueError: if the files are shorter than the position, a position does not fall
+                at the end of a row, the row there is not ``last_row``, or the CSV header
+                differs (the log does not belong to this checkpoint or run). Nothing is
+                changed then.
         """
         if position is None:
             write_text_atomic(self.jsonl_path, "")
@@ -103,10 +106,39 @@ class RunLog:
                     f"log file {self.csv_path} has columns {header.strip()!r}, this run writes "
                     f"{self._header().strip()!r}"
                 )
+            self._check_last_row(position, last_row, len(header.encode("utf-8")))
             for path, key in ((self.jsonl_path, "jsonl"), (self.csv_path, "csv")):
                 truncate(path, position[key])
         self._jsonl = open_append(self.jsonl_path)
         self._csv = open_append(self.csv_path)
+
+    def _check_last_row(self, position: dict, expected: dict | None, header: int) -> None:
+        """The row ending at ``position`` in both files must be whole and be ``expected``."""
+        jsonl = _line_before(self.jsonl_path, position["jsonl"], 0)
+        csv_line = _line_before(self.csv_path, position["csv"], header)
+        where = (f"log files {self.jsonl_path} (byte {position['jsonl']}) and "
+                 f"{self.csv_path} (byte {position['csv']})")
+        if jsonl is None or csv_line is None:
+            raise ValueError(f"{where}: the checkpoint's log position is not at the end of a "
+                             "row; the log does not belong to this checkpoint")
+        try:
+            row = json.loads(jsonl) if jsonl else None
+        except ValueError:
+            row = None
+        if jsonl and not isinstance(row, dict):
+            raise ValueError(f"{where}: the row before the checkpoint's position is not a "
+                             "JSON object; the log does not belong to this checkpoint")
+        cells = next(csv.reader([csv_line])) if csv_line else []
+        if (row is None) != (not cells) or (row is not None and cells[:2] != [
+                str(row.get("kind")), str(row.get("step"))]):
+            raise ValueError(f"{where}: log.jsonl and log.csv disagree on the last row before "
+                             "the checkpoint")
+        if expected is not None and _canonical(row or {}) != _canonical(expected):
+            what = (f"{_brief(row)} holds other values than the checkpoint recorded"
+                    if _brief(row) == _brief(expected) else
+                    f"the last row before the checkpoint is {_brief(row)}, the checkpoint "
+                    f"recorded {_brief(expected)}")
+            raise ValueError(f"{where}: {what}; the log does not belong to this checkpoint")
 
     def write(self, rows: Sequence[dict]) -> None:
         """Append rows to both files (buffered; :meth:`flush` pushes them to the OS)."""
@@ -157,6 +189,33 @@ class RunLog:
                     error = error or e
         if error is not None:
             raise storage_error(error, error.filename or self.jsonl_path) from error
+
+
+def _line_before(path: str, end: int, start: int) -> str | None:
+    """The line that ends at byte ``end`` ('' when ``end == start``: no row yet), or ``None``
+    when ``end`` is not at the end of a line."""
+    if end == start:
+        return ""
+    if end < start:
+        return None
+    with open(path, "rb") as f:
+        lo = max(start, end - (1 << 20))  # a row is far shorter than 1 MiB
+        f.seek(lo)
+        tail = f.read(end - lo)
+    if not tail.endswith(b"\n"):
+        return None
+    cut = tail.rfind(b"\n", 0, len(tail) - 1)
+    line = tail[cut + 1:-1] if cut >= 0 else (tail[:-1] if lo == start else None)
+    return None if line is None else line.decode("utf-8", errors="replace")
+
+
+def _canonical(row: dict) -> str:
+    """A row compared as JSON (so that NaN equals NaN)."""
+    return json.dumps({k: format_value(v) for k, v in row.items()}, sort_keys=True)
+
+
+def _brief(row: dict | None) -> str:
+    return "no row" if not row else f"the {row.get('kind')} row of step {row.get('step')}"
 
 
 def _csv_cell(value: Any) -> Any:

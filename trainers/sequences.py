@@ -101,6 +101,11 @@ class SequenceBatches:
             ``r`` count from position ``offsets[r]`` to ``lengths[r] - 1`` only, so the loss
             trains on the completion (mlx-lm's ``mask_prompt``). A split piece that lies wholly
             inside the prompt is kept (it counts no token).
+        token_masks: instead of ``prompt_lengths``, one boolean array per sequence (its
+            length) marking the tokens to train on (e.g. every assistant turn of a chat).
+            Batches then also hold ``mask`` (uint8 ``[B, L]``, 1 = counted): target ``t`` of
+            row ``r`` counts when it is real and its token is marked
+            (:func:`trainers.losses.tokens_in` counts these).
         backend: ``"mlx.data"``, ``"numpy"`` or ``"auto"`` (mlx.data when installed).
         prefetch: batches the mlx.data backend prepares ahead in background threads (0: none).
         threads: background threads of the mlx.data prefetch.
@@ -139,6 +144,7 @@ class SequenceBatches:
         pad_id: int = 0,
         vocab_size: int | None = None,
         prompt_lengths: Sequence[int] | None = None,
+        token_masks: Sequence[Any] | None = None,
         backend: str = "auto",
         prefetch: int = 2,
         threads: int = 1,
@@ -165,6 +171,9 @@ class SequenceBatches:
 
         arrays = [_as_tokens(s, i) for i, s in enumerate(sequences)]
         prompts = None if prompt_lengths is None else _check_prompts(prompt_lengths, arrays)
+        if token_masks is not None and prompts is not None:
+            raise ValueError("give prompt_lengths or token_masks, not both")
+        marks = None if token_masks is None else _check_masks(token_masks, arrays)
         self.skipped = sum(a.size < 2 for a in arrays)
         arrays = [a for a in arrays if a.size >= 2]
         if not arrays:
@@ -182,6 +191,7 @@ class SequenceBatches:
         if flat.max() > np.iinfo(np.int32).max:
             raise ValueError(f"token id {int(flat.max())} does not fit in int32")
         flat = flat.astype(np.int32, copy=False)
+        marked = None if marks is None else np.concatenate(marks)
 
         doc, within, lengths = _pieces([a.size for a in arrays], self.bucket_lengths[-1], long)
         starts = np.concatenate([[0], np.cumsum([a.size for a in arrays])[:-1]])[doc] + within
@@ -206,9 +216,14 @@ class SequenceBatches:
             }
             if prompts is not None:
                 columns["offsets"] = np.append(offsets[chosen], 0).astype(np.int32)
+            if marked is not None:  # the target of position p is token p + 1
+                # uint8: mlx.data stores no bool arrays
+                columns["mask"] = (real & marked[index + 1]).astype(np.uint8)
             self._columns.append(columns)
         self._counts = [len(c["lengths"]) - 1 for c in self._columns]
         self.num_tokens = int(lengths.sum() - (offsets.sum() if prompts is not None else 0))
+        if marked is not None:
+            self.num_tokens = int(sum(c["mask"].sum() for c in self._columns))
         self.shapes = tuple(
             (self.batch_size, length)
             for length, count in zip(self.bucket_lengths, self._counts)
@@ -372,6 +387,23 @@ def _check_prompts(prompt_lengths: Any, arrays: list[np.ndarray]) -> np.ndarray:
         if not 0 <= p <= a.size:
             raise ValueError(f"prompt_lengths[{i}] is {p}, outside [0, {a.size}] (sequence length)")
     return prompts[[a.size >= 2 for a in arrays]].astype(np.int64)
+
+
+def _check_masks(token_masks: Any, arrays: list[np.ndarray]) -> list[np.ndarray]:
+    """The token masks of the sequences kept (those of 2 or more tokens), checked."""
+    masks = list(token_masks)
+    if len(masks) != len(arrays):
+        raise ValueError(f"token_masks must hold one mask per sequence ({len(arrays)}), "
+                         f"got {len(masks)}")
+    kept = []
+    for i, (m, a) in enumerate(zip(masks, arrays)):
+        m = np.asarray(m)
+        if m.shape != a.shape or (m.size and m.dtype.kind not in "bui"):
+            raise ValueError(f"token_masks[{i}] must be a boolean array of the sequence's "
+                             f"shape {a.shape}, got shape {m.shape} dtype {m.dtype}")
+        if a.size >= 2:
+            kept.append(m.astype(bool))
+    return kept
 
 
 def _bucket_lengths(buckets: Any, max_length: Any, longest: int) -> tuple[int, ...]:

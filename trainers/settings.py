@@ -25,6 +25,7 @@ __all__ = ["RESUME_KEYS", "TrainerSettings"]
 RESUME_KEYS = (
     "max_steps", "epochs", "seed", "grad_accum", "clip_norm", "world_size", "columns",
     "optimizer", "hyperparameters", "schedules", "precision", "ema", "keep_best",
+    "batch_size", "data",
 )
 
 
@@ -43,7 +44,9 @@ class TrainerSettings:
     ``total_steps`` is derived (``max_steps``, or the updates in ``epochs`` when the data's
     length is known, whichever is smaller). ``optimizer``, ``hyperparameters`` and
     ``schedules`` describe the optimizer (class name, fixed hyperparameters, a description of
-    every schedule) so that a resume can check it continues the same optimization.
+    every schedule) so that a resume can check it continues the same optimization;
+    ``batch_size`` and ``data`` describe the training data (its fingerprint) for the same
+    reason.
 
     Example:
         >>> TrainerSettings(max_steps=10).log_every
@@ -79,6 +82,9 @@ class TrainerSettings:
     optimizer: str = ""
     hyperparameters: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     schedules: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    # the training data: rows per batch, and a fingerprint (trainers.fingerprint.describe_data)
+    batch_size: int | None = None
+    data: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     user: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -142,8 +148,17 @@ class TrainerSettings:
         """
         current = json.loads(json.dumps(self.to_json()))  # tuples -> lists, as saved
         return [
-            f"{key}={saved.get(key)!r}, this run has {key}={current[key]!r}"
+            _difference(key, saved[key], current[key])
             for key in RESUME_KEYS
             # A key missing from ``saved`` was not recorded by the version that saved it.
             if key not in allowed and key in saved and saved[key] != current[key]
         ]
+
+
+def _difference(key: str, saved: Any, now: Any) -> str:
+    if key == "data" and isinstance(saved, dict) and isinstance(now, dict):
+        parts = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+        return (f"data: other training data ({', '.join(parts)} differ: the saved run had "
+                f"{ {k: saved.get(k) for k in parts}!r}, this run has "
+                f"{ {k: now.get(k) for k in parts}!r})")
+    return f"{key}={saved!r}, this run has {key}={now!r}"

@@ -69,6 +69,10 @@ class SystemLog:
         return record
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        """Close the file; a failing final flush (disk full) names ``system.jsonl``."""
+        file, self._file = self._file, None
+        if file is not None:
+            try:
+                file.close()
+            except OSError as e:
+                raise storage_error(e, self.path) from e

@@ -1,4 +1,4 @@
-"""Experiment trackers: TensorBoard and MLflow as plain trainer callbacks.
+"""Experiment trackers: TensorBoard, MLflow and Weights & Biases as plain trainer callbacks.
 
 Each tracker is a callable taking the trainer's event dicts (see :mod:`trainers.callbacks`):
 it writes the numeric values of every ``train`` row (``loss``, ``grad_norm``,
@@ -13,7 +13,8 @@ tracker whose ``rank`` is not 0 does nothing (``rank=None`` asks
 
 The writers are optional dependencies, imported when the first event arrives:
 ``pip install "mlx-schedules[tensorboard]"`` (tensorboardX) and
-``pip install "mlx-schedules[mlflow]"`` (mlflow-skinny with its SQLite store).
+``pip install "mlx-schedules[mlflow]"`` (mlflow-skinny with its SQLite store) and
+``pip install "mlx-schedules[wandb]"`` (wandb).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import os
 import time
 from typing import Any
 
-__all__ = ["MLflow", "TensorBoard", "numeric_values"]
+__all__ = ["MLflow", "TensorBoard", "WandB", "numeric_values"]
 
 _AXES = ("event", "step", "epoch")
 
@@ -90,7 +91,8 @@ class TensorBoard:
     checkpoint and at the end, and closed at the end (call :meth:`close` yourself if the run
     may end without an ``end`` event, e.g. on an exception).
 
-    **Resume.** Each ``start`` event opens a new event file that begins with a restart marker
+    **Resume.** Resuming a run that had finished writes nothing (no new event file). Each
+    other ``start`` event opens a new event file that begins with a restart marker
     at the start step (tensorboardX's ``purge_step``): TensorBoard's reader then discards
     every point written earlier at that step or later, so the rows a crashed run logged
     after its last checkpoint, which the resumed run logs again, appear once. A fresh start
@@ -132,6 +134,7 @@ class TensorBoard:
         self._summary: Any = None
         self._last_eval: dict[str, Any] | None = None
         self._restored_eval: dict[str, Any] | None = None
+        self._idle: bool = False  # a finished run's events: nothing is written
 
     def __call__(self, info: dict) -> None:
         if self.rank is None:
@@ -140,7 +143,11 @@ class TensorBoard:
             return
         event = info.get("event")
         if event == "start":
-            self._open(info.get("step", 0), info.get("run_dir"))
+            self._idle = bool(info.get("finished"))  # a finished run: nothing to add
+            if not self._idle:
+                self._open(info.get("step", 0), info.get("run_dir"))
+        elif self._idle:
+            return
         elif event == "eval" or (event == "train" and info["step"] % self.every == 0):
             writer = self._writer or self._open(None, None)
             self._write(int(info["step"]), numeric_values(info))
@@ -149,7 +156,7 @@ class TensorBoard:
                 writer.flush()
         elif event == "checkpoint" and self._writer is not None:
             self._writer.flush()
-        elif event == "end":
+        elif event in ("end", "interrupted"):
             self.close()
 
     def _open(self, start_step: int | None, run_dir: str | None) -> Any:
@@ -161,6 +168,9 @@ class TensorBoard:
                 raise ValueError("TensorBoard(log_dir=None) needs the trainer's run_dir; "
                                  "give a log_dir for a run without one")
             self.log_dir = os.path.join(run_dir, "tensorboard")
+            from .run_dir import record_owned
+
+            record_owned(run_dir, "tensorboard")  # removed with the run by an overwrite
         # One event per row through tensorboardX's FileWriter (its SummaryWriter sends one
         # per scalar through a 10-event queue, 4x slower). tensorboardX names files by the
         # second and host only and truncates a file of the same name; a nanosecond suffix
@@ -216,7 +226,7 @@ class MLflow:
     name at the row's ``step``. Metrics are sent in batches: after every evaluation and
     checkpoint, at the end, and whenever ``batch_rows`` training rows are waiting. The run is
     created at the ``start`` event (tagged with the trainer's ``run_dir``) and marked
-    ``FINISHED`` at the end.
+    ``FINISHED`` at the end (``KILLED`` when Ctrl-C stopped the run).
 
     **Resume.** The MLflow run id is saved in the trainer's checkpoints (``state_dict``), so
     a resumed run continues the same MLflow run. MLflow cannot delete points, so at a
@@ -278,6 +288,7 @@ class MLflow:
         self._pending: list[Any] = []
         self._pending_rows = 0
         self._skip_through = {"train": -1, "eval": -1}
+        self._idle: bool = False  # a finished run's events: nothing is written
 
     def __call__(self, info: dict) -> None:
         if self.rank is None:
@@ -286,7 +297,11 @@ class MLflow:
             return
         event = info.get("event")
         if event == "start":
-            self._start(info)
+            self._idle = bool(info.get("finished"))  # a finished run: nothing to add
+            if not self._idle:
+                self._start(info)
+        elif self._idle:
+            return
         elif event == "eval" or (event == "train" and info["step"] % self.every == 0):
             if self._client is None:
                 self._start({"resumed": False})
@@ -303,9 +318,10 @@ class MLflow:
                 self.flush()
         elif event == "checkpoint":
             self.flush()
-        elif event == "end" and self._client is not None:
-            self.flush()
-            self._client.set_terminated(self.run_id, "FINISHED")
+        elif event in ("end", "interrupted") and self._client is not None:
+            self.flush()  # Ctrl-C: KILLED until a resume sets it RUNNING again
+            self._client.set_terminated(self.run_id,
+                                        "FINISHED" if event == "end" else "KILLED")
 
     def _start(self, info: dict) -> None:
         mlflow = _import_optional("mlflow", "mlflow", "MLflow")
@@ -351,6 +367,87 @@ class MLflow:
 
     def state_dict(self) -> dict[str, Any]:
         """The MLflow run id, saved in checkpoints so that a resume continues the run."""
+        return {"run_id": self.run_id}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("run_id") is not None:
+            self.run_id = state["run_id"]
+
+
+class WandB:
+    """Log training columns and eval metrics to a Weights & Biases run (``wandb.log``).
+
+    Every numeric value of a ``train`` or ``eval`` event is logged under its column name at
+    the row's ``step``. The run starts at the ``start`` event and finishes at the end. Set
+    ``WANDB_MODE=offline`` to keep it on disk only (``<dir>/wandb/offline-run-*``).
+
+    **Resume.** The run id is saved in the trainer's checkpoints (``state_dict``): a resumed
+    run continues the same W&B run (``resume="allow"``). W&B accepts no point below the step
+    it has reached, so rows below the step W&B reports for the resumed run (values the crashed
+    run already sent; the same again, with the trainer's exact resume) are skipped.
+
+    Args:
+        project: the W&B project (``None``: W&B's default).
+        name: the run's display name (default: the basename of the trainer's run_dir).
+        dir: where W&B writes its files (default: the trainer's run_dir).
+        config: the run's config (plain data), shown beside its charts.
+        rank: this process's rank; only rank 0 logs (``None``: ``mx.distributed``'s rank).
+        every: log the training rows whose step is a multiple of this (evaluations always).
+
+    Raises:
+        ImportError: wandb is missing (``pip install "mlx-schedules[wandb]"``).
+    """
+
+    def __init__(self, project: str | None = None, *, name: str | None = None,
+                 dir: str | os.PathLike | None = None, config: dict[str, Any] | None = None,
+                 rank: int | None = None, every: int = 1):
+        if project is not None and not isinstance(project, str):
+            raise TypeError(f"project must be a string or None, got {project!r}")
+        if config is not None and not isinstance(config, dict):
+            raise TypeError(f"config must be a dict, got {type(config).__name__}")
+        self.project, self.name = project, name
+        self.dir = None if dir is None else os.fspath(dir)
+        self.config = dict(config or {})
+        self.rank = _check_rank(rank)
+        self.every = _check_every(every)
+        self.run_id: str | None = None
+        self._run: Any = None
+
+    def __call__(self, info: dict) -> None:
+        if self.rank is None:
+            self.rank = _process_rank()
+        if self.rank != 0:
+            return
+        event = info.get("event")
+        if event == "start":
+            self._start(info)
+        elif event == "eval" or (event == "train" and info["step"] % self.every == 0):
+            if self._run is None:
+                self._start({"resumed": False})
+            step = int(info["step"])
+            if step < self._run.step:  # sent before the crash this run resumes from
+                return
+            self._run.log(numeric_values(info), step=step)
+        elif event == "end" and self._run is not None:
+            self._run.finish()
+            self._run = None
+
+    def _start(self, info: dict) -> None:
+        wandb = _import_optional("wandb", "wandb", "Weights & Biases")
+        run_dir = info.get("run_dir")
+        if not info.get("resumed"):
+            self.run_id = None  # a fresh start of the trainer is a new W&B run
+        directory = self.dir or run_dir
+        if directory is not None:
+            os.makedirs(directory, exist_ok=True)
+        name = self.name or (os.path.basename(os.path.normpath(run_dir)) if run_dir else None)
+        self._run = wandb.init(project=self.project, name=name, dir=directory,
+                               config=self.config, id=self.run_id,
+                               resume="allow" if self.run_id else None)
+        self.run_id = self._run.id
+
+    def state_dict(self) -> dict[str, Any]:
+        """The W&B run id, saved in checkpoints so that a resume continues the run."""
         return {"run_id": self.run_id}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

@@ -25,7 +25,7 @@ from mlx.utils import tree_flatten
 
 from mlx_schedules._checks import check_int
 
-from .callbacks import STOP
+from .callbacks import PAUSE, STOP
 from .checkpoint import (
     TRAINER_META_KEYS,
     load_checkpoint,
@@ -35,15 +35,24 @@ from .checkpoint import (
     verify_checkpoint,
 )
 from .data import BatchStream, as_source, batch_size_of, shard, to_device
-from .errors import CheckpointError, NonFiniteError
+from .errors import CheckpointError, NonFiniteError, TrainingInterrupted
 from .files import write_json_atomic
-from .fingerprint import describe_hyperparameters, describe_optimizer, describe_schedules
+from .fingerprint import (
+    describe_data,
+    describe_hyperparameters,
+    describe_optimizer,
+    describe_schedules,
+    run_id_of,
+    weights_digest,
+)
+from .interrupt import Interrupt
 from .memory import checkpoint_blocks
 from .metrics import accuracy
 from .optimizers import hyperparameter_sources, scheduled_hyperparameters
 from .pending import PendingValues
+from .progress import ProgressDisplay, samples_per_update
 from .run_dir import RunDirectory
-from .runlog import ConsoleReport, RunLog
+from .runlog import RunLog
 from .settings import RESUME_KEYS, TrainerSettings
 from .step import make_eval_step, make_train_step
 from .system_log import SystemLog
@@ -74,27 +83,37 @@ class _Run:
     pending: PendingValues
     directory: RunDirectory | None = None
     log: RunLog | None = None
-    report: ConsoleReport | None = None
+    report: ProgressDisplay | None = None
     resumed: bool = False
+    finished: bool = False  # the run had ended before this call: nothing is done or written
+    ended: dict | None = None  # how the run ended ({"step", "reason"}), when it has
     last_row: dict = dataclasses.field(default_factory=dict)
     last_eval: dict = dataclasses.field(default_factory=dict)
     evaluated_at: int = -1
     saved_at: int = -1
-    stop: bool = False
+    stop: str | None = None  # STOP or PAUSE, asked by a callback
     best: dict | None = None  # {"value", "step"} of the best evaluation (keep_best)
     system: SystemLog | None = None
     shapes: set = dataclasses.field(default_factory=set)  # batch shapes the step was built for
     tokens: float = 0.0  # real tokens in the rows written so far (with ``tokens=``)
 
-    def close(self) -> None:
-        if self.system is not None:
-            self.system.close()
-        if self.log is not None:
-            self.log.close()
-        if self.report is not None:
-            self.report.close()
+    def close(self, *, failed: bool = False, refused: bool = False) -> None:
+        """Close the files and release the directory. ``failed``: an error is on its way,
+        which a failing close (a full disk) must not replace; ``refused``: the run never
+        started, so the files it created are removed (the same command can run again)."""
+        errors = []
+        for part in (self.system, self.log, self.report):
+            if part is not None:
+                try:
+                    part.close()
+                except Exception as e:  # reported below, after everything is closed
+                    errors.append(e)
+        self.system = self.log = self.report = None
         if self.directory is not None:
-            self.directory.release()
+            self.directory.release(refused=refused)
+            self.directory = None
+        if errors and not failed:
+            raise errors[0]
 
     def result(self) -> dict:
         result = {k: v for k, v in self.last_row.items() if k != "kind"}
@@ -103,6 +122,7 @@ class _Run:
         result["compiled_shapes"] = len(self.shapes)
         if self.best is not None:
             result["best_step"], result["best_value"] = self.best["step"], self.best["value"]
+        result["already_finished"] = self.finished
         return result
 
 
@@ -131,7 +151,8 @@ class Trainer:
         keep_checkpoints: how many recent checkpoints to keep.
         log_every: updates per block: the per-step values stay on the device for this many
             updates and are then fetched in one transfer and written.
-        report_every: console report interval in updates (``0`` turns the report off).
+        report_every: console report interval in updates (``0`` turns the report off);
+            default ``log_every``: the display is refreshed when a block of rows is written.
         log: ``False`` writes no log files (the non-finite check still runs per block).
         seed: base seed; the random key is reseeded to ``seed + step`` before every update.
         grad_accum: micro-batches per update (gradients averaged inside the compiled step).
@@ -175,13 +196,22 @@ class Trainer:
         callbacks: plain callables taking an event dict (see :mod:`trainers.callbacks`). A
             callback returning :data:`STOP` from a ``train`` event stops the run at the end
             of that block (rows are delivered per block of ``log_every`` updates); from an
-            ``eval`` event, right after that evaluation.
+            ``eval`` event, right after that evaluation. The run is then over (resuming it
+            changes nothing); :data:`PAUSE` stops the same way but ``fit(resume=True)``
+            continues the run.
         group: an ``mx.distributed`` group; default ``mx.distributed.init()`` (size 1 when not
             launched with ``mlx.launch``). With size > 1 every global batch is split by rank,
             gradients are averaged, and only rank 0 writes files and reports.
         config: extra JSON-serialisable settings recorded in ``config.json`` and checkpoints.
         stream: where the console report goes (default stdout).
-        progress: show a progress bar (default: on a terminal for runs of 1000+ updates).
+        progress: ``True`` a progress bar redrawn in place, ``False`` one plain line per
+            report (step, loss, rate, steps/s, tokens or samples/s, elapsed, ETA, memory;
+            see :mod:`trainers.progress`); default: a bar when ``stream`` is a terminal.
+
+    Ctrl-C (SIGINT, in the main thread of a single-process run) stops the run after the
+    update in progress: the log rows and a checkpoint are written and ``fit`` raises
+    :class:`trainers.errors.TrainingInterrupted`; ``fit(resume=True)`` continues exactly. A
+    second Ctrl-C aborts at once (:mod:`trainers.interrupt`).
 
     Example:
         >>> import tempfile, numpy as np, mlx.nn as nn, mlx.optimizers as optim
@@ -211,7 +241,7 @@ class Trainer:
         checkpoint_every: int | None = None,
         keep_checkpoints: int = 3,
         log_every: int = 50,
-        report_every: int = 100,
+        report_every: int | None = None,
         log: bool = True,
         seed: int = 0,
         grad_accum: int = 1,
@@ -288,18 +318,21 @@ class Trainer:
             if value is not None:
                 check_int(name, value, minimum=0)
         self.memory_limits = {"memory": memory_limit, "cache": cache_limit}
+        batch_size, data = describe_data(train_data)
         settings = TrainerSettings(
             max_steps=max_steps, epochs=epochs, seed=seed, grad_accum=grad_accum,
             clip_norm=clip_norm, grad_norm=grad_norm, compile=compile,
             world_size=self.world_size, columns=columns, log_every=log_every,
-            report_every=report_every, eval_every=eval_every,
+            report_every=log_every if report_every is None else report_every,
+            eval_every=eval_every,
             checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, log=log,
             precision=precision, ema=ema,
             keep_best=None if keep_best is None else tuple(keep_best),
             restore_best=restore_best, grad_checkpoint=grad_checkpoint,
             optimizer=describe_optimizer(optimizer),
             hyperparameters=describe_hyperparameters(optimizer),
-            schedules=describe_schedules(optimizer), user=dict(config or {}),
+            schedules=describe_schedules(optimizer), batch_size=batch_size, data=data,
+            user=dict(config or {}),
         )
         total = max_steps
         if epochs is not None and self.source.length is not None:
@@ -311,12 +344,13 @@ class Trainer:
         self.total_steps = total
         self.last_checkpoint: str | None = None
         self.step = 0
+        self.run_id: str | None = None
 
     # ------------------------------------------------------------------ the loop
     def fit(
         self,
         resume: bool | str | os.PathLike = False,
-        overwrite: bool = False,
+        overwrite: bool | str = False,
         *,
         allow_changes: Iterable[str] = (),
     ) -> dict:
@@ -325,14 +359,20 @@ class Trainer:
         Args:
             resume: ``True`` continues from the newest intact checkpoint in ``run_dir`` (or
                 starts fresh when the run never saved one); a path resumes from that
-                checkpoint directory. Resuming a finished run changes nothing.
-            overwrite: start fresh in a run directory that already holds a run, replacing the
-                whole old run (checkpoints, logs and every other file in it).
+                checkpoint directory. The checkpoint must be of this run (its run id), agree
+                with the log, and hold only finite values. Resuming a run that ended (its
+                length reached, or a callback's ``STOP``) changes nothing, unless
+                ``allow_changes`` lets its length grow.
+            overwrite: start fresh in a run directory that already holds a run, removing the
+                files the trainer wrote there (recorded in ``.run.json``). A directory that
+                also holds files the trainer did not write is refused, naming a few;
+                ``overwrite="all"`` deletes everything in it instead.
             allow_changes: settings a resume may change on purpose, from
-                ``trainers.settings.RESUME_KEYS``: e.g. ``("max_steps",)`` to train longer, or
-                ``("schedules",)`` to continue with a new schedule (a cooldown). Without
-                them, a resume whose settings, optimizer class, fixed hyperparameters or
-                schedules differ from the checkpoint's fails.
+                ``trainers.settings.RESUME_KEYS``: e.g. ``("max_steps",)`` to train longer,
+                ``("schedules",)`` to continue with a new schedule (a cooldown),
+                ``("batch_size",)`` or ``("data",)`` for other training data. Without them,
+                a resume whose settings, optimizer class, fixed hyperparameters, schedules,
+                batch size or data fingerprint differ from the checkpoint's fails.
 
         Raises:
             NonFiniteError: a loss or gradient norm was NaN/inf; names the first such step.
@@ -343,11 +383,13 @@ class Trainer:
         """
         allowed = _check_allowed(allow_changes)
         run = self._open(resume, overwrite, allowed)
+        # Ctrl-C stops at the next step boundary (ranks would stop at different steps: one
+        # process only)
+        interrupt = Interrupt.install(enabled=self.world_size == 1)
+        succeeded = False
         try:
-            train_step = self._build_step()
-            self._dispatch({"event": "start", "step": run.step, "resumed": run.resumed,
-                            "run_dir": self.run_dir})
-            while not self._done(run):
+            train_step = self._start(run)
+            while train_step is not None and not self._done(run):  # None: had finished
                 self._update(run, train_step)
                 step, s = run.step, self.settings
                 due_report = run.report is not None and step % s.report_every == 0
@@ -359,26 +401,37 @@ class Trainer:
                     self._report(run)
                 if due_eval:
                     self._evaluate_and_log(run)
-                if due_save:
+                if due_save and not (run.stop or self._done(run)):  # the last one: _finish
                     self._save(run)
-                if run.stop:
+                if run.stop or interrupt.requested:
                     break
-            self._finish(run)
-            if self.settings.restore_best:
-                self._restore_best(run)
+            interrupted = interrupt.requested and not self._done(run)
+            if interrupted:
+                self._stop_interrupted(run)
+            else:
+                self._finish(run)
+                if self.settings.restore_best:
+                    self._restore_best(run)
+            succeeded = True
         except NonFiniteError:
             raise
         except BaseException:
             self._salvage_rows(run)
             raise
         finally:
-            run.close()
+            interrupt.restore()
+            run.close(failed=not succeeded)
+        if interrupted:
+            saved = self.last_checkpoint if self.settings.checkpoint_every != 0 else None
+            raise TrainingInterrupted(run.step, saved, run.saved_at if saved else None)
         return run.result()
 
     # ------------------------------------------------------------------ opening a run
-    def _open(self, resume: bool | str | os.PathLike, overwrite: bool,
+    def _open(self, resume: bool | str | os.PathLike, overwrite: bool | str,
               allowed: frozenset[str]) -> _Run:
         """Own the run directory, find the checkpoint, load it, open the log."""
+        if not (overwrite is False or overwrite is True or overwrite == "all"):
+            raise ValueError(f"overwrite must be False, True or 'all', got {overwrite!r}")
         if resume not in (False, True):
             if not isinstance(resume, (str, os.PathLike)):
                 raise TypeError(f"resume must be True, False or a checkpoint path, got {resume!r}")
@@ -388,12 +441,13 @@ class Trainer:
         if self.run_dir is None and resume:
             raise ValueError("resume needs a run_dir")
         directory = None if self.run_dir is None else RunDirectory(self.run_dir)
+        names = self._file_names()
 
         def own() -> None:  # rank 0 owns and changes the directory; the others read it
             if directory is not None and self.rank == 0:
-                directory.refuse_if_occupied(resume, overwrite)  # before writing anything
+                directory.refuse_if_occupied(resume, overwrite, names)  # before any write
                 directory.acquire()
-                directory.claim(resume, overwrite)
+                directory.claim(resume, overwrite, names, self._new_run_id)
 
         try:
             self._on_all_ranks(own)
@@ -403,20 +457,35 @@ class Trainer:
                 directory.release(refused=True)
             raise
 
+    def _file_names(self) -> list[str]:
+        """The names this run writes at the top of its run directory."""
+        s = self.settings
+        return ["config.json", *(["log.jsonl", "log.csv", "system.jsonl"] if s.log else []),
+                *(["checkpoints"] if s.checkpoint_every != 0 else []),
+                *(["best"] if s.keep_best is not None else [])]
+
+    def _new_run_id(self) -> str:
+        """The id of a run starting now: its settings (data fingerprint included) and its
+        initial weights (trainers.fingerprint.run_id_of)."""
+        return run_id_of(self.settings.to_json(), weights_digest(self.model))
+
     def _restore_run(self, directory: RunDirectory | None, resume: bool | str,
                      allowed: frozenset[str]) -> _Run:
-        checkpoint = None
+        """Load the checkpoint after every check, then open the files; a resume refused by
+        a check has written and renamed nothing."""
+        checkpoint: str | None = None
+        broken: list[tuple[str, str]] = []
         if isinstance(resume, str):
             checkpoint = resume
         elif resume and directory is not None:
-            checkpoint = directory.checkpoint_to_resume(owner=self.rank == 0)
+            checkpoint, broken = directory.checkpoint_to_resume()
         self.optimizer.init(self.model.trainable_parameters())
         for column, state, key in self.hparam_sources:
             if state[key].size != 1:
                 raise ValueError(f"hyperparameter {column!r} is not a scalar; cannot log it")
         self.train_state = init_train_state(self.model, precision=self.settings.precision,
                                             ema=self.settings.ema)
-        meta = self._load(checkpoint, allowed) if checkpoint else {}
+        meta = self._load(checkpoint, allowed, directory) if checkpoint else {}
         position = meta.get("data_position", {"epoch": 0, "index": 0})
         run = _Run(step=meta.get("step", 0), resumed=bool(meta), directory=directory,
                    data=BatchStream(self.source, position["epoch"], position["index"]),
@@ -427,19 +496,31 @@ class Trainer:
             run.evaluated_at = saved.get("evaluated_at", -1)
             run.last_row, run.last_eval = saved.get("last_row", {}), saved.get("last_eval", {})
             run.best = saved.get("best")
+        run.ended = meta.get("ended") if meta else (
+            directory.ended() if resume is True and directory is not None else None)
+        run.finished = self._has_finished(run, meta)
+        self.run_id = meta.get("run_id") or (directory.run_id() if directory else None)
+        run_dir = self.run_dir if self.rank == 0 else None  # only rank 0 writes files
         # settings.log needs a run_dir (checked in __init__)
-        if self.rank == 0 and self.settings.log and self.run_dir is not None:
-            run.log = RunLog(self.run_dir, self.settings.columns)
-            run.log.open(meta.get("log_position"))
-            run.system = SystemLog(self.run_dir, start_step=run.step)
-        if self.rank == 0 and self.run_dir is not None and not meta:
-            write_json_atomic(os.path.join(self.run_dir, "config.json"), self.settings.to_json())
+        if run_dir is not None and self.settings.log and not run.finished:
+            run.log = RunLog(run_dir, self.settings.columns)
+            run.log.open(meta.get("log_position"), last_row=_last_row(meta))
+        if run_dir is not None and meta and directory is not None:  # every check passed
+            self.run_id = self.run_id or self._new_run_id()  # a run made before run ids
+            directory.adopt(self.run_id, self._file_names())
+            directory.set_aside(broken, checkpoint)
+        if run_dir is not None and self.settings.log and not run.finished:
+            run.system = SystemLog(run_dir, start_step=run.step)
+        if run_dir is not None and not meta and not run.finished:
+            write_json_atomic(os.path.join(run_dir, "config.json"),
+                              {**self.settings.to_json(), "run_id": self.run_id})
         if self.rank == 0 and self.settings.report_every:
-            run.report = ConsoleReport(self.total_steps, stream=self.stream,
-                                       progress=self.progress, start_step=run.step)
+            run.report = ProgressDisplay(self.total_steps, stream=self.stream,
+                                         progress=self.progress, start_step=run.step)
         return run
 
-    def _load(self, path: str, allowed: frozenset[str]) -> dict:
+    def _load(self, path: str, allowed: frozenset[str], directory: RunDirectory | None
+              ) -> dict:
         """Load a checkpoint after checking it continues this run; return its meta."""
         meta = read_meta(path, required=TRAINER_META_KEYS)
         changed = self.settings.differences(meta["config"], allowed)
@@ -448,8 +529,15 @@ class Trainer:
                 f"checkpoint {path} was made with " + "; ".join(changed)
                 + ". Pass fit(..., allow_changes=(...)) naming what you changed on purpose."
             )
+        here = directory.run_id() if directory is not None else None
+        if here and meta.get("run_id") and meta["run_id"] != here:
+            raise CheckpointError(
+                f"checkpoint {path} belongs to another run (run id {meta['run_id']}); "
+                f"{directory.path if directory else ''} holds run {here}. Resume from a "
+                "checkpoint of this run, or start the other run's directory instead")
         meta = load_checkpoint(path, self.model, self.optimizer, required=TRAINER_META_KEYS,
                                train_state=self.train_state)
+        self._check_step(path, meta["step"])
         if self.settings.log and meta.get("log_position") is None:
             raise CheckpointError(f"checkpoint {path} was saved without a log")
         for i, cb in enumerate(self.callbacks):
@@ -458,6 +546,43 @@ class Trainer:
         self.last_checkpoint = path
         self.step = meta["step"]
         return meta
+
+    def _check_step(self, path: str, step: int) -> None:
+        """The optimizer's step counter must be the checkpoint's step (float16: at most it,
+        since a skipped update does not move the counter)."""
+        for key, value in cast(list[tuple[str, mx.array]], tree_flatten(self.optimizer.state)):
+            if key == "step" or key.endswith(".step"):
+                counter = int(cast(int, value.item()))  # host waits, once per resume
+                if counter > step or (counter != step and self.settings.precision != "float16"):
+                    raise CheckpointError(
+                        f"checkpoint {path}: meta.json says step {step} but the optimizer "
+                        f"state ({key} in optimizer.safetensors) says {counter}; its files "
+                        "disagree")
+
+    def _has_finished(self, run: _Run, meta: dict) -> bool:
+        """Whether the run had ended (recorded in its last checkpoint, or in the run directory
+        when it saved none) and this call does not make it longer."""
+        if run.ended is None:
+            return False
+        if not meta:  # ended without a checkpoint: nothing to continue from
+            return True
+        if run.ended["reason"] == "stopped":
+            saved = meta["config"]
+            return all(saved.get(k) == getattr(self.settings, k) for k in ("max_steps", "epochs"))
+        return self._done(run)
+
+    def _start(self, run: _Run) -> Callable | None:
+        """Build the compiled step and send the ``start`` event (``None``: the run had
+        finished). A fresh start that fails here removes the files it created."""
+        try:
+            train_step = None if run.finished else self._build_step()
+            self._dispatch({"event": "start", "step": run.step, "resumed": run.resumed,
+                            "run_dir": self.run_dir, "finished": run.finished})
+        except BaseException:
+            if not run.resumed:
+                run.close(failed=True, refused=True)
+            raise
+        return train_step
 
     def _build_step(self) -> Callable:
         """Memory limits, gradient checkpointing, then the compiled step."""
@@ -543,15 +668,15 @@ class Trainer:
         if run.log is not None:
             run.log.write(rows)
         for row in rows:
-            run.stop = self._dispatch(_event(row)) or run.stop
+            run.stop = _stronger(run.stop, self._dispatch(_event(row)))
 
-    def _dispatch(self, info: dict) -> bool:
-        """Call every callback (on every rank: their decisions must agree); True on STOP."""
-        stop = False
+    def _dispatch(self, info: dict) -> str | None:
+        """Call every callback (on every rank: their decisions must agree); return STOP when
+        one asked for it, else PAUSE when one asked for that."""
+        asked = None
         for cb in self.callbacks:
-            if cb(dict(info)) == STOP:
-                stop = True
-        return stop
+            asked = _stronger(asked, cb(dict(info)))
+        return asked
 
     def _report(self, run: _Run) -> None:
         if run.report is None:  # no console report (report_every=0, or not rank 0)
@@ -561,6 +686,7 @@ class Trainer:
             "learning_rate": run.last_row.get(self._rate_column, math.nan),
             "peak_memory": mx.get_peak_memory(), "compiled_shapes": len(run.shapes),
             "tokens": run.tokens if self.count_tokens else None,
+            "samples": samples_per_update(run.shapes, self.world_size),
         })
 
     def _evaluate_and_log(self, run: _Run) -> None:
@@ -580,10 +706,11 @@ class Trainer:
         run.evaluated_at = run.step
         if self.settings.keep_best is not None:
             self._keep_if_best(run, results)
-        run.stop = self._dispatch(run.last_eval) or run.stop
+        run.stop = _stronger(run.stop, self._dispatch(run.last_eval))
 
-    def _save(self, run: _Run) -> None:
+    def _save(self, run: _Run, ended: dict | None = None) -> None:
         """Write a checkpoint (rank 0) after the log rows up to this step are on disk.
+        ``ended``: the final checkpoint records how the run ended.
 
         The weights are checked first: a non-finite update (possible even with a finite loss
         and gradient, e.g. from a huge rate) must never replace the last good checkpoint.
@@ -608,12 +735,14 @@ class Trainer:
             "run": {"evaluated_at": run.evaluated_at, "last_row": run.last_row,
                     "last_eval": run.last_eval, "best": run.best},
             "config": self.settings.to_json(),
+            "run_id": self.run_id,
+            "ended": ended,
             # mlx.core sets __version__ at import; its stubs do not declare it
             "mlx_version": mx.__version__,  # type: ignore[attr-defined]
         }
         # checkpoint_every != 0 needs a run_dir (checked in __init__), so rank 0 has one
-        assert run.directory is not None, "a checkpoint needs the run directory"
-        root = run.directory.checkpoints
+        assert self.run_dir is not None, "a checkpoint needs the run directory"
+        root = os.path.join(self.run_dir, "checkpoints")
         self.last_checkpoint = save_checkpoint(root, run.step, self.model, self.optimizer, meta,
                                                train_state=self.train_state)
         prune_checkpoints(root, self.settings.keep_checkpoints, intact=self.last_checkpoint)
@@ -650,7 +779,7 @@ class Trainer:
             return
         root = os.path.join(run.directory.path, "best")
         meta = {"best": {"metric": metric, "mode": mode, **run.best},
-                "config": self.settings.to_json()}
+                "config": self.settings.to_json(), "run_id": self.run_id}
         save_checkpoint(root, run.step, self.model, self.optimizer, meta,
                         train_state=self.train_state)
         prune_checkpoints(root, 1)
@@ -677,20 +806,49 @@ class Trainer:
         mx.eval(self.model.parameters())  # host waits: read the files now
 
     def _finish(self, run: _Run) -> None:
-        """The end: remaining rows, final evaluation and checkpoint, the ``end`` event.
+        """The end: remaining rows, final evaluation and checkpoint (recording how the run
+        ended), the ``end`` event, the ending in the run directory.
 
-        Each is skipped when already done at this step, so resuming a finished run (or one
-        killed after its final checkpoint) changes nothing."""
+        A run that had finished only gets its ``end`` event: resuming it changes nothing.
+        Otherwise each step is skipped when already done at this step."""
+        if run.finished:
+            assert run.ended is not None, "a finished run has ended"
+            self._dispatch({"event": "end", "step": run.step,
+                            "stopped_early": run.ended["reason"] == "stopped"})
+            return
         self._write_rows(run)
         if run.report is not None and run.last_row and run.step % self.settings.report_every:
             self._report(run)
         if self.eval_data is not None and run.evaluated_at != run.step:
             self._evaluate_and_log(run)
+        ended = None if run.stop == PAUSE else {  # a pause: resume=True continues the run
+            "step": run.step, "reason": "stopped" if run.stop == STOP else (
+                "max_steps" if self.settings.max_steps is not None
+                and run.step >= self.settings.max_steps else "epochs")}
+        if self.settings.checkpoint_every != 0 and run.saved_at != run.step:
+            self._save(run, ended)
+        if run.log is not None:
+            run.log.flush(sync=True)
+        self._dispatch({"event": "end", "step": run.step, "stopped_early": bool(run.stop)})
+        if run.directory is not None and self.rank == 0 and ended is not None:
+            run.directory.record_end(ended)
+
+    def _stop_interrupted(self, run: _Run) -> None:
+        """Ctrl-C: the rows so far and a checkpoint to resume from. No evaluation (the
+        resumed run's log must be the uninterrupted run's) and no ``end`` event: the run is
+        not finished; callbacks get ``{"event": "interrupted", "step"}``."""
+        self._write_rows(run)
+        if run.report is not None and run.last_row and run.step % self.settings.report_every:
+            self._report(run)
+        if run.report is not None:
+            run.report.message(f"interrupted: stopping after step {run.step}"
+                               + (", saving a checkpoint (Ctrl-C again aborts)"
+                                  if self.settings.checkpoint_every != 0 else ""))
         if self.settings.checkpoint_every != 0 and run.saved_at != run.step:
             self._save(run)
         if run.log is not None:
             run.log.flush(sync=True)
-        self._dispatch({"event": "end", "step": run.step, "stopped_early": run.stop})
+        self._dispatch({"event": "interrupted", "step": run.step})
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, eval_data: Iterable | None = None) -> dict[str, float]:
@@ -758,6 +916,26 @@ class Trainer:
 def _event(row: dict) -> dict:
     """A log row as a callback event: ``kind`` becomes ``event``."""
     return {"event": row["kind"], **{k: v for k, v in row.items() if k != "kind"}}
+
+
+def _stronger(asked: str | None, answer: Any) -> str | None:
+    """STOP over PAUSE over nothing (any other answer of a callback counts for nothing)."""
+    if STOP in (asked, answer):
+        return STOP
+    return PAUSE if PAUSE in (asked, answer) else None
+
+
+def _last_row(meta: dict) -> dict | None:
+    """The log row a checkpoint was saved after: the evaluation at its step, or else the
+    training row of the step before (``None`` for a checkpoint that did not record it)."""
+    saved = meta.get("run")
+    if not isinstance(saved, dict):
+        return None
+    last_eval = saved.get("last_eval") or {}
+    if saved.get("evaluated_at") == meta["step"] and last_eval:
+        return {"kind": last_eval["event"],
+                **{k: v for k, v in last_eval.items() if k != "event"}}
+    return saved.get("last_row") or {}
 
 
 def _check_allowed(allow_changes: Iterable[str]) -> frozenset[str]:

@@ -12,7 +12,7 @@ from trainers.cli import SUBCOMMANDS, main
 
 # The binding subcommand names (the contract's "Command line (installed)" section) that this
 # build provides, each with the module that implements it.
-CONTRACT = ("compare", "train", "train-lm", "compare-lm", "range-test", "audit", "plot")
+CONTRACT = ("compare", "train", "train-lm", "lora", "compare-lm", "range-test", "audit", "plot")
 
 
 def test_overview_lists_every_subcommand(capsys):
@@ -36,6 +36,7 @@ def test_unknown_subcommand_is_named(capsys):
 
 @pytest.mark.parametrize("argv, flag", [(["train", "--step", "20"], "--step"),
                                         (["train-lm", "--step", "20"], "--step"),
+                                        (["lora", "--iter", "20"], "--iter"),
                                         (["audit", "runs/x", "--js"], "--js")])
 def test_abbreviated_flags_are_refused(argv, flag, capsys):
     with pytest.raises(SystemExit) as stop:

@@ -16,7 +16,7 @@ import pytest
 from helpers_trainer import linear_model, mse, one_cycle_reference, read_jsonl, regression_data
 
 import mlx_schedules as ms
-from trainers import STOP, ArrayBatches, ReduceLROnPlateau, Trainer
+from trainers import PAUSE, ArrayBatches, ReduceLROnPlateau, Trainer
 from trainers.audit import AuditInputError, audit_run
 
 
@@ -81,7 +81,7 @@ def test_a_resume_that_restarted_the_schedule_fails_at_the_resume_step(tmp_path)
     total, cut = 24, 12
 
     def stop(event):
-        return STOP if event["event"] == "train" and event["step"] == cut - 1 else None
+        return PAUSE if event["event"] == "train" and event["step"] == cut - 1 else None
 
     train(tmp_path, optim.SGD(learning_rate=ms.cosine_decay(0.1, total)), total,
           callbacks=[stop], checkpoint_every=cut)
@@ -309,7 +309,7 @@ def test_a_float16_run_resumed_between_its_skips_passes(tmp_path):
                 checkpoint_every=4, callbacks=list(callbacks)).fit(resume=resume)
 
     def stop(event):
-        return STOP if event["event"] == "train" and event["step"] == 5 else None
+        return PAUSE if event["event"] == "train" and event["step"] == 5 else None
 
     session(tmp_path / "split", False, [stop])
     session(tmp_path / "split", True)

@@ -118,10 +118,10 @@ def test_kill_inside_every_file_operation_of_an_overwrite_then_rerun_is_byte_ide
     mixture of the old run and the new one."""
     expected, _ = reference
     old = tmp_path / "old"
-    # the old run: killed at its checkpoint of step 10, plus files the new run never writes
+    # the old run: killed at its checkpoint of step 10, plus a checkpoint the new run never
+    # writes (a file the trainer did not write would make the overwrite refuse)
     assert _run(old, "--kill-at-checkpoint", 10).returncode == -9
     shutil.copytree(old / "checkpoints" / "step_00000010", old / "checkpoints" / "step_00000099")
-    (old / "summary.json").write_text("{}")
     counted_dir = tmp_path / "counted"
     shutil.copytree(old, counted_dir)
     counted = _run(counted_dir, "--count-ops", -1)

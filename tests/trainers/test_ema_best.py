@@ -61,7 +61,7 @@ def test_ema_is_saved_and_resumed_exactly(tmp_path):
     reference, _ = make(tmp_path / "ref", ema=0.9, eval_every=4, checkpoint_every=4)
     reference.fit()
     stopped, _ = make(tmp_path / "run", ema=0.9, eval_every=4, checkpoint_every=4,
-                      callbacks=[lambda e: "stop" if e.get("step") == 3 and
+                      callbacks=[lambda e: "pause" if e.get("step") == 3 and
                                  e["event"] == "train" else None])
     stopped.fit()
     assert stopped.step == 4

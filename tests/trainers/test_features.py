@@ -252,7 +252,7 @@ def test_callback_events_in_order(tmp_path):
                      ("train", 2), ("train", 3), ("eval", 4), ("checkpoint", 4), ("end", 4)]
     assert events[-2]["path"].endswith("step_00000004")
     assert events[0] == {"event": "start", "step": 0, "resumed": False,
-                         "run_dir": str(tmp_path)}
+                         "run_dir": str(tmp_path), "finished": False}
     assert set(events[1]) == {"event", "step", "epoch", "loss", "learning_rate"}
 
 

@@ -14,7 +14,7 @@ from mlx.utils import tree_flatten, tree_unflatten
 
 from mlx_schedules import cosine_decay, linear_schedule, schedule_hyperparameters
 from mlx_schedules._mlx_compat import schedules_of
-from trainers import STOP, ArrayBatches, ReduceLROnPlateau, Trainer, weight_decay_groups
+from trainers import PAUSE, ArrayBatches, ReduceLROnPlateau, Trainer, weight_decay_groups
 
 STEPS = 10
 
@@ -65,7 +65,7 @@ def test_plateau_scales_every_group():
 def test_multioptimizer_resumes_exactly(tmp_path):
     reference, reference_model = make(tmp_path / "ref", groups(), checkpoint_every=3)
     reference.fit()
-    stop_at_6 = lambda e: STOP if e["event"] == "train" and e["step"] == 5 else None  # noqa: E731
+    stop_at_6 = lambda e: PAUSE if e["event"] == "train" and e["step"] == 5 else None  # noqa: E731
     crashed, _ = make(tmp_path / "run", groups(), log_every=3, checkpoint_every=3,
                       callbacks=[stop_at_6])
     crashed.fit()  # stops after update 6, with its checkpoint

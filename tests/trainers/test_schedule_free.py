@@ -10,7 +10,7 @@ import pytest
 from helpers_trainer import flat_weights, linear_model, mse, read_jsonl, regression_data
 
 import mlx_schedules as ms
-from trainers import STOP, ArrayBatches, Trainer
+from trainers import PAUSE, ArrayBatches, Trainer
 from trainers.schedule_free import ScheduleFreeAdamW, ScheduleFreeSGD
 
 
@@ -101,7 +101,7 @@ def test_resume_is_exact(tmp_path):
         model = linear_model(4, 2)
         opt = ScheduleFreeAdamW(learning_rate=ms.linear_schedule(0.0, 0.05, 3))
         calls = [] if stop is None else [
-            lambda e: STOP if e["event"] == "train" and e["step"] == stop - 1 else None]
+            lambda e: PAUSE if e["event"] == "train" and e["step"] == stop - 1 else None]
         Trainer(model, mse, opt, setup()[1], run_dir=run_dir, max_steps=12, log_every=3,
                 checkpoint_every=3, report_every=0, compile=False, callbacks=calls
                 ).fit(resume=resume)

@@ -184,6 +184,33 @@ def test_prompt_lengths_count_only_completion_targets_even_across_splits(backend
         SequenceBatches(seqs, 2, prompt_lengths=[0, 1])
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_token_masks_count_exactly_the_marked_targets_even_across_splits(backend):
+    rng = np.random.default_rng(6)
+    seqs = [rng.integers(1, 50, size=n) for n in (2, 6, 9, 15, 23, 1)]
+    # tokens are marked by value (odd ones), so the marked multiset is known without batches
+    marks = [s % 2 == 1 for s in seqs]
+    data = SequenceBatches(seqs, 2, buckets=4, max_length=8, token_masks=marks, seed=1,
+                           backend=backend)
+    counted = []
+    for batch in data.epoch(0):
+        assert set(batch) == {"inputs", "targets", "lengths", "mask"}
+        counted += batch["targets"][batch["mask"].astype(bool)].tolist()
+        assert tokens_in(batch).item() == int(batch["mask"].sum())  # the mask, not lengths
+        # padding is never marked
+        width = batch["mask"].shape[1]
+        assert not (batch["mask"] * (np.arange(width) >= batch["lengths"][:, None])).any()
+    # each sequence's marked tokens from index 1 on (token 0 is never a target); the
+    # one-token sequence is skipped
+    expected = Counter(t for s in seqs[:-1] for t in s[1:].tolist() if t % 2 == 1)
+    assert Counter(counted) == expected
+    assert data.num_tokens == sum(expected.values())
+    with pytest.raises(ValueError, match="prompt_lengths or token_masks"):
+        SequenceBatches(seqs, 2, token_masks=marks, prompt_lengths=[0] * 6)
+    with pytest.raises(ValueError, match=r"token_masks\[2\] must be a boolean array"):
+        SequenceBatches(seqs, 2, token_masks=[*marks[:2], marks[2][:3], *marks[3:]])
+
+
 # ---------------------------------------------------------------- order and resume
 def batches_equal(a, b):
     return len(a) == len(b) and all(

@@ -1,4 +1,5 @@
-"""Trackers: TensorBoard and MLflow files, read back with each tool's own reader, equal the log.
+"""Trackers: TensorBoard and MLflow files, read back with each tool's own reader, equal the log
+(W&B's offline run is read back in tests/scripts/test_lora.py).
 
 Every test compares the tracker's stored values against the trainer's ``log.jsonl`` (the
 run's record of truth), for every step and every column, and checks each point is stored
@@ -18,7 +19,7 @@ import pytest
 from helpers_trainer import MLP, classification_data, read_jsonl, xent
 
 from trainers import ArrayBatches, Trainer, accuracy
-from trainers.trackers import MLflow, TensorBoard
+from trainers.trackers import MLflow, TensorBoard, WandB
 
 mlx_schedules = pytest.importorskip("mlx_schedules")
 
@@ -154,7 +155,8 @@ def test_tensorboard_writes_every_numeric_column(tmp_path):
 def test_trackers_on_other_ranks_write_nothing(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
     trackers = [TensorBoard(tmp_path / "tb", rank=1),
-                MLflow("x", tracking_uri=(tmp_path / "mlruns").as_uri(), rank=1)]
+                MLflow("x", tracking_uri=(tmp_path / "mlruns").as_uri(), rank=1),
+                WandB("x", dir=tmp_path / "wandb", rank=1)]
     events = [{"event": "start", "step": 0, "resumed": False, "run_dir": str(tmp_path)},
               {"event": "train", "step": 0, "epoch": 0, "loss": 1.0, "learning_rate": 0.1},
               {"event": "eval", "step": 1, "epoch": 0, "eval_loss": 1.0},
@@ -169,11 +171,14 @@ def test_trackers_on_other_ranks_write_nothing(tmp_path, monkeypatch):
 def test_missing_writer_names_the_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorboardX", None)  # makes the import fail
     monkeypatch.setitem(sys.modules, "mlflow", None)
+    monkeypatch.setitem(sys.modules, "wandb", None)
     start = {"event": "start", "step": 0, "resumed": False, "run_dir": str(tmp_path)}
     with pytest.raises(ImportError, match=r'pip install "mlx-schedules\[tensorboard\]"'):
         TensorBoard(tmp_path, rank=0)(start)
     with pytest.raises(ImportError, match=r'pip install "mlx-schedules\[mlflow\]"'):
         MLflow(rank=0)(start)
+    with pytest.raises(ImportError, match=r'pip install "mlx-schedules\[wandb\]"'):
+        WandB(rank=0)(start)
 
 
 def test_bad_arguments_are_named():
@@ -189,6 +194,12 @@ def test_bad_arguments_are_named():
         MLflow(batch_rows=0)
     with pytest.raises(TypeError, match="params must be a dict"):
         MLflow(params=[("a", 1)])
+    with pytest.raises(TypeError, match="project must be a string or None"):
+        WandB(3)
+    with pytest.raises(TypeError, match="config must be a dict"):
+        WandB("p", config=[1])
+    with pytest.raises(ValueError, match="every must be a positive int, got 0"):
+        WandB("p", every=0)
 
 
 # ---------------------------------------------------------------------------- MLflow
@@ -242,6 +253,31 @@ def test_mlflow_after_crash_and_resume_continues_the_run_once_per_step(tmp_path,
     experiment = client.get_experiment_by_name("tiny")
     assert len(client.search_runs([experiment.experiment_id])) == 1
     assert client.get_run(resumed.run_id).info.status == "FINISHED"
+
+
+
+@pytest.mark.slow
+def test_mlflow_marks_a_ctrl_c_killed_and_the_resume_finishes_it(tmp_path, mlflow_uri):
+    import signal
+
+    from mlflow.tracking import MlflowClient
+
+    from trainers import TrainingInterrupted
+
+    def ctrl_c(info: dict) -> None:
+        if info["event"] == "train" and info["step"] == 5:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    stopped = MLflow("tiny", tracking_uri=mlflow_uri)
+    with pytest.raises(TrainingInterrupted):
+        make_trainer(tmp_path / "run", [stopped, ctrl_c]).fit()
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    assert client.get_run(stopped.run_id).info.status == "KILLED"
+    resumed = MLflow("tiny", tracking_uri=mlflow_uri)
+    make_trainer(tmp_path / "run", [resumed]).fit(resume=True)
+    assert resumed.run_id == stopped.run_id
+    assert client.get_run(resumed.run_id).info.status == "FINISHED"
+    assert_same_points(mlflow_points(mlflow_uri, resumed.run_id), tmp_path / "run")
 
 
 

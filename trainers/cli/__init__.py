@@ -20,11 +20,14 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("compare", "compare schedules on image data (the main job)"),
     "train": ("train", "train a model on image data with any schedule"),
     "train-lm": ("train_lm", "train or fine-tune a language model (mlx-lm architectures)"),
+    "lora": ("lora", "fine-tune from an mlx_lm.lora command line or YAML config"),
     "compare-lm": ("compare_lm", "compare schedules on a byte-level language model"),
     "range-test": ("range_test", "learning-rate range test: sweep the rate, suggest a peak"),
     "audit": ("audit", "check that every logged rate equals its schedule"),
     "plot": ("plot", "plot schedules (PNG, or text in the terminal)"),
     "download": ("download", "download MNIST, Fashion-MNIST or CIFAR-10 once"),
+    "tiny-model": ("tiny_model", "write a tiny mlx-lm model directory (nothing downloaded)"),
+    "example-data": ("example_data", "write example fine-tuning data in mlx-lm's jsonl format"),
 }
 
 
@@ -54,5 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mlx-schedules: unknown subcommand {name!r}; choose one of "
               f"{', '.join(SUBCOMMANDS)}", file=sys.stderr)
         return 2
-    module = importlib.import_module(f"{__name__}.{SUBCOMMANDS[name][0]}")
-    return int(module.main(rest) or 0)
+    try:
+        module = importlib.import_module(f"{__name__}.{SUBCOMMANDS[name][0]}")
+        return int(module.main(rest) or 0)
+    except KeyboardInterrupt:  # Ctrl-C outside a run (a run reports its own, with --resume)
+        print(f"\nmlx-schedules {name}: interrupted", file=sys.stderr)
+        return 130

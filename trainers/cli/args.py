@@ -98,14 +98,17 @@ def _with_peak(rate: Any, peak: float) -> Any:
 
 
 def build_config(args: argparse.Namespace) -> dict[str, Any]:
-    """Defaults, then the config file, then the flags; validated. Raises ConfigError."""
+    """Defaults, then the config file, then the flags; validated. Raises one ConfigError
+    naming every wrong field (unknown names and wrong values together)."""
     user: dict[str, Any] = load_config_file(args.config) if args.config else {}
-    config = merge_config(DEFAULT_CONFIG, user)
+    problems: list[str] = []  # reported all at once, by validate
+    config = merge_config(DEFAULT_CONFIG, user, errors=problems)
     flags = {
         ("dataset", "name"): args.dataset, ("dataset", "path"): args.data_path,
         ("dataset", "cache_dir"): args.cache_dir, ("model", "kind"): args.model,
         ("training", "steps"): args.steps, ("training", "batch_size"): args.batch_size,
         ("training", "seed"): args.seed, ("output", "run_dir"): args.run_dir,
+        ("training", "log_every"): getattr(args, "log_every", None),
     }
     for (section, key), value in flags.items():
         if value is not None:
@@ -116,7 +119,7 @@ def build_config(args: argparse.Namespace) -> dict[str, Any]:
         config["output"]["plots"] = False
     for assignment in args.set:
         _set_dotted(config, assignment)
-    config = merge_config(DEFAULT_CONFIG, config)  # rejects unknown keys from --set
+    config = merge_config(DEFAULT_CONFIG, config, errors=problems)  # unknown keys from --set
 
     peak = getattr(args, "max_lr", None)
     if getattr(args, "max_lr_from", None):
@@ -125,22 +128,26 @@ def build_config(args: argparse.Namespace) -> dict[str, Any]:
     if args.optimizer:
         config["optimizer"]["name"] = args.optimizer
     schedule = getattr(args, "schedule", None)
-    if schedule or not user_optimizer:
-        # A family sized to the run; the default config's one-cycle follows --steps this way.
-        family = schedule or DEFAULT_FAMILY
-        if family not in FAMILIES:
-            raise ConfigError(f"--schedule: unknown family {family!r}; valid families are "
-                              f"{list(FAMILIES)} (any mlx_schedules schedule works in a config)")
-        check_field("training.steps", lambda name, value: check_int(name, value, minimum=8),
-                    config["training"]["steps"])
-        chosen = family_configs(family, peak or DEFAULT_PEAK, config["training"]["steps"])
-        if config["optimizer"]["name"] != "SGD":
-            chosen.pop("momentum")  # the families' momentum is SGD's
-        config["optimizer"] = {"name": config["optimizer"]["name"], **chosen}
-    elif peak is not None:
-        config["optimizer"]["learning_rate"] = _with_peak(config["optimizer"]["learning_rate"],
-                                                          peak)
-    return validate(config)
+    try:
+        if schedule or not user_optimizer:
+            # A family sized to the run; the default config's one-cycle follows --steps.
+            family = schedule or DEFAULT_FAMILY
+            if family not in FAMILIES:
+                raise ConfigError(f"--schedule: unknown family {family!r}; valid families are "
+                                  f"{list(FAMILIES)} (any mlx_schedules schedule works in a "
+                                  "config)")
+            check_field("training.steps", lambda name, value: check_int(name, value, minimum=8),
+                        config["training"]["steps"])
+            chosen = family_configs(family, peak or DEFAULT_PEAK, config["training"]["steps"])
+            if config["optimizer"]["name"] != "SGD":
+                chosen.pop("momentum")  # the families' momentum is SGD's
+            config["optimizer"] = {"name": config["optimizer"]["name"], **chosen}
+        elif peak is not None:
+            config["optimizer"]["learning_rate"] = _with_peak(
+                config["optimizer"]["learning_rate"], peak)
+    except ConfigError as e:  # the rest of the config is still checked
+        problems += e.problems
+    return validate(config, found=problems)
 
 
 def add_config_flags(p: argparse.ArgumentParser, *, schedule: bool = True) -> None:
@@ -157,6 +164,9 @@ def add_config_flags(p: argparse.ArgumentParser, *, schedule: bool = True) -> No
     p.add_argument("--steps", type=int, help="optimizer updates")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--seed", type=int)
+    p.add_argument("--log-every", type=int, metavar="N",
+                   help="updates per block of log rows; the progress display is refreshed "
+                        "with each block (default 50)")
     p.add_argument("--run-dir", help="output directory")
     if schedule:
         p.add_argument("--schedule",

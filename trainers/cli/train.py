@@ -39,10 +39,17 @@ import argparse
 import json
 import os
 import sys
+import time
 from typing import Any
 
-from trainers import list_checkpoints
+from trainers import TrainingInterrupted, list_checkpoints
 from trainers.cli.args import add_config_flags, build_config, script_parser
+from trainers.cli.messages import (
+    fresh_start_refused,
+    in_flag_words,
+    report_interrupt,
+    resume_command,
+)
 from trainers.experiments.branch import COOLDOWN_SHAPES, branch_config
 from trainers.experiments.config import (
     DEFAULT_CONFIG,
@@ -116,10 +123,12 @@ def main(argv: list[str] | None = None) -> int:
             config, branch = branch_config(args.branch, args.cooldown, args.cooldown_shape,
                                            args.run_dir)
         elif args.resume:
+            if not os.path.isdir(args.resume):
+                raise ConfigError(f"--resume: run directory {args.resume} does not exist")
             path = os.path.join(args.resume, "experiment.json")
             if not os.path.isfile(path):
                 raise ConfigError(f"--resume: {args.resume} holds no experiment.json "
-                                  "(not a train.py run directory)")
+                                  "(not a run directory of mlx-schedules train)")
             config = validate(merge_config(DEFAULT_CONFIG, load_config_file(path)))
             config["output"]["run_dir"] = args.resume
         else:
@@ -128,6 +137,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"config error: {e}", file=sys.stderr)
         return 2
     run_dir = config["output"]["run_dir"]
+    refused = None if args.resume or args.overwrite else fresh_start_refused(run_dir)
+    if refused:
+        print(f"error: {refused}", file=sys.stderr)  # before any banner
+        return 2
     if args.stop_after is not None:
         found = list_checkpoints(os.path.join(run_dir, "checkpoints")) if args.resume else []
         done = found[-1][0] if found else 0
@@ -141,17 +154,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"data error: {e}", file=sys.stderr)
         return 2
 
+    opt = config["optimizer"]
+    described = (f"{config['model']['kind']} on {config['dataset']['name']} with "
+                 f"{opt['name']}, rate {json.dumps(opt.get('learning_rate'))}")
+    steps = config["training"]["steps"]
+
     def write_experiment(event: dict) -> None:
         # a resumed run keeps the experiment.json it started with; a branch is a new run
         if not event["resumed"] or branch is not None:
             write_json_atomic(os.path.join(run_dir, "experiment.json"), config)
         if branch is not None:
             write_json_atomic(os.path.join(run_dir, "branch.json"), branch)
+        # the banner, once the trainer owns the run directory (a refusal comes without one)
+        if branch is not None:
+            print(f"branching from {branch['checkpoint']} at step {event['step']}: "
+                  f"{described}, {steps} steps -> {run_dir}")
+        elif event["resumed"]:
+            print(f"resuming {run_dir} from step {event['step']} of {steps}: {described}")
+        else:
+            print(f"training {described}, {steps} steps -> {run_dir}")
 
-    opt = config["optimizer"]
-    print(f"training {config['model']['kind']} on {config['dataset']['name']} with "
-          f"{opt['name']}, rate {json.dumps(opt.get('learning_rate'))}, "
-          f"{config['training']['steps']} steps -> {run_dir}")
     created = first_missing(run_dir)  # the folder this run would create, if any
     for name in ("experiment.json", "summary.json"):  # refused now, before the trainer starts
         if os.path.islink(os.path.join(run_dir, name)):
@@ -159,12 +181,25 @@ def main(argv: list[str] | None = None) -> int:
                   "a run directory are never written through a symbolic link (remove it, or "
                   "choose another --run-dir)", file=sys.stderr)
             return 2
-    started = OnStart(write_experiment)
+    started = OnStart(write_experiment, owns=("experiment.json", "branch.json", "summary.json",
+                                              "curves.png"))
+    start = time.perf_counter()
     try:
         session, _ = run_training(config, data=data, resume=bool(args.resume),
                                   overwrite=args.overwrite, stop_after=args.stop_after,
-                                  callbacks=(started,),
+                                  callbacks=(started,), report=True,
                                   branch_from=None if branch is None else branch["checkpoint"])
+    except KeyboardInterrupt as e:
+        if not started.started:
+            raise
+        if isinstance(e, TrainingInterrupted) and e.checkpoint is not None:
+            # not finished: the summary says where it stopped (and keeps its time)
+            summary = finish(config, run_dir)
+            summary.update(wall_time_s=summary["wall_time_s"] + time.perf_counter() - start,
+                           stopped_at=e.step, interrupted=True)
+            write_json_atomic(os.path.join(run_dir, "summary.json"), summary)
+        extra = ["--stop-after", str(args.stop_after)] if args.stop_after else []
+        return report_interrupt(e, "train", run_dir, extra)
     except (ValueError, RuntimeError, OSError) as e:
         if started.started:
             raise
@@ -177,10 +212,7 @@ def main(argv: list[str] | None = None) -> int:
                     os.remove(path)
         if created is not None:
             remove_empty_dirs(created)
-        print(f"error: {e}", file=sys.stderr)
-        if not (args.resume or args.overwrite) and _holds_run(run_dir):
-            print(f"train.py: pass --overwrite to replace the run in {run_dir}, or "
-                  f"--resume {run_dir} to continue it", file=sys.stderr)
+        print(f"error: {in_flag_words(str(e), run_dir)}", file=sys.stderr)
         return 2
     summary = finish(config, run_dir)
     summary["wall_time_s"] += session["wall_time_s"]
@@ -195,17 +227,12 @@ def main(argv: list[str] | None = None) -> int:
                      title=f"{opt['name']} + {_rate_name(opt)} on {config['dataset']['name']}")
         except RuntimeError as e:
             print(f"warning: no plots: {e}", file=sys.stderr)
-    state = (f"stopped after {session['stopped_at']} steps (continue with --resume {run_dir})"
-             if session["stopped_at"] else "done")
+    state = (f"stopped after {session['stopped_at']} steps (continue with "
+             f"{resume_command('train', run_dir)})" if session["stopped_at"] else "done")
     print(f"{state}: final test accuracy {summary['final_accuracy']:.4f}, best "
           f"{summary['best_accuracy']:.4f}, steps to {summary['target_accuracy']}: "
           f"{summary['steps_to_target']}, {summary['wall_time_s']:.1f} s")
     return 0
-
-
-def _holds_run(run_dir: str) -> bool:
-    return any(os.path.lexists(os.path.join(run_dir, name))
-               for name in ("log.jsonl", "checkpoints"))
 
 
 def _rate_name(optimizer: dict[str, Any]) -> str:

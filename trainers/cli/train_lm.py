@@ -51,6 +51,7 @@ from mlx.utils import tree_flatten
 
 from trainers import Trainer, bits_per_byte, causal_lm_loss, tokens_in
 from trainers.cli.args import script_parser
+from trainers.cli.messages import fresh_start_refused, in_flag_words, report_interrupt
 from trainers.experiments.config import build_optimizer
 from trainers.experiments.lm_schedules import LM_SCHEDULES, optimizer_section
 from trainers.experiments.paths import first_missing, remove_empty_dirs
@@ -186,7 +187,10 @@ def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def check_settings(settings: dict[str, Any]) -> dict[str, Any]:
-    """Check every setting; fill the defaults that depend on others (peak rate, seq_len)."""
+    """Check every setting; fill the defaults that depend on others (peak rate, seq_len).
+    Raises one SettingsError naming every wrong flag (one per line)."""
+    problems: list[str] = []
+
     flag = _flag
 
     def positive_int(key: str, minimum: int = 1, optional: bool = False) -> None:
@@ -194,7 +198,7 @@ def check_settings(settings: dict[str, Any]) -> dict[str, Any]:
         if optional and value is None:
             return
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise SettingsError(f"{flag(key)} must be an int >= {minimum}, got {value!r}")
+            problems.append(f"{flag(key)} must be an int >= {minimum}, got {value!r}")
 
     positive_int("steps", 8)
     positive_int("batch_size")
@@ -208,27 +212,27 @@ def check_settings(settings: dict[str, Any]) -> dict[str, Any]:
     positive_int("lora_layers", optional=True)
     positive_int("warmup_steps", 0, optional=True)
     if settings["arch"] not in ARCHITECTURES:
-        raise SettingsError(f"--arch must be one of {list(ARCHITECTURES)}, "
-                            f"got {settings['arch']!r}")
+        problems.append(f"--arch must be one of {list(ARCHITECTURES)}, "
+                        f"got {settings['arch']!r}")
     if settings["preset"] not in PRESETS:
-        raise SettingsError(f"--preset must be one of {list(PRESETS)}, "
-                            f"got {settings['preset']!r}")
+        problems.append(f"--preset must be one of {list(PRESETS)}, "
+                        f"got {settings['preset']!r}")
     if settings["schedule"] not in LM_SCHEDULES:
-        raise SettingsError(f"--schedule must be one of {list(LM_SCHEDULES)}, "
-                            f"got {settings['schedule']!r}")
+        problems.append(f"--schedule must be one of {list(LM_SCHEDULES)}, "
+                        f"got {settings['schedule']!r}")
     for key in ("model_path", "data_path"):
         if settings[key] is not None and not os.path.isdir(settings[key]):
-            raise SettingsError(f"{flag(key)} {settings[key]}: not a directory")
-    if settings["model_path"] is not None and \
+            problems.append(f"{flag(key)} {settings[key]}: not a directory")
+    if settings["model_path"] is not None and os.path.isdir(settings["model_path"]) and \
             not os.path.isfile(os.path.join(settings["model_path"], "config.json")):
-        raise SettingsError(f"--model-path {settings['model_path']}: no config.json (expected "
-                            "a local mlx-lm model directory)")
+        problems.append(f"--model-path {settings['model_path']}: no config.json (expected "
+                        "a local mlx-lm model directory)")
     if settings["lora_rank"] is not None and settings["model_path"] is None:
-        raise SettingsError("--lora-rank needs --model-path (adapters adapt a saved model)")
+        problems.append("--lora-rank needs --model-path (adapters adapt a saved model)")
     if settings["lora_layers"] is not None and settings["lora_rank"] is None:
-        raise SettingsError("--lora-layers needs --lora-rank")
+        problems.append("--lora-layers needs --lora-rank")
     if settings["mask_prompt"] and settings["data_path"] is None:
-        raise SettingsError("--mask-prompt needs --data-path (chat or completions rows)")
+        problems.append("--mask-prompt needs --data-path (chat or completions rows)")
     for key, low, high in (("lora_scale", 0.0, None), ("weight_decay", 0.0, None),
                            ("clip_norm", 0.0, None), ("max_lr", 0.0, None),
                            ("ema", 0.0, 1.0)):
@@ -240,7 +244,9 @@ def check_settings(settings: dict[str, Any]) -> dict[str, Any]:
         if not ok:
             bound = f"in [{low}, {high})" if high is not None else f"> {low}" if key in (
                 "max_lr", "clip_norm") else f">= {low}"
-            raise SettingsError(f"{flag(key)} must be a finite number {bound}, got {value!r}")
+            problems.append(f"{flag(key)} must be a finite number {bound}, got {value!r}")
+    if problems:  # the schedule below is sized from the settings above
+        raise SettingsError("\n".join(problems))
     if settings["max_lr"] is None:
         kind = "scratch" if settings["model_path"] is None else (
             "lora" if settings["lora_rank"] else "full")
@@ -258,10 +264,12 @@ def check_settings(settings: dict[str, Any]) -> dict[str, Any]:
 
 def read_settings(run_dir: str) -> dict[str, Any]:
     """The settings saved in a run directory's ``experiment.json``, checked."""
+    if not os.path.isdir(run_dir):
+        raise SettingsError(f"--resume: run directory {run_dir} does not exist")
     path = os.path.join(run_dir, SETTINGS_FILE)
     if not os.path.isfile(path):
         raise SettingsError(f"--resume: {run_dir} holds no {SETTINGS_FILE} "
-                            "(not a train_lm.py run directory)")
+                            "(not a run directory of mlx-schedules train-lm)")
     saved = read_json_object(path, "--resume")
     unknown = sorted(set(saved) - set(DEFAULTS))
     if unknown:
@@ -448,7 +456,12 @@ def main(argv: list[str] | None = None) -> int:
             run_dir = args.run_dir
             settings = settings_from_args(args)
     except SettingsError as e:
-        print(f"error: {e}", file=sys.stderr)
+        for problem in str(e).splitlines():  # every wrong flag at once
+            print(f"error: {problem}", file=sys.stderr)
+        return 2
+    refused = None if args.resume or args.overwrite else fresh_start_refused(run_dir)
+    if refused:
+        print(f"error: {refused}", file=sys.stderr)  # before loading anything
         return 2
     allow_changes: tuple[str, ...] = ()
     if args.resume and settings["steps"] != planned_steps(run_dir):
@@ -486,42 +499,54 @@ def main(argv: list[str] | None = None) -> int:
         weight_decay=settings["weight_decay"], warmup_steps=settings["warmup_steps"]))
     byte_level = corpus.byte_level
 
+    described = (f"{config.get('model_type')} from {os.path.basename(settings['model_path'])}"
+                 if settings["model_path"] else f"{settings['arch']} '{settings['preset']}'")
+    lora = f" + LoRA rank {settings['lora_rank']}" if settings["lora_rank"] else ""
     start_step = []
 
     def write_settings(event: dict) -> None:
         start_step.append(event["step"])
+        if rank != 0:
+            return
         # a resume that changed a setting records it, once the trainer has accepted the resume
-        if rank == 0 and (not event["resumed"] or changed):
+        if not event["resumed"] or changed:
             write_json_atomic(os.path.join(run_dir, SETTINGS_FILE), settings)
+        # the banner, once the trainer owns the run directory (a refusal comes without one)
+        data = settings["data_path"] or "the standard library"
+        what = (f"{described}{lora} ({count(model)} parameters, "
+                f"{count(model, trainable=True)} trained) on {data}: {len(corpus.train)} "
+                f"training and {len(corpus.valid)} validation documents, "
+                f"{settings['schedule']} peak {settings['max_lr']:g}")
+        if event["resumed"]:
+            print(f"resuming {run_dir} from step {event['step']} of {settings['steps']}: "
+                  f"{what}")
+        else:
+            print(f"training {what}, {settings['steps']} steps -> {run_dir}")
 
-    started = OnStart(write_settings)
+    started = OnStart(write_settings, owns=(SETTINGS_FILE, "summary.json", "adapters", "model",
+                                            "curves.png"))
     best_metric = "ema_eval_loss" if settings["ema"] is not None else "eval_loss"
     trainer = Trainer(
         model, causal_lm_loss, optimizer, train, run_dir=run_dir, max_steps=settings["steps"],
         eval_data=valid, metrics={"bits_per_byte": bits_per_byte} if byte_level else None,
         eval_every=settings["eval_every"] or None,
         checkpoint_every=settings["checkpoint_every"], log_every=settings["log_every"],
-        report_every=0 if args.quiet else settings["log_every"] * 4, seed=settings["seed"],
+        report_every=0 if args.quiet else settings["log_every"], seed=settings["seed"],
         clip_norm=settings["clip_norm"], precision="bfloat16" if settings["bf16"] else "float32",
         ema=settings["ema"], keep_best=(best_metric, "min"),
         restore_best=settings["restore_best"], grad_checkpoint=settings["grad_checkpoint"],
         tokens=tokens_in, callbacks=[started], group=group,
         config={"experiment": settings, "model": config},
     )
-    described = (f"{config.get('model_type')} from {os.path.basename(settings['model_path'])}"
-                 if settings["model_path"] else f"{settings['arch']} '{settings['preset']}'")
-    lora = f" + LoRA rank {settings['lora_rank']}" if settings["lora_rank"] else ""
-    if rank == 0:
-        data = settings["data_path"] or "the standard library"
-        print(f"training {described}{lora} ({count(model)} parameters, "
-              f"{count(model, trainable=True)} trained) on {data}: {len(corpus.train)} "
-              f"training and {len(corpus.valid)} validation documents, {settings['schedule']} "
-              f"peak {settings['max_lr']:g}, {settings['steps']} steps -> {run_dir}")
     created = first_missing(run_dir)
     start = time.perf_counter()
     try:
         trainer.fit(resume=bool(args.resume), overwrite=args.overwrite,
                     allow_changes=allow_changes)
+    except KeyboardInterrupt as e:
+        if not started.started:
+            raise
+        return report_interrupt(e, "train-lm", run_dir) if rank == 0 else 130
     except (ValueError, RuntimeError, OSError) as e:
         if started.started:
             raise
@@ -529,7 +554,7 @@ def main(argv: list[str] | None = None) -> int:
         # written there.
         if created is not None and rank == 0:
             remove_empty_dirs(created)
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {in_flag_words(str(e), run_dir)}", file=sys.stderr)
         return 2
     wall = time.perf_counter() - start
     first_step = start_step[0] if start_step else trainer.step

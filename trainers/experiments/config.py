@@ -13,7 +13,8 @@ A config is plain data (JSON, or YAML when pyyaml is installed)::
 
 Schedule configs are ``mlx_schedules``' ``to_config`` dicts (``{"name": "one_cycle", ...}``).
 :func:`validate` checks every field (names, types, ranges, schedule configs, that the dataset
-files exist) before anything is trained, and raises :class:`ConfigError` naming the field.
+files exist) before anything is trained, and raises one :class:`ConfigError` naming every
+wrong field (a config with three typos is reported once, with all three).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import inspect
 import json
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import mlx.optimizers as optim
@@ -60,7 +61,25 @@ _OPEN_SECTIONS = {"optimizer"}
 
 
 class ConfigError(ValueError):
-    """A config field is wrong; the message starts with the field's dotted path."""
+    """Config fields are wrong; each problem starts with the field's dotted path.
+
+    Given several problems, the message lists them all, one per line (repeats dropped);
+    :attr:`problems` holds them.
+
+    Example:
+        >>> print(ConfigError("training.stpes: unknown field", "model.kind must be one of"))
+        2 problems in the config:
+          training.stpes: unknown field
+          model.kind must be one of
+    """
+
+    def __init__(self, *problems: str):
+        self.problems = list(dict.fromkeys(problems))
+        if len(self.problems) == 1:
+            super().__init__(self.problems[0])
+        else:
+            super().__init__(f"{len(self.problems)} problems in the config:\n"
+                             + "\n".join(f"  {p}" for p in self.problems))
 
 
 def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
@@ -97,8 +116,13 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
-def merge_config(base: dict[str, Any], override: dict[str, Any], path: str = "") -> dict:
+def merge_config(base: dict[str, Any], override: dict[str, Any], path: str = "", *,
+                 errors: list[str] | None = None) -> dict:
     """``base`` updated by ``override`` section by section; unknown sections/keys are errors.
+
+    Every unknown name is reported (one :class:`ConfigError` listing them all); with an
+    ``errors`` list they are appended to it instead, and left out of the result, so that
+    :func:`validate` can report them together with the rest.
 
     Example:
         >>> merge_config(DEFAULT_CONFIG, {"training": {"steps": 10}})["training"]["steps"]
@@ -110,20 +134,23 @@ def merge_config(base: dict[str, Any], override: dict[str, Any], path: str = "")
 ['batch_size', 'checkpoint_every', 'clip_norm', 'compile', 'eval_every', 'grad_accum', \
 'keep_checkpoints', 'log_every', 'seed', 'steps', 'target_accuracy']
     """
+    found = errors if errors is not None else []
     out = copy.deepcopy(base)
     for key, value in override.items():
         where = f"{path}.{key}" if path else key
         if key not in base:
-            raise ConfigError(f"{where}: unknown field; valid fields are {sorted(base)}")
-        if isinstance(base[key], dict) and not path:
+            found.append(f"{where}: unknown field; valid fields are {sorted(base)}")
+        elif isinstance(base[key], dict) and not path:
             if not isinstance(value, dict):
-                raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
-            if key in _OPEN_SECTIONS:
+                found.append(f"{where}: expected a mapping, got {type(value).__name__}")
+            elif key in _OPEN_SECTIONS:
                 out[key] = copy.deepcopy(value)
             else:
-                out[key] = merge_config(base[key], value, where)
+                out[key] = merge_config(base[key], value, where, errors=found)
         else:
             out[key] = copy.deepcopy(value)
+    if errors is None and found:
+        raise ConfigError(*found)
     return out
 
 
@@ -268,43 +295,62 @@ def _check_optimizer_value(where: str, key: str, value: Any, default: Any) -> No
         raise ConfigError(f"{e}{' (or a schedule config)' if schedulable else ''}") from None
 
 
-def _check_optimizer(section: dict) -> None:
-    check_field("optimizer.name", lambda n, v: check_choice(n, v, optimizer_names()),
-                section.get("name"))
-    name = section["name"]
-    cls = optimizer_class(name)
-    parameters = {k: p for k, p in inspect.signature(cls).parameters.items()}
-    schedulable = ms.supported_hyperparameters(object.__new__(cls))
-    for key, value in section.items():
-        if key == "name":
-            continue
-        where = f"optimizer.{key}"
-        if key not in parameters and key not in _BETAS:
-            raise ConfigError(f"{where}: {name} has no such setting; valid settings are "
-                              f"{sorted([*parameters, *(b for b in _BETAS if b in schedulable)])}")
-        if key in _BETAS and key not in schedulable:
-            raise ConfigError(f"{where}: {name} has no {key}")
-        if isinstance(value, dict):
-            if key != "learning_rate" and key not in schedulable:
-                raise ConfigError(f"{where}: {name} cannot put {key!r} on a schedule; "
-                                  f"schedulable: {['learning_rate', *schedulable]}")
-            check_float32_numbers(where, value)
-            try:
-                ms.from_config(value)
-            except (ValueError, TypeError, RecursionError) as e:
-                raise ConfigError(f"{where}: bad schedule config: {e}") from None
-            continue
-        default = parameters[key].default if key in parameters else None
-        _check_optimizer_value(where, key, value, default)
+def _optimizer_problems(section: dict) -> list[str]:
+    """Every problem of the ``optimizer`` section (its name first: the rest needs it)."""
+    try:
+        check_field("optimizer.name", lambda n, v: check_choice(n, v, optimizer_names()),
+                    section.get("name"))
+    except ConfigError as e:
+        return e.problems
+    problems = []
+    for key in section:
+        try:
+            _check_optimizer_key(section, key)
+        except ConfigError as e:
+            problems += e.problems
+    cls: Any = optimizer_class(section["name"])
+    parameters = inspect.signature(cls.__init__).parameters
     if "learning_rate" not in section and parameters["learning_rate"].default is \
             inspect.Parameter.empty:
-        raise ConfigError("optimizer.learning_rate: missing (a number or a schedule config)")
+        problems.append("optimizer.learning_rate: missing (a number or a schedule config)")
+    return problems
 
 
-def validate(config: dict[str, Any]) -> dict[str, Any]:
-    """Check every field of a merged config; return it. Raises :class:`ConfigError`.
+def _check_optimizer_key(section: dict, key: str) -> None:
+    """One setting of a section whose optimizer name is valid."""
+    if key == "name":
+        return
+    name = section["name"]
+    cls = optimizer_class(name)
+    parameters = dict(inspect.signature(cls).parameters)
+    schedulable = ms.supported_hyperparameters(object.__new__(cls))
+    value = section[key]
+    where = f"optimizer.{key}"
+    if key not in parameters and key not in _BETAS:
+        raise ConfigError(f"{where}: {name} has no such setting; valid settings are "
+                          f"{sorted([*parameters, *(b for b in _BETAS if b in schedulable)])}")
+    if key in _BETAS and key not in schedulable:
+        raise ConfigError(f"{where}: {name} has no {key}")
+    if isinstance(value, dict):
+        if key != "learning_rate" and key not in schedulable:
+            raise ConfigError(f"{where}: {name} cannot put {key!r} on a schedule; "
+                              f"schedulable: {['learning_rate', *schedulable]}")
+        check_float32_numbers(where, value)
+        try:
+            ms.from_config(value)
+        except (ValueError, TypeError, RecursionError) as e:
+            raise ConfigError(f"{where}: bad schedule config: {e}") from None
+        return
+    default = parameters[key].default if key in parameters else None
+    _check_optimizer_value(where, key, value, default)
 
-    Nothing is trained or loaded here; dataset files are only looked for.
+
+def validate(config: dict[str, Any], *, found: Sequence[str] = ()) -> dict[str, Any]:
+    """Check every field of a merged config; return it. Raises one :class:`ConfigError`
+    listing every problem, after the ones already ``found`` (e.g. by :func:`merge_config`).
+
+    Nothing is trained or loaded here; dataset files are only looked for (once the dataset
+    section itself is right).
 
     Example:
         >>> validate(merge_config(DEFAULT_CONFIG, {"optimizer": {"name": "Adamm"}}))
@@ -320,23 +366,36 @@ def validate(config: dict[str, Any]) -> dict[str, Any]:
 float32 \
 (|training.clip_norm| <= 3.4028235e+38), got 1e+39
     """
+    problems = list(found)
+    broken = set()  # sections that are not mappings: their fields cannot be checked
     for section, fields in DEFAULT_CONFIG.items():
         if not isinstance(config.get(section), dict):
-            raise ConfigError(f"{section}: expected a mapping, got {config.get(section)!r}")
-        if section not in _OPEN_SECTIONS:
-            unknown = sorted(set(config[section]) - set(fields))
-            if unknown:
-                raise ConfigError(f"{section}.{unknown[0]}: unknown field; valid fields are "
-                                  f"{sorted(fields)}")
+            problems.append(f"{section}: expected a mapping, got {config.get(section)!r}")
+            broken.add(section)
+        elif section not in _OPEN_SECTIONS:
+            problems += [f"{section}.{key}: unknown field; valid fields are {sorted(fields)}"
+                         for key in sorted(set(config[section]) - set(fields))]
+    dataset_ok = "dataset" not in broken
     for name, check in FIELD_CHECKS.items():
         section, key = name.split(".")
-        check_field(name, check, config[section][key])
-    _check_optimizer(config["optimizer"])
-    dataset = config["dataset"]
-    try:  # last: the only check that touches the file system
-        check_available(dataset["name"], path=dataset["path"], cache_dir=dataset["cache_dir"])
-    except (DatasetUnavailable, DataError) as e:
-        raise ConfigError(str(e)) from None
+        if section in broken:
+            continue
+        try:
+            check_field(name, check, config[section].get(key))
+        except ConfigError as e:
+            problems += e.problems
+            dataset_ok = dataset_ok and section != "dataset"
+    if "optimizer" not in broken:
+        problems += _optimizer_problems(config["optimizer"])
+    if dataset_ok:  # last: the only check that touches the file system
+        dataset = config["dataset"]
+        try:
+            check_available(dataset["name"], path=dataset["path"],
+                            cache_dir=dataset["cache_dir"])
+        except (DatasetUnavailable, DataError) as e:
+            problems.append(str(e))
+    if problems:
+        raise ConfigError(*problems)
     return config
 
 

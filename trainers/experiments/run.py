@@ -19,9 +19,10 @@ import mlx.core as mx
 import numpy as np
 
 import mlx_schedules as ms
-from trainers import STOP, ArrayBatches, Trainer, accuracy
+from trainers import PAUSE, ArrayBatches, Trainer, accuracy
 from trainers import lr_range_test as trainer_range_test
 from trainers.files import write_json_atomic
+from trainers.run_dir import record_owned
 
 from .config import build_optimizer
 from .datasets import check_data, load_dataset
@@ -60,16 +61,26 @@ class MemoryLog:
 class OnStart:
     """A trainer callback calling ``action(event)`` at the ``start`` event: once the trainer
     owns the run directory (locked, an overwritten run removed, the checkpoint loaded) and
-    before the first update. Files of the script's own belong there, not earlier: a run
-    directory the trainer refuses is left exactly as it was."""
+    before the first update. Files of the command's own belong there, not earlier: a run
+    directory the trainer refuses is left exactly as it was.
 
-    def __init__(self, action: Callable[[dict], Any]):
+    ``owns`` names the entries the command may write at the top of the run directory
+    (``summary.json``, ``curves.png``...): they are recorded as the run's own first
+    (:func:`trainers.run_dir.record_owned`), so that ``--overwrite`` removes them with the run
+    instead of refusing a directory that holds files the trainer did not write.
+    """
+
+    def __init__(self, action: Callable[[dict], Any], owns: tuple[str, ...] = ()):
         self.action = action
+        self.owns = owns
         self.started = False
 
     def __call__(self, event: dict) -> None:
         if event.get("event") == "start":
             self.started = True
+            if self.owns and event.get("run_dir") and not event.get("finished") \
+                    and mx.distributed.init().rank() == 0:  # rank 0 owns the directory
+                record_owned(event["run_dir"], *self.owns)
             self.action(event)
 
 
@@ -77,7 +88,7 @@ class _StopAfter:
     """Stop the run after exactly ``steps`` updates (to resume it later).
 
     A training row's ``step`` is the update's index, so the row ``steps - 1`` is the last
-    update to take. The trainer honours ``STOP`` at the end of the block holding that row;
+    update to take. The trainer honours ``PAUSE`` at the end of the block holding that row;
     :func:`run_training` sizes the blocks so that one ends there.
     """
 
@@ -86,7 +97,7 @@ class _StopAfter:
 
     def __call__(self, event: dict) -> Any:
         if event.get("event") == "train" and event["step"] >= self.steps - 1:
-            return STOP
+            return PAUSE
         return None
 
 
@@ -196,7 +207,8 @@ def run_training(config: dict[str, Any], *, data: dict[str, np.ndarray] | None =
                  run_dir: str | None = None, log_files: bool = True, resume: bool = False,
                  overwrite: bool = False, stop_after: int | None = None,
                  callbacks: tuple[Callable[[dict], Any], ...] = (),
-                 branch_from: str | None = None) -> tuple[dict, MemoryLog]:
+                 branch_from: str | None = None, report: bool = False,
+                 progress: bool | None = None) -> tuple[dict, MemoryLog]:
     """Train the model of a validated config; return ``(summary, rows of this session)``.
 
     Args:
@@ -214,6 +226,13 @@ def run_training(config: dict[str, Any], *, data: dict[str, np.ndarray] | None =
             weights, optimizer state and data position, with this config's (changed) run
             length and schedules; the log up to the checkpoint is copied from that run, and
             ``config.json`` is written with this run's settings.
+        report: show the trainer's progress display (:mod:`trainers.progress`), refreshed
+            every ``training.log_every`` updates; ``progress`` as ``Trainer(progress=...)``
+            (default: a bar on a terminal, plain lines elsewhere).
+
+    Raises:
+        trainers.TrainingInterrupted: Ctrl-C stopped the run after a checkpoint (resume it
+            with ``resume=True``).
     """
     training = config["training"]
     data = data if data is not None else prepare_data(config)
@@ -228,9 +247,9 @@ def run_training(config: dict[str, Any], *, data: dict[str, np.ndarray] | None =
     memory = MemoryLog()
     extra = [_StopAfter(stop_after)] if stop_after else []
     settings = _WriteSettings(run_dir)
-    log_every = training["log_every"]
+    log_every = report_every = training["log_every"]
     if stop_after:
-        # Rows (and STOP) arrive per block of log_every updates: make a block end at
+        # Rows (and PAUSE) arrive per block of log_every updates: make a block end at
         # stop_after. The block size changes neither the rows nor the updates.
         log_every = math.gcd(log_every, stop_after)
     eval_every = training["eval_every"] or None
@@ -240,7 +259,8 @@ def run_training(config: dict[str, Any], *, data: dict[str, np.ndarray] | None =
         max_steps=training["steps"], eval_data=eval_data, metrics={"accuracy": accuracy},
         eval_every=eval_every, checkpoint_every=checkpoint_every,
         keep_checkpoints=training["keep_checkpoints"], log_every=log_every,
-        report_every=0, log=log_files, seed=seed, grad_accum=training["grad_accum"],
+        report_every=report_every if report else 0, progress=progress, log=log_files,
+        seed=seed, grad_accum=training["grad_accum"],
         clip_norm=training["clip_norm"], compile=compile_wanted(training["compile"]),
         callbacks=[memory, *extra, *callbacks, *([settings] if branch_from else [])],
         config={"experiment": config},

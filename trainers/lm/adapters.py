@@ -15,12 +15,13 @@ from mlx.utils import tree_flatten
 
 from ..files import atomic_path, ensure_dir, write_json_atomic
 
-__all__ = ["adapter_weights", "apply_lora", "read_adapter_config", "save_adapters"]
+__all__ = ["adapter_weights", "apply_lora", "read_adapter_config", "save_adapter_file",
+           "save_adapters"]
 
 
 def apply_lora(model: nn.Module, rank: int, *, num_layers: int | None = None,
                scale: float = 20.0, dropout: float = 0.0,
-               keys: Sequence[str] | None = None) -> dict[str, Any]:
+               keys: Sequence[str] | None = None, dora: bool = False) -> dict[str, Any]:
     """Freeze ``model`` and add mlx-lm's LoRA layers to its last ``num_layers`` blocks (all by
     default); returns the ``adapter_config.json`` content mlx-lm's loader reads.
 
@@ -29,6 +30,8 @@ def apply_lora(model: nn.Module, rank: int, *, num_layers: int | None = None,
         scale: mlx-lm's LoRA scale (the update is ``scale * B A x``; mlx-lm's default 20).
         dropout: dropout on the adapters' input.
         keys: the module paths within a block to adapt (default: every linear layer).
+        dora: mlx-lm's DoRA layers instead (a trained magnitude ``m`` per output besides
+            the low-rank pair; ``fine_tune_type: dora`` in the config).
 
     Raises:
         ValueError: a bad rank or ``num_layers``, or a rank larger than an adapted layer's
@@ -56,8 +59,9 @@ def apply_lora(model: nn.Module, rank: int, *, num_layers: int | None = None,
         parameters["keys"] = list(keys)
     _check_rank(model, rank, num_layers, keys)  # before the model is changed
     model.freeze()
-    linear_to_lora_layers(model, num_layers, parameters)
-    return {"fine_tune_type": "lora", "num_layers": num_layers, "lora_parameters": parameters}
+    linear_to_lora_layers(model, num_layers, parameters, use_dora=bool(dora))
+    return {"fine_tune_type": "dora" if dora else "lora", "num_layers": num_layers,
+            "lora_parameters": parameters}
 
 
 def _widths(module: nn.Module) -> tuple[int, int] | None:
@@ -113,6 +117,17 @@ def _adaptable(module: nn.Module) -> bool:
 def adapter_weights(model: nn.Module) -> dict[str, mx.array]:
     """The trainable weights of a LoRA model by their dotted names (what adapters hold)."""
     return dict(tree_flatten(model.trainable_parameters()))
+
+
+def save_adapter_file(weights: Mapping[str, mx.array], path: str | os.PathLike) -> str:
+    """Write ``weights`` to one ``.safetensors`` file, whole or not at all (mlx-lm's numbered
+    ``0000100_adapters.safetensors`` files, for instance); returns the path."""
+    path = os.fspath(path)
+    weights = dict(weights)
+    mx.eval(weights)
+    with atomic_path(path) as tmp:  # keeps the .safetensors extension mx.save_* wants
+        mx.save_safetensors(tmp, weights)
+    return path
 
 
 def save_adapters(model: nn.Module, adapter_config: Mapping[str, Any],

@@ -157,9 +157,13 @@ def _check_row(row: dict, form: str, roles: Collection[str] = STANDARD_ROLES) ->
     if not isinstance(messages, list) or not messages:
         return "'messages' must be a non-empty list"
     for i, m in enumerate(messages):
+        # mlx-lm's "tools" rows: an assistant turn may hold tool_calls instead of content
+        calls = isinstance(m, dict) and isinstance(m.get("tool_calls"), list) and \
+            m.get("content") is None
         if not (isinstance(m, dict) and isinstance(m.get("role"), str)
-                and isinstance(m.get("content"), str)):
-            return f"messages[{i}] must be an object with string 'role' and 'content'"
+                and (isinstance(m.get("content"), str) or calls)):
+            return (f"messages[{i}] must be an object with string 'role' and 'content' (or "
+                    "'tool_calls')")
         if m["role"] not in roles:
             near = difflib.get_close_matches(m["role"], sorted(roles), n=1)
             hint = f" (did you mean {near[0]!r}?)" if near else ""
@@ -169,13 +173,16 @@ def _check_row(row: dict, form: str, roles: Collection[str] = STANDARD_ROLES) ->
 
 
 def read_jsonl(path: str | os.PathLike, *,
-               roles: Collection[str] = STANDARD_ROLES) -> tuple[list[dict], str]:
+               roles: Collection[str] = STANDARD_ROLES,
+               keys: dict[str, str] | None = None) -> tuple[list[dict], str]:
     """The rows of an mlx-lm jsonl file and their form (that of the first row).
 
     Blank lines are skipped. Every row must be UTF-8 text, a JSON object in the first row's
     form; a chat message's role must be one of ``roles`` (default: mlx-lm's ``system``,
     ``user``, ``assistant`` and ``tool``; :func:`trainers.lm.chat_roles.chat_roles` gives
-    those of a tokenizer's chat template).
+    those of a tokenizer's chat template). ``keys`` renames a row's keys before its form is
+    read (``{"input": "prompt"}``: mlx-lm's ``prompt_feature`` and the other ``*_feature``
+    settings).
 
     Raises:
         DataFileError: the file is missing or empty, or a row is malformed (names the line).
@@ -205,6 +212,8 @@ def read_jsonl(path: str | os.PathLike, *,
                 row = json.loads(line)
             except json.JSONDecodeError as e:
                 raise DataFileError(f"{path} line {number}: not valid JSON ({e.msg})") from None
+            if keys and isinstance(row, dict):
+                row = {keys.get(k, k): v for k, v in row.items()}
             kind = row_form(row)
             if kind is None:
                 raise DataFileError(
