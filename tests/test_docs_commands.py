@@ -253,6 +253,7 @@ def fresh(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str
     return work, env
 
 
+@pytest.mark.slow  # end to end: each command a process of its own (about 20 s in all)
 @pytest.mark.parametrize("command", TO_RUN, ids=[f"{c.page}:{c.line}" for c in TO_RUN])
 def test_cheap_docs_command_runs_as_written(command: Command, fresh):
     work, env = fresh
