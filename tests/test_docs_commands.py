@@ -279,3 +279,8 @@ def test_every_subcommand_has_a_row_on_the_command_line_page():
     assert len(rows) >= 5, rows  # the table is found
     assert set(SUBCOMMANDS) - rows == set(), f"subcommands missing from the command-line " \
                                              f"page's table: {set(SUBCOMMANDS) - rows}"
+    helped = {c.text.split()[1] for c in COMMANDS
+              if c.page == "docs/command-line.md" and re.fullmatch(r"mlx-schedules \S+ --help",
+                                                                    c.text)}
+    assert set(SUBCOMMANDS) - helped == set(), f"no '--help' line on the command-line page " \
+                                               f"for: {set(SUBCOMMANDS) - helped}"
