@@ -6,7 +6,8 @@ Markdown files beside this one (MyST). ``_ext/site_pages.py`` writes, at build t
 schedule gallery (drawn by ``scripts/plot_schedules.py``'s own code) and the API listings
 (from each package's ``__all__``), so a new schedule appears without editing a page.
 MathJax is served from the site itself (``sphinx-mathjax-offline``): nothing loads from
-the internet.
+the internet. ``sphinx-copybutton`` puts a copy button on code blocks, ``sphinx-reredirects``
+writes a page at each former path that leads to where its content went.
 """
 
 from __future__ import annotations
