@@ -17,6 +17,40 @@ Suggested rates, each reported (:func:`suggest_lrs`), all read off the smoothed 
   short, noisy sweeps its location jumps between runs, a derivative of a noisy curve).
 - ``minimum/10``: the rate at the curve's minimum divided by 10.
 
+A peak per schedule family (:func:`schedule_suggestions`), because the right peak depends on
+the schedule the rate is for. Each reads the *extremum* ``x`` of the smoothed curve, the rate
+at its minimum: the largest rate before the loss stops falling and starts to rise (the
+smoothed loss is a running average of recent updates, so its minimum is where the loss at the
+current rate climbs back above that average).
+
+- ``cyclical`` (``one_cycle``, ``triangular``): ``x / 3``. Smith 2018 ("A disciplined
+  approach to neural network hyper-parameters: part 1", section 4.1): the rate at the
+  extremum of the range test "is the largest value that can be used as the learning rate for
+  the maximum bound with cyclical learning rates". Read off our smoothed curve (EMA 0.98, a
+  200-update sweep) that extremum sits late, about 3 times above the best 1-cycle peak of the
+  image comparisons; the factor 3 is our calibration.
+- ``constant`` (``constant``, ``power``): ``x / 10``, the ``minimum/10`` rule (fastai's
+  ``lr_min``: an order of magnitude below the minimum). Smith (same section): "a smaller value
+  will be necessary when choosing a constant learning rate or the network will not begin to
+  converge".
+- ``decaying`` (``cosine``, ``warmup_cosine``, ``wsd``, ``wsd_sqrt``, ``linear``,
+  ``exponential``, ``cyclic_exponential``): ``x / 5``, between the two (a decaying rate holds
+  its peak for less of the run than a constant one, more than a cycle does; no paper gives a
+  factor: ours, calibrated).
+- ``schedule_free``: ``3 x``, above the extremum: schedule-free training takes a large rate
+  (Defazio et al. 2024 report its best rates at or above those of a scheduled run; its answer
+  is an average of the iterates, which tolerates a rate the raw iterate does not). The factor
+  is ours: on the image comparisons its tuned peak sat 3 to 3.6 times above ``x``.
+
+With an adaptive optimizer (Adam, AdamW, ...: ``adaptive=True``) the extremum is no guide: on
+the byte-level language model with AdamW the smoothed loss kept falling to a rate about 100
+times the tuned peaks (a short sweep's loss falls with training progress, and AdamW's
+normalised steps do not blow up where SGD's do). There every family but schedule-free takes
+the ``valley`` rate (fastai's rule, made for Adam), and schedule-free ``3 x valley``.
+
+The calibration (ratios to the grid-tuned peaks, accuracy lost, where the rules miss) is in
+``docs/GUIDE.md`` ("Choosing a schedule").
+
 Single curves are fragile on noisy data: ``seeds=`` repeats the sweep (same initial weights,
 another data order and random key per seed) and reports each rule's median and spread.
 """
@@ -46,9 +80,20 @@ from .data import ArrayBatches
 from .errors import NonFiniteError
 from .trainer import Trainer
 
-__all__ = ["SUGGESTIONS", "RangeTestResult", "lr_range_test", "smooth_losses", "suggest_lrs"]
+__all__ = ["KIND_SCALES", "SCHEDULE_KINDS", "SUGGESTIONS", "RangeTestResult", "lr_range_test",
+           "is_adaptive", "schedule_suggestions", "smooth_losses", "suggest_lrs"]
 
 SUGGESTIONS = ("valley", "steepest", "minimum/10")
+#: the rule each kind of schedule takes its peak by: the curve's extremum times ``a / b``
+KIND_SCALES = {"cyclical": (1, 3), "decaying": (1, 5), "constant": (1, 10),
+               "schedule_free": (3, 1)}
+#: the schedule families a range test suggests a peak for, and the kind of rule each uses
+SCHEDULE_KINDS = {
+    "one_cycle": "cyclical", "triangular": "cyclical", "schedule_free": "schedule_free",
+    "constant": "constant", "power": "constant",
+    "cosine": "decaying", "warmup_cosine": "decaying", "wsd": "decaying", "wsd_sqrt": "decaying",
+    "linear": "decaying", "exponential": "decaying", "cyclic_exponential": "decaying",
+}
 
 
 @dataclass
@@ -70,6 +115,8 @@ class RangeTestResult:
         spread: with ``seeds=``, per rule ``{"values": one per seed, "median", "low",
             "high", "log10_range"}`` (``low``/``high`` the extremes: the band); else empty.
         runs: with ``seeds=``, each seed's own result.
+        suggestions_by_schedule: a peak per schedule family (:func:`schedule_suggestions`;
+            the median over the seeds with ``seeds=``).
     """
 
     learning_rates: list[float]
@@ -84,6 +131,7 @@ class RangeTestResult:
     suggestions: dict[str, float] = field(default_factory=dict)
     spread: dict[str, dict[str, Any]] = field(default_factory=dict)
     runs: list[RangeTestResult] = field(default_factory=list)
+    suggestions_by_schedule: dict[str, float] = field(default_factory=dict)
 
 
 def smooth_losses(losses: list[float], beta: float) -> list[float]:
@@ -138,6 +186,52 @@ def suggest_lrs(learning_rates: Sequence[float], smoothed_losses: Sequence[float
         start, stop = 0, len(curve)
     return {"valley": float(rates[start + _valley_index(curve[start:stop])]),
             "steepest": steepest, "minimum/10": minimum / 10}
+
+
+def schedule_suggestions(learning_rates: Sequence[float], smoothed_losses: Sequence[float], *,
+                         adaptive: bool = False,
+                         skip_start: int | None = None) -> dict[str, float]:
+    """A peak rate per schedule family (:data:`SCHEDULE_KINDS`), read off one smoothed curve:
+    its extremum ``x`` (the rate at the smallest finite smoothed loss) scaled by the family's
+    factor (:data:`KIND_SCALES`: cyclical ``x / 3``, decaying ``x / 5``, constant ``x / 10``,
+    schedule-free ``3 x``; the rules and their sources are in the module docs). With
+    ``adaptive=True`` (an Adam-family optimizer) the base is the ``valley`` rate instead
+    (:func:`suggest_lrs`, ``skip_start`` passed on), taken as is by every family but
+    schedule-free (``3 x valley``).
+
+    Example:
+        >>> rates = [0.03, 0.3, 3.0, 30.0]
+        >>> found = schedule_suggestions(rates, [2.0, 1.0, 0.5, float("nan")])
+        >>> found["one_cycle"], found["cosine"], found["constant"], found["schedule_free"]
+        (1.0, 0.6, 0.3, 9.0)
+    """
+    finite = [(v, r) for r, v in zip(learning_rates, smoothed_losses, strict=True)
+              if math.isfinite(v)]
+    if not finite:
+        raise FloatingPointError("the smoothed loss has no finite point")
+    if adaptive:
+        valley = suggest_lrs(learning_rates, smoothed_losses, skip_start=skip_start)["valley"]
+        return {family: valley * (3 if kind == "schedule_free" else 1)
+                for family, kind in SCHEDULE_KINDS.items()}
+    extremum = float(min(finite)[1])
+    return {family: extremum * KIND_SCALES[kind][0] / KIND_SCALES[kind][1]
+            for family, kind in SCHEDULE_KINDS.items()}
+
+
+def is_adaptive(optimizer: Any) -> bool:
+    """Whether an optimizer (or its class name) is of the Adam family (per-weight normalised
+    steps: it has ``betas``), which takes :func:`schedule_suggestions`'s ``adaptive`` rules.
+
+    Example:
+        >>> import mlx.optimizers as optim
+        >>> is_adaptive(optim.AdamW(1e-3)), is_adaptive(optim.SGD(0.1)), is_adaptive("Adamax")
+        (True, False, True)
+    """
+    if isinstance(optimizer, str):
+        name = optimizer.lower()
+        return "adam" in name or name in ("lion", "adafactor", "adagrad", "rmsprop",
+                                          "adadelta")
+    return hasattr(optimizer, "betas") or is_adaptive(type(optimizer).__name__)
 
 
 def _valley_index(curve: np.ndarray) -> int:
@@ -252,7 +346,7 @@ def lr_range_test(
             optimizer.state["learning_rate"] = saved_rate
         return _result(watcher, suggestion,
                        {"mode": mode, "min_lr": min_lr, "max_lr": max_lr, "steps": steps,
-                        "seed": run_seed})
+                        "seed": run_seed, "adaptive": is_adaptive(optimizer)})
 
     try:
         if seeds is None:
@@ -295,6 +389,9 @@ def _result(watcher: _DivergenceWatch, suggestion: str, extra: dict) -> RangeTes
         extra=extra,
         valley_lr=found["valley"],
         suggestions=found,
+        suggestions_by_schedule=schedule_suggestions(
+            watcher.rates, watcher.smoothed, adaptive=extra["adaptive"],
+            skip_start=extra["steps"] // 10),
     )
 
 
@@ -308,9 +405,11 @@ def _combine(runs: list[RangeTestResult], suggestion: str) -> RangeTestResult:
         spread[rule] = {"values": values, "median": medians[rule],
                         "low": min(values), "high": max(values),
                         "log10_range": math.log10(max(values) / min(values))}
+    by_schedule = {family: float(np.median([r.suggestions_by_schedule[family] for r in runs]))
+                   for family in SCHEDULE_KINDS}
     first = runs[0]
     return dataclasses.replace(
-        first, suggested_lr=medians[suggestion],
+        first, suggested_lr=medians[suggestion], suggestions_by_schedule=by_schedule,
         min_loss_lr=float(np.median([r.min_loss_lr for r in runs])),
         steepest_lr=medians["steepest"], valley_lr=medians["valley"], suggestions=medians,
         spread=spread, runs=runs,

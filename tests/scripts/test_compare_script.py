@@ -22,6 +22,7 @@ def tiny_comparison(tmp_path_factory):
     out = tmp_path_factory.mktemp("compare")
     argv = ["--budgets", "16", "24", "--peaks", "0.1", "0.3", "--seeds", "2",
             "--families", *FAMILIES, "--range-test-steps", "20", "--target", "0.5",
+            "--max-extra", "0",
             "--set", "model.hidden=[16]", "--keep-logs", "--out-dir", str(out)]
     assert compare.main(argv) == 0
     return out

@@ -29,7 +29,12 @@ def test_seeds_give_each_rule_a_band(tmp_path, capsys):
         assert band["values"] == per_seed
         assert band["median"] == result["suggestions"][rule] == float(np.median(per_seed))
         assert band["low"] == min(per_seed) <= band["median"] <= band["high"] == max(per_seed)
-    assert result["suggested_lr"] == result["suggestions"]["valley"]
+    # the default config trains 1-cycle: its peak is the median of each sweep's extremum / 3
+    extrema = [min((v, r) for r, v in zip(s["learning_rates"], s["smoothed_losses"],
+                                          strict=True) if np.isfinite(v))[1]
+               for s in result["sweeps"]]
+    assert result["suggested_for"] == "one_cycle"
+    assert result["suggested_lr"] == pytest.approx(float(np.median(extrema)) / 3, rel=1e-12)
     assert result["sweeps"][0]["smoothed_losses"] != result["sweeps"][1]["smoothed_losses"]
     assert "band" in capsys.readouterr().out
 

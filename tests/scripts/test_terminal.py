@@ -203,12 +203,13 @@ def test_trainer_messages_are_put_in_flag_words(tmp_path):
     from trainers.run_dir import RunDirectory
 
     run = tmp_path / "run"
-    (run / "checkpoints" / "step_00000004").mkdir(parents=True)
+    (run / "checkpoints" / "step_00000004").mkdir(parents=True)  # a broken checkpoint
     directory = RunDirectory(run)
+    directory.record("checkpoints")  # the trainer wrote it
     with pytest.raises(ValueError) as refused:
         directory.refuse_if_occupied(False, False)
     with pytest.raises(CheckpointError) as broken:
-        directory.checkpoint_to_resume(owner=False)
+        directory.checkpoint_to_resume()
     for error in (refused.value, broken.value):
         words = in_flag_words(str(error), str(run))
         assert "=True" not in words and "--overwrite" in words, words

@@ -128,14 +128,16 @@ def test_range_test_suggests_a_rate_train_can_take(tmp_path, capsys):
     assert "suggested max_lr" in capsys.readouterr().out
     sweep = ms.lr_range_test(1e-3, 30.0, 40).values(len(result["learning_rates"]))
     np.testing.assert_allclose(result["learning_rates"], sweep, rtol=1e-6)
-    assert result["suggested_lr"] == result["suggestions"]["valley"]
+    assert result["suggested_lr"] == result["suggestions_by_schedule"]["one_cycle"]
     assert result["suggestions"]["minimum/10"] == pytest.approx(result["min_loss_lr"] / 10)
 
     run = tmp_path / "run"
     assert train.main(["--schedule", "cosine", "--max-lr-from", str(out / "range_test.json"),
                        "--steps", "10", "--run-dir", str(run), "--no-plots", *TINY]) == 0
     rate = json.loads((run / "experiment.json").read_text())["optimizer"]["learning_rate"]
-    assert rate["init"] == result["suggested_lr"]
+    # --max-lr-from takes the peak suggested for the family trained (cosine), not 1-cycle's
+    assert rate["init"] == result["suggestions_by_schedule"]["cosine"]
+    assert rate["init"] == pytest.approx(result["min_loss_lr"] / 5, rel=1e-12)
 
 
 # ---------------------------------------------------------------- bad input, before training

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from typing import Any
 
 from mlx_schedules._checks import check_int
@@ -20,7 +21,7 @@ from trainers.experiments.config import (
     merge_config,
     validate,
 )
-from trainers.experiments.families import FAMILIES, family_configs
+from trainers.experiments.families import FAMILIES, family_configs, family_of
 
 __all__ = ["add_config_flags", "build_config", "parse_assignment", "read_suggested_lr",
            "script_parser"]
@@ -45,18 +46,35 @@ def script_parser(doc: str, prog: str | None = None) -> argparse.ArgumentParser:
                                    epilog=rest or None)
 
 
-def read_suggested_lr(path: str) -> float:
-    """The ``suggested_lr`` of a ``range_test.json`` written by ``lr_range_test.py``."""
+def read_suggested_lr(path: str, family: str | None = None) -> float:
+    """The peak a ``range_test.json`` (``mlx-schedules range-test``) suggests for ``family``:
+    its ``suggestions_by_schedule[family]`` when the file has one, else its ``suggested_lr``
+    (files written before the per-family suggestions, or a family it has no rule for).
+
+    Example:
+        >>> import json, tempfile
+        >>> with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        ...     json.dump({"suggested_lr": 0.5, "suggestions_by_schedule":
+        ...                {"one_cycle": 0.5, "constant": 0.125}}, f)
+        >>> read_suggested_lr(f.name, "constant"), read_suggested_lr(f.name, "exponential")
+        (0.125, 0.5)
+    """
     try:
         with open(path, encoding="utf-8") as f:
-            value = json.load(f)["suggested_lr"]
+            found = json.load(f)
+        value = found["suggested_lr"]
+        by_schedule = found.get("suggestions_by_schedule")
+        if family is not None and isinstance(by_schedule, dict) and family in by_schedule:
+            value = by_schedule[family]
     except FileNotFoundError:
         raise ConfigError(f"--max-lr-from: file not found: {path}") from None
-    except (KeyError, TypeError, json.JSONDecodeError):
+    except (KeyError, TypeError, AttributeError, json.JSONDecodeError):
         raise ConfigError(f"--max-lr-from: {path} holds no 'suggested_lr' (write it with "
                           "mlx-schedules range-test)") from None
-    if not isinstance(value, (int, float)) or not value > 0:
-        raise ConfigError(f"--max-lr-from: {path}: suggested_lr must be positive, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 \
+            or not math.isfinite(value):
+        raise ConfigError(f"--max-lr-from: {path}: the suggested rate for {family or 'the run'} "
+                          f"must be a positive number, got {value!r}")
     return float(value)
 
 
@@ -122,12 +140,15 @@ def build_config(args: argparse.Namespace) -> dict[str, Any]:
     config = merge_config(DEFAULT_CONFIG, config, errors=problems)  # unknown keys from --set
 
     peak = getattr(args, "max_lr", None)
-    if getattr(args, "max_lr_from", None):
-        peak = read_suggested_lr(args.max_lr_from)
     user_optimizer = "optimizer" in user or any(s.startswith("optimizer.") for s in args.set)
+    schedule = getattr(args, "schedule", None)
+    if getattr(args, "max_lr_from", None):
+        # The peak suggested for the family this run trains (--schedule, else the config's).
+        trained = schedule or (family_of(config["optimizer"]) if user_optimizer
+                               else DEFAULT_FAMILY)
+        peak = read_suggested_lr(args.max_lr_from, trained)
     if args.optimizer:
         config["optimizer"]["name"] = args.optimizer
-    schedule = getattr(args, "schedule", None)
     try:
         if schedule or not user_optimizer:
             # A family sized to the run; the default config's one-cycle follows --steps.
@@ -155,7 +176,8 @@ def add_config_flags(p: argparse.ArgumentParser, *, schedule: bool = True) -> No
     p.add_argument("--config", help="JSON (or YAML with pyyaml) config; flags override it")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override any config field (VALUE is JSON)")
-    p.add_argument("--dataset", help="digits (default), mnist, fashion_mnist, cifar10, npz")
+    p.add_argument("--dataset",
+                   help="digits (default), mnist5k, mnist, fashion_mnist, cifar10, npz")
     p.add_argument("--data-path", help="a .npz with x_train, y_train, x_test, y_test")
     p.add_argument("--cache-dir", help="cache root of the MNIST/Fashion-MNIST/CIFAR-10 archives "
                    "(default ~/.cache/mlx_schedules; fill it with download_data.py)")
@@ -173,5 +195,6 @@ def add_config_flags(p: argparse.ArgumentParser, *, schedule: bool = True) -> No
                        help=f"a schedule family sized to the run: {', '.join(FAMILIES)}")
         p.add_argument("--max-lr", type=float, help="the peak rate of the schedule")
         p.add_argument("--max-lr-from", metavar="RANGE_TEST_JSON",
-                       help="take the peak rate from lr_range_test.py's range_test.json")
+                       help="take the peak rate from range-test's range_test.json: the one it "
+                            "suggests for this run's schedule family")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")

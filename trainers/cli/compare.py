@@ -12,10 +12,16 @@ SGD; and the schedule-free baseline (``trainers.schedule_free.ScheduleFreeSGD``:
 evaluated at its averaged weights), tuned over the same peak grid. Protocol (the
 super-convergence budget sweep):
 
-1. A learning-rate range test on the training data (reported, and with
-   ``--peak-from-range-test`` used as every schedule's peak instead of the grid).
+1. A learning-rate range test on the training data: reported, and with ``--peaks-from
+   range-test`` each schedule's peak (the range test's suggestion for its family:
+   ``trainers.lr_finder.schedule_suggestions``) instead of the grid.
 2. Tuning: at every budget (run length), each schedule's peak rate is chosen from ``--peaks``
-   by the final accuracy on a validation split held out of the training set (seed 0).
+   by the final accuracy on a validation split held out of the training set (seed 0). A best
+   peak at either edge of the grid extends it by one point on that side (same spacing) until
+   it is interior or ``--max-extra`` points were added; a peak still at an edge is marked
+   "grid edge (limit)" in the tables. ``--peaks-from both`` tunes, and also measures every
+   schedule at its range-test peak, and reports per schedule and budget the ratio of the two
+   peaks and the accuracy lost at the range-test one.
 3. Measurement: each schedule at its tuned peak, at every budget, over ``--seeds`` seeds,
    trained on the whole training set and evaluated on the test set.
 
@@ -42,6 +48,7 @@ from trainers.experiments.config import ConfigError, validate
 from trainers.experiments.datasets import DataError, DatasetUnavailable
 from trainers.experiments.families import FAMILIES, FAMILY_LABELS
 from trainers.experiments.models import ModelTooLarge
+from trainers.experiments.peaks import PEAK_SOURCES
 from trainers.experiments.run import prepare_data
 from trainers.files import write_json_atomic, write_text_atomic
 
@@ -60,8 +67,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help=f"run lengths (default {' '.join(map(str, DEFAULT_BUDGETS))})")
     p.add_argument("--peaks", type=float, nargs="+", default=list(DEFAULT_PEAKS),
                    help=f"peak-rate grid (default {' '.join(map(str, DEFAULT_PEAKS))})")
+    p.add_argument("--peaks-from", choices=list(PEAK_SOURCES), default=None,
+                   help="grid (default): tune over --peaks; range-test: each schedule at its "
+                        "family's range-test peak, no grid; both: tune, and measure the "
+                        "range-test peak too (reports the accuracy lost against the tuned)")
     p.add_argument("--peak-from-range-test", action="store_true",
-                   help="use the range test's suggested max_lr as every peak (no grid)")
+                   help="the older spelling of --peaks-from range-test")
+    p.add_argument("--max-extra", type=int, default=3,
+                   help="grid points added past a winning edge, per side (default 3)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per measurement (default 3)")
     p.add_argument("--families", nargs="+", default=list(FAMILIES),
                    help=f"schedules to compare (default all: {' '.join(FAMILIES)})")
@@ -85,6 +98,11 @@ def _check_args(args: argparse.Namespace) -> list[int]:
     unknown = [f for f in args.families if f not in FAMILIES]
     if unknown:
         raise ConfigError(f"--families: unknown {unknown}; valid families are {list(FAMILIES)}")
+    if args.max_extra < 0:
+        raise ConfigError(f"--max-extra: need >= 0, got {args.max_extra}")
+    if args.peak_from_range_test and args.peaks_from not in (None, "range-test"):
+        raise ConfigError("--peak-from-range-test contradicts --peaks-from "
+                          f"{args.peaks_from}")
     if not 0 < args.target <= 1:
         raise ConfigError(f"--target: need 0 < target <= 1, got {args.target}")
     return sorted(set(budgets))
@@ -118,7 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     results = compare(base, data, families=args.families, budgets=budgets, peaks=args.peaks,
                       seeds=args.seeds, target=args.target,
                       range_test_steps=args.range_test_steps,
-                      peak_from_range_test=args.peak_from_range_test,
+                      peaks_from=args.peaks_from or (
+                          "range-test" if args.peak_from_range_test else "grid"),
+                      max_extra=args.max_extra,
                       log_root=os.path.join(args.out_dir, "runs") if args.keep_logs else None,
                       report=lambda line: print(line, flush=True))
     wall = time.perf_counter() - start

@@ -10,8 +10,14 @@ A small mlx-lm llama (random weights, byte vocabulary) trained with AdamW on the
 with warmup, warmup-stable-decay, exponential decay, cyclic exponential decay, and 1-cycle with
 a cycled beta1 (``trainers.experiments.comparison_lm``). At every budget each schedule's peak
 rate is
-tuned over ``--peaks`` on half of the validation files (seed 0), then ``--seeds`` seeds at the
-tuned peak are scored on the other half in bits per byte.
+tuned over ``--peaks`` on half of the validation files (seed 0; a best peak at an edge of the
+grid extends it by one point on that side, up to ``--max-extra`` points, and one still at an
+edge is marked "grid edge (limit)"), then ``--seeds`` seeds at the tuned peak are scored on the
+other half in bits per byte. A range test on the same model runs first: ``--peaks-from
+range-test`` takes each schedule's peak from it (its family's suggestion) instead of the grid;
+``--peaks-from both`` tunes and measures the range-test peak too, and reports the bits per byte
+lost at it. ``--study`` runs the LM study instead (``trainers.experiments.lm_study``: two model
+sizes, two token budgets each, the schedules of current practice; ``--tiny`` for a quick check).
 
 Writes to ``--out-dir``: ``comparison.md`` (the measured tables, a "what the source article
 claims / what we measured" table written from the numbers, the source article's table, the
@@ -36,11 +42,13 @@ import mlx.core as mx
 from trainers.cli.args import script_parser
 from trainers.experiments.comparison_lm import (
     LM_FAMILIES,
+    LM_LABELS,
     LMSettings,
     compare_lm,
     markdown_report_lm,
     plot_comparison_lm,
 )
+from trainers.experiments.peaks import PEAK_SOURCES
 from trainers.files import write_json_atomic, write_text_atomic
 from trainers.lm import PRESETS
 
@@ -58,7 +66,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help=f"peak-rate grid (default {' '.join(map(str, DEFAULT_PEAKS))})")
     p.add_argument("--seeds", type=int, default=3, help="seeds per measurement (default 3)")
     p.add_argument("--families", nargs="+", default=list(LM_FAMILIES),
-                   help=f"schedules to compare (default all: {' '.join(LM_FAMILIES)})")
+                   help=f"schedules to compare (default: {' '.join(LM_FAMILIES)}; also "
+                        f"{' '.join(f for f in LM_LABELS if f not in LM_FAMILIES)})")
     p.add_argument("--preset", default=d.preset, choices=list(PRESETS),
                    help=f"model size (default {d.preset})")
     p.add_argument("--hidden-size", type=int, help="override the preset's width")
@@ -79,7 +88,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--jobs", type=int, default=DEFAULT_JOBS,
                    help=f"worker processes (default {DEFAULT_JOBS}: MLX's CPU backend keeps "
                         "about one core busy per process; the numbers do not depend on it)")
-    p.add_argument("--out-dir", default="runs/compare_lm", help="where results go")
+    p.add_argument("--peaks-from", choices=list(PEAK_SOURCES), default="grid",
+                   help="grid (default): tune over --peaks; range-test: each schedule at its "
+                        "family's range-test peak; both: tune and measure the range-test peak")
+    p.add_argument("--max-extra", type=int, default=3,
+                   help="grid points added past a winning edge, per side (default 3)")
+    p.add_argument("--range-test-steps", type=int, default=200,
+                   help="the range test's sweep length (default 200; 0: none, with the grid)")
+    p.add_argument("--study", action="store_true",
+                   help="run the LM study (two sizes, two budgets each, current schedules) "
+                        "into --out-dir (default docs-like layout: results.json, study.md, "
+                        "study.png)")
+    p.add_argument("--tiny", action="store_true",
+                   help="with --study: a seconds-long configuration (for tests)")
+    p.add_argument("--out-dir", default=None,
+                   help="where results go (default runs/compare_lm, runs/lm_study with --study)")
     p.add_argument("--no-plot", action="store_true", help="skip the figure")
     p.add_argument("--render", metavar="RESULTS_JSON",
                    help="train nothing: rewrite comparison.md and comparison.png in --out-dir "
@@ -96,16 +119,24 @@ def _settings(args: argparse.Namespace) -> LMSettings:
         raise ValueError(f"--peaks: need positive rates, got {args.peaks}")
     if args.seeds < 1:
         raise ValueError(f"--seeds: need >= 1, got {args.seeds}")
-    unknown = [f for f in args.families if f not in LM_FAMILIES]
+    unknown = [f for f in args.families if f not in LM_LABELS]
     if unknown:
         raise ValueError(f"--families: unknown {unknown}; valid families are "
-                         f"{list(LM_FAMILIES)}")
+                         f"{list(LM_LABELS)}")
     for name in ("seq_len", "batch_size", "tune_windows", "test_windows"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')}: need >= 1, got "
                              f"{getattr(args, name)}")
     if args.jobs < 1:
         raise ValueError(f"--jobs: need >= 1, got {args.jobs}")
+    if args.max_extra < 0:
+        raise ValueError(f"--max-extra: need >= 0, got {args.max_extra}")
+    if args.range_test_steps != 0 and args.range_test_steps < 10:
+        raise ValueError(f"--range-test-steps: need 0 (none) or >= 10, got "
+                         f"{args.range_test_steps}")
+    if args.range_test_steps == 0 and args.peaks_from != "grid":
+        raise ValueError(f"--peaks-from {args.peaks_from} needs the range test "
+                         "(--range-test-steps > 0)")
     if not args.weight_decay >= 0:
         raise ValueError(f"--weight-decay: need >= 0, got {args.weight_decay}")
     overrides = {key: value for key, value in (
@@ -136,6 +167,15 @@ def write_outputs(results: dict, out_dir: str, *, plot: bool, with_json: bool = 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
+    if args.study or args.tiny:
+        if not args.study:
+            print("config error: --tiny goes with --study", file=sys.stderr)
+            return 2
+        from trainers.experiments.lm_study import run_study_cli
+
+        return run_study_cli(args, argv)
+    if args.out_dir is None:
+        args.out_dir = "runs/compare_lm"
     start = time.perf_counter()
     try:
         settings = _settings(args)
@@ -162,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     os.makedirs(args.out_dir, exist_ok=True)
     results = compare_lm(settings, families=args.families, budgets=args.budgets,
                          peaks=args.peaks, seeds=args.seeds, jobs=args.jobs,
+                         peaks_from=args.peaks_from, max_extra=args.max_extra,
+                         range_test_steps=args.range_test_steps,
                          report=lambda line: print(line, flush=True))
     results = {
         "command": "mlx-schedules compare-lm" + "".join(f" {shlex.quote(a)}" for a in argv),

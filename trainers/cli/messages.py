@@ -28,6 +28,8 @@ _API_WORDS = (
                 r"purpose\."),
      "The command line continues a run only with the settings it started with: start a new "
      "run instead (--overwrite, or another --run-dir)."),
+    (re.compile(r"[Mm]ove them away, or pass overwrite='all' to delete everything in it"),
+     "move them away, or choose another --run-dir"),
     (re.compile(r"\bresume=True\b"), "--resume {run_dir}"),
     (re.compile(r"\boverwrite=True\b"), "--overwrite"),
 )

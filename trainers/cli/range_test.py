@@ -3,19 +3,28 @@
 
     mlx-schedules range-test                              # digits, MLP, SGD
     mlx-schedules range-test --config configs/one_cycle_sgd.json --run-dir runs/rt
+    mlx-schedules range-test --for constant                # the peak for a constant rate
     mlx-schedules train --schedule one_cycle --max-lr-from runs/range_test/range_test.json
 
 The rate rises geometrically from ``--min-lr`` to ``--max-lr`` over ``--sweep-steps`` updates
 (``trainers.lr_range_test``: the trainer's compiled step, rates read back from the optimizer
 state), stopping early when the loss diverges. Other scheduled hyperparameters (a one-cycle
-momentum, say) are held at their first value during the sweep. Three rules read a rate off
-the smoothed curve (``trainers.lr_finder``): ``valley`` (fastai's default, ours too),
-``steepest`` and ``minimum/10``. ``--seeds N`` repeats the sweep N times (training seeds
-seed, seed+1, ...: other initial weights and data order) and reports each rule's median and
-band (lowest to highest). Writes ``range_test.json`` (the first sweep's curve,
-``suggested_lr`` = the valley rate (median over the seeds), ``suggestions``, ``spread``,
-``min_loss_lr``, ``steepest_lr``) and ``range_test.png`` (each rule's rate, its band, every
-sweep's curve), and prints the suggested ``max_lr``.
+momentum, say) are held at their first value during the sweep. Three rules read a rate off the
+smoothed curve (``trainers.lr_finder``): ``valley`` (fastai's default, ours too), ``steepest``
+and ``minimum/10``; and a peak per schedule family, since a 1-cycle, a cosine decay and a
+constant rate want different peaks (``trainers.lr_finder.schedule_suggestions``: from the
+extremum ``x`` of the curve: ``x/3`` for 1-cycle and triangular, ``x/5`` for the decaying ones,
+``x/10`` for a constant rate, ``3x`` for schedule-free; with an Adam-family optimizer the
+valley rate for all but schedule-free, ``3x`` valley). ``--for SCHEDULE`` picks the family
+reported (default: the config's schedule; 1-cycle for the default config). ``--seeds N``
+repeats the sweep N times (training seeds seed, seed+1, ...: other initial weights and data
+order) and reports each rule's median and band (lowest to highest). Writes ``range_test.json``
+(the first sweep's curve, ``suggested_lr`` = the peak for the ``--for`` schedule (median over
+the seeds), ``suggested_for``, ``suggestions_by_schedule`` (every family's peak),
+``suggestions`` (the three rules), ``spread``, ``min_loss_lr``, ``steepest_lr``) and
+``range_test.png`` (each rule's rate, its band, every sweep's curve), and prints the suggested
+peak with the ``mlx-schedules train`` line that uses it (``--max-lr-from`` reads the family it
+trains).
 """
 
 from __future__ import annotations
@@ -31,10 +40,17 @@ import numpy as np
 from trainers.cli.args import add_config_flags, build_config, script_parser
 from trainers.experiments.config import ConfigError
 from trainers.experiments.datasets import DataError, DatasetUnavailable
+from trainers.experiments.families import FAMILIES, family_of
 from trainers.experiments.models import ModelTooLarge
 from trainers.experiments.run import prepare_data, range_test
 from trainers.files import write_json_atomic
-from trainers.lr_finder import SUGGESTIONS, suggest_lrs
+from trainers.lr_finder import (
+    SCHEDULE_KINDS,
+    SUGGESTIONS,
+    is_adaptive,
+    schedule_suggestions,
+    suggest_lrs,
+)
 
 RULE_COLORS = {"valley": "tab:green", "steepest": "tab:orange", "minimum/10": "tab:red"}
 
@@ -50,6 +66,10 @@ def sweep_seeds(config: dict, data: dict, args: argparse.Namespace) -> dict:
                          steps=args.sweep_steps, smoothing=args.smoothing, data=data)
         one["suggestions"] = suggest_lrs(one["learning_rates"], one["smoothed_losses"],
                                          skip_start=args.sweep_steps // 10)
+        one["suggestions_by_schedule"] = schedule_suggestions(
+            one["learning_rates"], one["smoothed_losses"],
+            adaptive=is_adaptive(config["optimizer"]["name"]),
+            skip_start=args.sweep_steps // 10)
         sweeps.append(one)
     result = dict(sweeps[0])
     spread = {}
@@ -61,9 +81,14 @@ def sweep_seeds(config: dict, data: dict, args: argparse.Namespace) -> dict:
         result["suggestions"] = {rule: spread[rule]["median"] for rule in SUGGESTIONS}
         result["min_loss_lr"] = float(np.median([s["min_loss_lr"] for s in sweeps]))
         result["steepest_lr"] = result["suggestions"]["steepest"]
+        result["suggestions_by_schedule"] = {
+            family: float(np.median([s["suggestions_by_schedule"][family] for s in sweeps]))
+            for family in SCHEDULE_KINDS}
         result["sweeps"] = [{k: s[k] for k in ("learning_rates", "smoothed_losses",
-                                               "suggestions", "diverged_at")} for s in sweeps]
-    result["suggested_lr"] = result["suggestions"]["valley"]
+                                               "suggestions", "suggestions_by_schedule",
+                                               "diverged_at")} for s in sweeps]
+    result["suggested_for"] = args.schedule_for
+    result["suggested_lr"] = result["suggestions_by_schedule"][args.schedule_for]
     result["spread"] = spread
     result["seeds"] = [config["training"]["seed"] + i for i in range(args.seeds)]
     return result
@@ -110,6 +135,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--sweep-steps", type=int, default=200, help="sweep length (default 200)")
     p.add_argument("--seeds", type=int, default=1,
                    help="repeat the sweep over this many seeds and report the spread (default 1)")
+    p.add_argument("--for", dest="schedule_for", choices=list(SCHEDULE_KINDS),
+                   metavar="SCHEDULE",
+                   help="the schedule family whose peak is suggested: "
+                        f"{', '.join(SCHEDULE_KINDS)} (default: the config's schedule, "
+                        "one_cycle for the default config)")
     p.add_argument("--smoothing", type=float, default=0.98,
                    help="EMA factor of the loss curve (default 0.98, the trainer's; it lags a "
                    "short sweep by ~50 updates, so the minimum sits late)")
@@ -131,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.run_dir is None:
             args.run_dir = "runs/range_test"
         config = build_config(args)
+        if args.schedule_for is None:
+            args.schedule_for = family_of(config["optimizer"]) or "one_cycle"
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2
@@ -161,8 +193,14 @@ def main(argv: list[str] | None = None) -> int:
         spread = (f" (band {band['low']:.4g} .. {band['high']:.4g} over {args.seeds} seeds)"
                   if band else "")
         print(f"  {rule}: {result['suggestions'][rule]:.4g}{spread}")
-    print(f"suggested max_lr (valley): {result['suggested_lr']:.4g}")
-    print(f"use it: mlx-schedules train --schedule one_cycle --max-lr-from {path}")
+    print("peak per schedule family: " + ", ".join(
+        f"{family} {rate:.3g}" for family, rate in result["suggestions_by_schedule"].items()))
+    family = args.schedule_for
+    print(f"suggested max_lr for {family}: {result['suggested_lr']:.4g}")
+    if family in FAMILIES:
+        print(f"use it: mlx-schedules train --schedule {family} --max-lr-from {path}")
+    else:  # a family `train` does not build (wsd, power, ...): the number is the peak
+        print(f"use it as the peak of your {family} schedule (config learning_rate)")
     return 0
 
 

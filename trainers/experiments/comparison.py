@@ -1,9 +1,12 @@
 """The comparison protocol of ``scripts/compare_schedules.py`` (the super-convergence budget
 sweep), as plain functions of a validated base config and the loaded data.
 
-1. A learning-rate range test on the training data (reported; optionally every peak).
+1. A learning-rate range test on the training data: reported, and with
+   ``peaks_from="range-test"`` each schedule's peak (its family's suggestion,
+   :func:`trainers.lr_finder.schedule_suggestions`) instead of the grid.
 2. Tuning: at every budget (run length), each schedule's peak rate is chosen from a grid by the
-   final accuracy on a validation split held out of the training set (seed 0).
+   final accuracy on a validation split held out of the training set (seed 0); a best peak at
+   an edge of the grid extends it (:func:`trainers.experiments.peaks.tune_peak`).
 3. Measurement: each schedule at its tuned peak, at every budget, over several seeds, trained
    on the whole training set and evaluated on the test set.
 
@@ -24,6 +27,7 @@ import numpy as np
 from trainers import NonFiniteError
 
 from .families import FAMILY_LABELS, family_configs
+from .peaks import PEAK_SOURCES, peak_ratio, tune_peak
 from .run import range_test, run_training
 
 __all__ = ["VALIDATION_FRACTION", "aggregate", "compare", "markdown_report", "run_config",
@@ -120,6 +124,11 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _edge(results: dict[str, Any], family: str, budget: int) -> str:
+    status = results.get("tuning_status", {}).get(family, {}).get(str(budget))
+    return ", grid edge (limit)" if status == "grid edge (limit)" else ""
+
+
 def markdown_report(results: dict[str, Any]) -> str:
     """comparison.md: the measured tables, the source article's table, the protocol and the
     command."""
@@ -141,7 +150,7 @@ def markdown_report(results: dict[str, Any]) -> str:
         steps = (f"{a['steps_to_target']:.0f} ({a['reached_target']}/{a['seeds']} seeds)"
                  if a["steps_to_target"] is not None else f"not reached (0/{a['seeds']})")
         wall = f"{a['wall_time_s']:.2f} s" if a["wall_time_s"] is not None else "-"
-        lines.append(f"| {FAMILY_LABELS[family]} | {peak:g} | "
+        lines.append(f"| {FAMILY_LABELS[family]} | {peak:g}{_edge(results, family, main)} | "
                      f"{_pct(a['final_accuracy'], a['final_accuracy_std'])} | "
                      f"{_pct(a['best_accuracy'], a['best_accuracy_std'])} | {steps} | {wall} |")
     lines += ["", "## Budget sweep: final test accuracy % (mean ± std) at each run length", "",
@@ -154,17 +163,42 @@ def markdown_report(results: dict[str, Any]) -> str:
             a = results["measured"][family][str(b)]
             peak = results["tuned_peaks"][family][str(b)]
             cells.append(f"{_pct(a['final_accuracy'], a['final_accuracy_std'])} "
-                         f"(peak {peak:g})")
+                         f"(peak {peak:g}{_edge(results, family, b)})")
         smallest = results["smallest_budget"][family]
         lines.append(f"| {FAMILY_LABELS[family]} | " + " | ".join(cells) + " | "
                      + (f"{smallest}" if smallest else "none") + " |")
     rt = results["range_test"]
+    source = results.get("peaks_from", "grid")
     lines += ["", "## Range test", "",
-              f"Smoothed loss lowest at rate {rt['min_loss_lr']:.3g}; suggested max_lr "
-              f"(valley rule) {rt['suggested_lr']:.3g}; steepest descent at "
-              f"{rt['steepest_lr']:.3g}. Peak grid: {results['peaks']}"
-              + (" (taken from the range test)" if results["peak_from_range_test"] else "")
-              + ".", ""]
+              f"Smoothed loss lowest at rate {rt['min_loss_lr']:.3g} (the extremum); valley "
+              f"rule {rt['suggested_lr']:.3g}; steepest descent at {rt['steepest_lr']:.3g}. "
+              "Peak per schedule (trainers.lr_finder.schedule_suggestions): "
+              + ", ".join(f"{FAMILY_LABELS[f]} {rt['suggestions_by_schedule'][f]:.3g}"
+                          for f in families) + ". "
+              + (f"Starting peak grid: {results['peaks']}; a best peak at an edge extends it "
+                 f"by one point on that side, up to {results.get('max_extra', 0)} points."
+                 if source != "range-test" else "Peaks taken from the range test (no grid).")
+              + " Peaks marked *grid edge (limit)* are still at an edge after the extension.",
+              ""]
+    if results.get("versus_range_test"):
+        lines += ["## Range-test peak against the grid-tuned peak", "",
+                  "Each schedule measured at both peaks (same seeds, test set). Ratio: the "
+                  "larger peak over the smaller; loss: tuned minus range-test final accuracy "
+                  "(points; positive means the range-test peak loses).", "",
+                  "| schedule | budget | range-test peak | tuned peak | ratio | final acc. % at "
+                  "range-test peak | at tuned peak | loss (points) |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for family in families:
+            for b in budgets:
+                v = results["versus_range_test"][family][str(b)]
+                loss = (f"{v['accuracy_loss_points']:+.1f}"
+                        if v["accuracy_loss_points"] is not None else "-")
+                lines.append(f"| {FAMILY_LABELS[family]} | {b} | {v['suggested_peak']:.3g} | "
+                             f"{v['tuned_peak']:g} | {v['ratio']:.2f} | "
+                             f"{_pct(v['suggested_accuracy'], v['suggested_accuracy_std'])} | "
+                             f"{_pct(v['tuned_accuracy'], v['tuned_accuracy_std'])} | "
+                             f"{loss} |")
+        lines.append("")
     lines += ["## The source article's table (restated)", "", source_table_markdown(), ""]
     lines += ["## Protocol", "",
               "Each schedule's peak rate is tuned at every budget over the grid by the final "
@@ -183,6 +217,7 @@ def markdown_report(results: dict[str, Any]) -> str:
 def compare(base: dict[str, Any], data: dict[str, np.ndarray], *, families: Sequence[str],
             budgets: Sequence[int], peaks: Sequence[float], seeds: int, target: float,
             range_test_steps: int, peak_from_range_test: bool = False,
+            peaks_from: str | None = None, max_extra: int = 3,
             log_root: str | None = None,
             report: Callable[[str], Any] = print) -> dict[str, Any]:
     """Run the whole protocol; return every number (``results.json`` less the command,
@@ -194,13 +229,23 @@ def compare(base: dict[str, Any], data: dict[str, np.ndarray], *, families: Sequ
         families, budgets, peaks, seeds, target: what to compare, at which run lengths, over
             which peak grid, how many seeds per measurement, the target test accuracy.
         range_test_steps: the length of the range test's sweep.
-        peak_from_range_test: use the range test's suggested rate as every peak (no grid).
+        peak_from_range_test: the older spelling of ``peaks_from="range-test"``.
+        peaks_from: ``"grid"`` (default): tune each peak over ``peaks``; ``"range-test"``:
+            each schedule at its family's range-test peak, no grid; ``"both"``: tune, and
+            also measure every schedule at its range-test peak (``versus_range_test``: the
+            ratio of the peaks and the accuracy lost at the range-test one).
+        max_extra: grid points added past an edge that wins, per side
+            (:func:`trainers.experiments.peaks.tune_peak`).
         log_root: write each measured run's trainer log under ``log_root/<family>_<steps>_
             seed<seed>/`` (by default measured runs write nothing).
         report: called with a line of progress.
     """
     budgets = sorted(set(budgets))
     families = list(families)
+    if peaks_from is None:
+        peaks_from = "range-test" if peak_from_range_test else "grid"
+    if peaks_from not in PEAK_SOURCES:
+        raise ValueError(f"peaks_from must be one of {list(PEAK_SOURCES)}, got {peaks_from!r}")
     tuning_data = _split_validation(data, base["dataset"]["split_seed"])
     runs = 0
 
@@ -208,47 +253,70 @@ def compare(base: dict[str, Any], data: dict[str, np.ndarray], *, families: Sequ
     rt_config = run_config(base, "constant", 0.1, max(budgets), 0)
     rt = range_test(rt_config, min_lr=1e-4, max_lr=10.0, steps=range_test_steps,
                     data=data)
-    peaks = [rt["suggested_lr"]] if peak_from_range_test else list(peaks)
-    report(f"  suggested max_lr {rt['suggested_lr']:.3g} (loss minimum at "
-           f"{rt['min_loss_lr']:.3g})")
+    suggested = {f: rt["suggestions_by_schedule"][f] for f in families}
+    report(f"  loss minimum at {rt['min_loss_lr']:.3g}; peaks: "
+           + ", ".join(f"{f} {suggested[f]:.3g}" for f in families))
 
     tuned: dict[str, dict[str, float]] = {f: {} for f in families}
     tuning: dict[str, dict[str, dict[str, Any]]] = {f: {} for f in families}
+    status: dict[str, dict[str, str]] = {f: {} for f in families}
     for steps in budgets:
         for family in families:
-            if len(peaks) == 1:
-                tuned[family][str(steps)] = peaks[0]
+            if peaks_from == "range-test":
+                tuned[family][str(steps)] = suggested[family]
+                status[family][str(steps)] = "range test"
                 continue
-            trials = {}
-            for peak in peaks:
-                run = train_one(run_config(base, family, peak, steps, 0), tuning_data)
-                runs += 1
-                trials[peak] = run
-            best = max(peaks, key=lambda p: _score(trials[p]))
-            tuned[family][str(steps)] = best
+
+            def trial(peak: float, family: str = family, steps: int = steps) -> dict:
+                return train_one(run_config(base, family, peak, steps, 0), tuning_data)
+
+            found = tune_peak(trial, peaks, _score, max_extra=max_extra)
+            runs += len(found["trials"])
+            tuned[family][str(steps)] = found["peak"]
+            status[family][str(steps)] = found["status"]
             tuning[family][str(steps)] = {
-                str(p): None if trials[p]["diverged"] else trials[p]["final_accuracy"]
-                for p in peaks}
-        report(f"  tuned peaks at {steps} steps: "
+                f"{p:g}": None if r["diverged"] else r["final_accuracy"]
+                for p, r in sorted(found["trials"].items())}
+        report(f"  peaks at {steps} steps: "
                + ", ".join(f"{f} {tuned[f][str(steps)]:g}" for f in families))
 
-    measured: dict[str, dict[str, Any]] = {f: {} for f in families}
-    curves: dict[str, dict[str, Any]] = {}
     main_budget = max(budgets)
+
+    def measure(family: str, steps: int, peak: float, keep: bool) -> dict[str, Any]:
+        nonlocal runs
+        seed_runs = []
+        for seed in range(seeds):
+            log_dir = (os.path.join(log_root, f"{family}_{steps}_seed{seed}")
+                       if log_root is not None and keep else None)
+            run = train_one(run_config(base, family, peak, steps, seed), data, log_dir)
+            runs += 1
+            if keep and steps == main_budget and seed == 0 and not run["diverged"]:
+                curves[family] = run["curves"]
+            run.pop("curves", None)
+            seed_runs.append(run)
+        return {**aggregate(seed_runs), "runs": seed_runs}
+
+    measured: dict[str, dict[str, Any]] = {f: {} for f in families}
+    versus: dict[str, dict[str, Any]] = {f: {} for f in families}
+    curves: dict[str, dict[str, Any]] = {}
     for steps in budgets:
         for family in families:
-            seed_runs = []
-            for seed in range(seeds):
-                log_dir = (os.path.join(log_root, f"{family}_{steps}_seed{seed}")
-                           if log_root is not None else None)
-                config = run_config(base, family, tuned[family][str(steps)], steps, seed)
-                run = train_one(config, data, log_dir)
-                runs += 1
-                if steps == main_budget and seed == 0 and not run["diverged"]:
-                    curves[family] = run["curves"]
-                run.pop("curves", None)
-                seed_runs.append(run)
-            measured[family][str(steps)] = {**aggregate(seed_runs), "runs": seed_runs}
+            peak = tuned[family][str(steps)]
+            measured[family][str(steps)] = measure(family, steps, peak, True)
+            if peaks_from == "both":
+                at_suggested = measure(family, steps, suggested[family], False)
+                tuned_acc = measured[family][str(steps)]["final_accuracy"]
+                got = at_suggested["final_accuracy"]
+                versus[family][str(steps)] = {
+                    "suggested_peak": suggested[family], "tuned_peak": peak,
+                    "ratio": peak_ratio(suggested[family], peak),
+                    "suggested_accuracy": got,
+                    "suggested_accuracy_std": at_suggested["final_accuracy_std"],
+                    "tuned_accuracy": tuned_acc,
+                    "tuned_accuracy_std": measured[family][str(steps)]["final_accuracy_std"],
+                    "accuracy_loss_points": None if got is None or tuned_acc is None
+                    else 100 * (tuned_acc - got),
+                    "runs": at_suggested["runs"]}
         report(f"  measured {steps} steps: "
                + ", ".join(f"{f} {_pct(measured[f][str(steps)]['final_accuracy'])}"
                            for f in families))
@@ -260,11 +328,14 @@ def compare(base: dict[str, Any], data: dict[str, np.ndarray], *, families: Sequ
         smallest[family] = min(ok) if ok else None
     return {
         "dataset": base["dataset"]["name"], "model": base["model"]["kind"],
-        "budgets": budgets, "main_budget": main_budget, "peaks": peaks,
-        "peak_from_range_test": peak_from_range_test, "seeds": seeds,
+        "budgets": budgets, "main_budget": main_budget, "peaks": sorted(peaks),
+        "peaks_from": peaks_from, "max_extra": max_extra,
+        "peak_from_range_test": peaks_from == "range-test", "seeds": seeds,
         "target": target, "families": families, "runs": runs,
         "range_test": {k: rt[k] for k in ("suggested_lr", "min_loss_lr", "steepest_lr",
-                                          "diverged_at")},
-        "tuned_peaks": tuned, "tuning_validation_accuracy": tuning, "measured": measured,
+                                          "suggestions_by_schedule", "diverged_at")},
+        "tuned_peaks": tuned, "tuning_status": status,
+        "tuning_validation_accuracy": tuning, "measured": measured,
+        "versus_range_test": versus if peaks_from == "both" else None,
         "smallest_budget": smallest, "curves": curves, "config": base,
     }

