@@ -247,13 +247,15 @@ def test_yaml_syntax_error_is_a_config_error(tmp_path, capsys, no_training):
     assert not run.exists()
 
 
-def test_occupied_run_dir_needs_overwrite_or_resume(tmp_path, capsys):
+def test_a_users_file_named_like_a_run_file_is_refused_and_kept(tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()
-    (run / "log.jsonl").write_text("")
+    (run / "log.jsonl").write_text("mine")  # the user's, not a trainer's log
     assert train.main(["--run-dir", str(run), "--steps", "10"]) == 2
-    assert "--overwrite" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "did not write" in err and "(log.jsonl)" in err and "=True" not in err
     assert sorted(os.listdir(run)) == ["log.jsonl"]  # nothing written beside it
+    assert (run / "log.jsonl").read_text() == "mine"
 
 
 def _tree(root) -> dict[str, bytes]:

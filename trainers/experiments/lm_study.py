@@ -66,7 +66,7 @@ def default_study() -> StudyConfig:
     2 CPU cores (2 worker processes) on a quiet machine.
 
     Example:
-        >>> sorted(default_study().sizes), default_study().budgets
+        >>> list(default_study().sizes), default_study().budgets
         (['S', 'M'], (100, 400))
     """
     return StudyConfig(sizes={
