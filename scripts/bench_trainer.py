@@ -2,6 +2,8 @@
 
     python scripts/bench_trainer.py                 # everything, prints a Markdown table
     python scripts/bench_trainer.py --steps 300     # fewer steps
+    python scripts/bench_trainer.py --skip-slow --json bench_trainer.json   # OpenBLAS only
+    python scripts/bench_trainer.py --count-calls   # Python calls per step (deterministic)
 
 One run measures, in the same process and as ratios, on the same MLP (784-256-256-10, batch
 128, synthetic MNIST-sized data, SGD + momentum with a one-cycle rate and momentum) and the
@@ -12,8 +14,10 @@ same batch order:
   does: the same compiled step (``trainers.step.make_train_step``), each batch gathered from
   NumPy and copied with ``mx.array``, then ``mx.eval(state, loss)``;
 * the trainer with logging off, with the optional per-step gradient norm (``grad_norm=True``:
-  one reduction over all gradients more per step), and with host batches
-  (``ArrayBatches(..., device=False)``: a NumPy gather and a copy per step, like the user loop);
+  one reduction over all gradients more per step), with host batches
+  (``ArrayBatches(..., device=False)``: a NumPy gather and a copy per step, like the user loop),
+  and pipelined (queue update k, then wait for update k-1: what the trainer does on a GPU; on
+  the CPU backend it waits for each update, like the user loop);
 * PyTorch's CPU loop with ``OneCycleLR`` on the same MLP, when ``torch`` is importable
   (``--torch-threads``, default 1: on a small, busy machine OpenMP's spinning threads make
   torch several times slower with 2 threads than with 1);
@@ -22,9 +26,12 @@ same batch order:
 
 Rounds interleave the contenders, rotating their order each round. Within a run, a contender's
 rate is its steady state: steps ``--warmup``..N (the first steps compile the graph and open the
-run directory). Reported: each contender's median rate, and each ratio as the median of the
-per-round ratios (robust to drifts in the machine's load). This is a benchmark, not a test:
-nothing here asserts.
+run directory). The trainer is clocked from its own ``system.jsonl`` (a record per block of
+rows, no callback); with logging off, by a callback on the rows. Reported: each contender's
+median rate, and each ratio as the median of the per-round ratios (robust to drifts in the
+machine's load). ``--count-calls`` instead counts the Python function calls per step of the
+trainer and of the user loop with ``cProfile`` (deterministic, unlike any timing on a busy
+machine). This is a benchmark, not a test: nothing here asserts.
 """
 
 from __future__ import annotations
@@ -142,10 +149,13 @@ def user_loop(steps: int, warmup: int = WARMUP) -> tuple[float, float]:
 
 
 def with_trainer(steps: int, log: bool, grad_norm: bool = False, device: bool | None = None,
-                 warmup: int = WARMUP) -> tuple[float, float]:
-    """The trainer with its defaults except the named ones; steady steps/s, timed by a
-    callback (the rows of steps ``warmup-1`` and ``steps-1`` arrive at a block boundary,
-    when the host has waited for those steps)."""
+                 warmup: int = WARMUP, pipelined: bool | None = None) -> tuple[float, float]:
+    """The trainer with its defaults except the named ones; steady steps/s. With logging on
+    it is clocked from ``system.jsonl`` (the records of steps ``warmup`` and ``steps``,
+    written when the host has waited for those updates); with logging off (no system log) by
+    a callback on the rows of steps ``warmup-1`` and ``steps-1``. ``pipelined`` forces how
+    the host waits (None: the trainer's choice for the device)."""
+    import trainers.trainer as trainer_module
     from trainers import ArrayBatches, Trainer
 
     model, one_cycle, extras = build()
@@ -156,15 +166,25 @@ def with_trainer(steps: int, log: bool, grad_norm: bool = False, device: bool | 
 
     def clock(info: dict) -> None:
         if info.get("event") == "train" and info["step"] in (warmup - 1, steps - 1):
-            times.setdefault(info["step"], _clock())
+            times.setdefault(info["step"] + 1, _clock())
 
-    with tempfile.TemporaryDirectory() as run_dir:
-        # The clock needs rows: with logging off, a callback still receives them.
-        trainer = Trainer(model, loss_fn, opt, batches, run_dir=run_dir, max_steps=steps,
-                          log=log, report_every=100 if log else 0, checkpoint_every=0,
-                          stream=io.StringIO(), grad_norm=grad_norm, callbacks=[clock])
-        trainer.fit()
-    return _rates(steps - warmup, times[warmup - 1], times[steps - 1])
+    choice = trainer_module._pipelined
+    if pipelined is not None:
+        trainer_module._pipelined = lambda: pipelined
+    try:
+        with tempfile.TemporaryDirectory() as run_dir:
+            trainer = Trainer(model, loss_fn, opt, batches, run_dir=run_dir, max_steps=steps,
+                              log=log, report_every=100 if log else 0, checkpoint_every=0,
+                              stream=io.StringIO(), grad_norm=grad_norm,
+                              callbacks=[] if log else [clock])
+            trainer.fit()
+            if log:  # wall time only: system.jsonl holds no CPU time
+                with open(os.path.join(run_dir, "system.jsonl"), encoding="utf-8") as f:
+                    at = {r["step"]: r["time"] for r in map(json.loads, f)}
+                return (steps - warmup) / (at[steps] - at[warmup]), None
+    finally:
+        trainer_module._pipelined = choice
+    return _rates(steps - warmup, times[warmup], times[steps])
 
 
 def with_torch(steps: int, threads: int = 1,
@@ -207,6 +227,7 @@ CONTENDERS = {
     "trainer_nolog": lambda steps: with_trainer(steps, False),
     "trainer_log_norm": lambda steps: with_trainer(steps, True, grad_norm=True),
     "trainer_log_host": lambda steps: with_trainer(steps, True, device=False),
+    "trainer_log_pipelined": lambda steps: with_trainer(steps, True, pipelined=True),
 }
 
 
@@ -220,7 +241,7 @@ def inner(steps: int, repeats: int, torch_threads: int) -> dict:
         run(WARMUP + 10)
     names = list(runs)
     rates: dict[str, list[float]] = {name: [] for name in names}
-    cpu_rates: dict[str, list[float]] = {name: [] for name in names}
+    cpu_rates: dict[str, list[float | None]] = {name: [] for name in names}
     for round_ in range(repeats):
         # interleaved, the order rotating each round, so that load drifts hit all alike
         for name in names[round_ % len(names):] + names[:round_ % len(names)]:
@@ -228,12 +249,15 @@ def inner(steps: int, repeats: int, torch_threads: int) -> dict:
             rates[name].append(wall)
             cpu_rates[name].append(cpu)
 
-    def ratios(table: dict[str, list[float]]) -> dict[str, float]:
-        def median_ratio(a: str, b: str) -> float:  # a ratio within each round, then the median
+    def ratios(table: dict[str, list]) -> dict[str, float]:
+        def median_ratio(a: str, b: str) -> float | None:  # a ratio per round, then the median
+            if None in table[a] or None in table[b]:
+                return None  # no CPU time for a trainer clocked from system.jsonl
             return statistics.median(x / y for x, y in zip(table[a], table[b], strict=True))
 
         out = {name: median_ratio(name, "user") for name in table}
         out["log_on_off"] = median_ratio("trainer_log", "trainer_nolog")
+        out["sync_vs_pipelined"] = median_ratio("trainer_log", "trainer_log_pipelined")
         if "torch" in table:
             out["trainer_torch"] = median_ratio("trainer_log", "torch")
         return out
@@ -243,9 +267,33 @@ def inner(steps: int, repeats: int, torch_threads: int) -> dict:
         "rates": rates, "cpu_rates": cpu_rates,
         "median_rate": {name: statistics.median(r) for name, r in rates.items()},
         "ratio": ratios(rates),
-        # steps per second of the process's CPU time: less disturbed by other processes
+        # steps per second of the process's CPU time: less disturbed by other processes (only
+        # for the contenders clocked by a callback)
         "cpu_ratio": ratios(cpu_rates),
     }
+
+
+def count_calls(short: int = 200, long: int = 600) -> dict[str, float]:
+    """Python function calls per step of the user loop and of the trainer (defaults), from
+    cProfile: the calls of a ``long`` run less those of a ``short`` one, per extra step (so
+    that compiling and opening the run cancel). Deterministic, unlike timings."""
+    import cProfile
+    import pstats
+
+    def calls(run, steps: int) -> int:
+        profile = cProfile.Profile()
+        profile.enable()
+        run(steps)
+        profile.disable()
+        return pstats.Stats(profile).total_calls  # type: ignore[attr-defined]
+
+    runs = {"user loop": lambda n: user_loop(n, warmup=0),
+            "trainer (defaults)": lambda n: with_trainer(n, True)}
+    out = {}
+    for name, run in runs.items():
+        run(WARMUP + 10)  # imports and one-off allocations
+        out[name] = (calls(run, long) - calls(run, short)) / (long - short)
+    return out
 
 
 def run_inner(steps: int, repeats: int, fast: bool, torch_threads: int) -> dict:
@@ -279,7 +327,7 @@ def table(fast: dict, slow: dict) -> str:
         return "n/a" if v is None else f"{v:.1f} steps/s"
 
     def ratio(r: dict, key: str) -> str:
-        v = r.get("ratio", {}).get(key)
+        v = (r.get("ratio") or {}).get(key)
         return "n/a" if v is None else f"{v:.3f}x"
 
     for key, name in (("user", "user loop (make_train_step; NumPy batch + mx.array)"),
@@ -287,13 +335,16 @@ def table(fast: dict, slow: dict) -> str:
                       ("trainer_nolog", "trainer, logging off"),
                       ("trainer_log_norm", "trainer, logging on, grad_norm=True"),
                       ("trainer_log_host", "trainer, logging on, host batches (device=False)"),
+                      ("trainer_log_pipelined", "trainer, logging on, pipelined as on a GPU"),
                       ("torch", "PyTorch CPU loop + OneCycleLR")):
         lines.append(f"| {name} | {cell(slow, key)} | {cell(fast, key)} |")
     for key, name in (("trainer_log", "trainer (defaults, logging on) / user loop"),
                       ("trainer_nolog", "trainer (logging off) / user loop"),
                       ("trainer_log_norm", "trainer (logging on, grad_norm=True) / user loop"),
                       ("trainer_log_host", "trainer (logging on, host batches) / user loop"),
+                      ("trainer_log_pipelined", "trainer (pipelined as on a GPU) / user loop"),
                       ("log_on_off", "logging on / logging off"),
+                      ("sync_vs_pipelined", "trainer: wait per update / pipelined"),
                       ("trainer_torch", "trainer (logging on) / PyTorch")):
         lines.append(f"| **{name}** | {ratio(slow, key)} | {ratio(fast, key)} |")
     try:
@@ -310,10 +361,24 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=400, help="steps with OpenBLAS")
     parser.add_argument("--slow-steps", type=int, default=100, help="steps with default BLAS")
     parser.add_argument("--repeats", type=int, default=9, help="rounds with OpenBLAS")
-    parser.add_argument("--slow-repeats", type=int, default=3, help="rounds, default BLAS")
+    parser.add_argument("--slow-repeats", type=int, default=8, help="rounds, default BLAS")
+    parser.add_argument("--skip-slow", action="store_true",
+                        help="leave out the default-BLAS run (OpenBLAS only)")
     parser.add_argument("--torch-threads", type=int, default=1)
+    parser.add_argument("--json", default=None, help="also write the results to this file")
+    parser.add_argument("--count-calls", action="store_true",
+                        help="count Python calls per step (cProfile) instead of timing")
     parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.count_calls:
+        sys.path.insert(0, ROOT)
+        counts = count_calls()
+        print("Python function calls per step (cProfile, steps 200-600 of a run; the compiled "
+              "step and MLX's own calls are not Python calls):")
+        for name, value in counts.items():
+            print(f"  {name}: {value:.1f}")
+        print(json.dumps(counts))
+        return
     for flag, value in (("--steps", args.steps), ("--slow-steps", args.slow_steps)):
         if value <= WARMUP:
             parser.error(f"{flag} must exceed the {WARMUP} warm-up steps, got {value}")
@@ -325,7 +390,8 @@ def main() -> None:
         print(json.dumps(inner(args.steps, args.repeats, args.torch_threads)))
         return
     fast = run_inner(args.steps, args.repeats, True, args.torch_threads)
-    slow = run_inner(args.slow_steps, args.slow_repeats, False, args.torch_threads)
+    slow = {"skipped": "--skip-slow"} if args.skip_slow else \
+        run_inner(args.slow_steps, args.slow_repeats, False, args.torch_threads)
     print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, "
           f"python {platform.python_version()}, mlx {slow.get('mlx_version')}")
     print(f"steady state after {WARMUP} steps; default BLAS: {slow.get('steps')} steps x "
@@ -333,6 +399,9 @@ def main() -> None:
           "rounds; rates are medians, ratios medians of per-round ratios")
     print(table(fast, slow))
     print(json.dumps({"default_blas": slow, "openblas": fast}))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({"default_blas": slow, "openblas": fast}, f, indent=1)
 
 
 if __name__ == "__main__":

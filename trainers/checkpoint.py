@@ -10,13 +10,17 @@ A checkpoint (format 2) is a directory ``<run_dir>/checkpoints/step_<8 digits>/`
 ``meta.json``
     format version, step, data position, base seed, log position, callback state, run config;
 ``manifest.json``
-    written last: the byte size and SHA-256 of each of the three files above.
+    written last: the byte size and digest of each of the files above, under the name of the
+    hash that made it: ``"blake3"`` when the ``blake3`` package is installed, ``"sha256"``
+    otherwise and in checkpoints written before BLAKE3 (both load; see
+    :mod:`trainers.digests` for what the digest guarantees).
 
 It is first written as ``step_<n>.tmp/`` (every file fsynced, the manifest last) and then
 renamed, so a run killed while writing leaves either the complete directory or a ``.tmp`` one,
 which is ignored and later removed by :func:`prune_checkpoints`. Nothing is pickled.
 
-Loading verifies sizes and checksums first (:func:`verify_checkpoint`), so a checkpoint
+Loading verifies sizes and digests first (:func:`verify_checkpoint`, every file hashed in
+parallel threads), so a checkpoint
 altered in place, truncated or half-copied is reported, naming the file, instead of being
 used. :func:`find_resumable` picks the newest checkpoint that verifies and reports the newer
 ones that did not; :func:`quarantine` renames a bad one to ``step_<n>.corrupt`` (kept for
@@ -30,7 +34,6 @@ with the returned meta), or resume the run: its next checkpoint is format 2.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -42,15 +45,17 @@ from typing import Any, cast
 import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
+import numpy as np
 from mlx.utils import tree_flatten
 
-from . import files
+from . import digests, files
 from .errors import CheckpointError, CheckpointFileMissing, StorageError
 
 __all__ = [
     "FORMAT_VERSION",
     "TRAINER_META_KEYS",
     "find_resumable",
+    "finite_flags",
     "list_checkpoints",
     "load_checkpoint",
     "prune_checkpoints",
@@ -68,7 +73,7 @@ TRAIN_STATE = "train_state.safetensors"
 _NAME = re.compile(r"^step_(\d{8,})$")
 _TMP = re.compile(r"^step_\d{8,}(\.old)?\.tmp$")
 _CORRUPT = ".corrupt"
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 # What the trainer writes into meta.json, and the type each must have; the trainer passes
 # ``required=TRAINER_META_KEYS`` to :func:`load_checkpoint`. ``None`` in a tuple: may be null.
@@ -188,21 +193,24 @@ def save_checkpoint(
         raise files.storage_error(e, tmp, "create") from e
     try:
         entries = {}
+        algorithm = digests.default_algorithm()
         weights = dict(tree_flatten(model.parameters()))
         entries["model.safetensors"] = files.save_safetensors(
-            os.path.join(tmp, "model.safetensors"), weights)
+            os.path.join(tmp, "model.safetensors"), weights, algorithm=algorithm)
         entries["optimizer.safetensors"] = files.save_safetensors(
-            os.path.join(tmp, "optimizer.safetensors"), dict(tree_flatten(optimizer.state)))
+            os.path.join(tmp, "optimizer.safetensors"), dict(tree_flatten(optimizer.state)),
+            algorithm=algorithm)
         if train_state:
             entries[TRAIN_STATE] = files.save_safetensors(
-                os.path.join(tmp, TRAIN_STATE), dict(tree_flatten(train_state)))
-        entries["meta.json"] = _write_new(os.path.join(tmp, "meta.json"), meta_bytes)
+                os.path.join(tmp, TRAIN_STATE), dict(tree_flatten(train_state)),
+                algorithm=algorithm)
+        entries["meta.json"] = _write_new(os.path.join(tmp, "meta.json"), meta_bytes, algorithm)
         manifest = {
             "format_version": FORMAT_VERSION,
-            "files": {name: {"bytes": size, "sha256": digest}
+            "files": {name: {"bytes": size, algorithm: digest}
                       for name, (size, digest) in entries.items()},
         }
-        _write_new(os.path.join(tmp, MANIFEST), files.json_bytes(manifest))
+        _write_new(os.path.join(tmp, MANIFEST), files.json_bytes(manifest), algorithm)
         files.call_storage("write", tmp, lambda: files.fsync_dir(tmp))
         if os.path.lexists(final):  # the same step saved again (a resumed run's final save)
             _replace_same_step(final)
@@ -218,10 +226,10 @@ def save_checkpoint(
     return final
 
 
-def _write_new(path: str, data: bytes) -> tuple[int, str]:
-    with files.NewFile(path) as f:
+def _write_new(path: str, data: bytes, algorithm: str) -> tuple[int, str]:
+    with files.NewFile(path, algorithm=algorithm) as f:
         f.write(data)
-    return f.size, f.sha256
+    return f.size, f.digest
 
 
 def _replace_same_step(final: str) -> None:
@@ -322,8 +330,9 @@ def _load_json(path: str, what: str) -> Any:
         raise files.storage_error(e, path, "read") from e
 
 
-def _read_manifest(path: str) -> dict[str, tuple[int, str]] | None:
-    """The manifest's ``{file: (bytes, sha256)}``; ``None`` for a format-1 checkpoint."""
+def _read_manifest(path: str) -> dict[str, tuple[int, str, str]] | None:
+    """The manifest's ``{file: (bytes, algorithm, digest)}``; ``None`` for a format-1
+    checkpoint."""
     manifest_path = os.path.join(path, MANIFEST)
     if not os.path.lexists(manifest_path):
         version = _read_meta_format(path)
@@ -346,17 +355,19 @@ def _read_manifest(path: str) -> dict[str, tuple[int, str]] | None:
     for name in (*_FILES, *([TRAIN_STATE] if TRAIN_STATE in entries else [])):
         entry = entries.get(name)
         size = entry.get("bytes") if isinstance(entry, dict) else None
-        digest = entry.get("sha256") if isinstance(entry, dict) else None
+        found = [a for a in digests.ALGORITHMS if isinstance(entry, dict) and a in entry]
+        digest = entry.get(found[0]) if len(found) == 1 and isinstance(entry, dict) else None
         if (not isinstance(size, int) or isinstance(size, bool) or size < 0
-                or not isinstance(digest, str) or not _SHA256.match(digest)):
+                or not isinstance(digest, str) or not _HEX64.match(digest)):
             raise CheckpointError(
                 f"corrupt checkpoint file {manifest_path}: no valid entry for {name!r} "
-                "(expected {'bytes': <int>, 'sha256': <64 hex digits>})")
-        out[name] = (size, digest)
+                "(expected {'bytes': <int>, 'blake3' or 'sha256': <64 hex digits>})")
+        out[name] = (size, found[0], digest)
     return out
 
 
-def _check_file(path: str, size: int, digest: str) -> None:
+def _open_checked(path: str, size: int) -> int:
+    """Open a checkpoint file for reading (never through a link) and check its size."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
@@ -365,23 +376,39 @@ def _check_file(path: str, size: int, digest: str) -> None:
         if os.path.islink(path):
             raise CheckpointError(f"checkpoint file {path} is a symbolic link") from None
         raise files.storage_error(e, path, "read") from e
-    with open(fd, "rb") as f:
-        found = os.fstat(f.fileno()).st_size
-        if found != size:
-            raise CheckpointError(
-                f"corrupt checkpoint file {path}: {found} bytes, the manifest says {size} "
-                "(truncated or overwritten)")
-        h = hashlib.sha256()
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    if h.hexdigest() != digest:
+    found = os.fstat(fd).st_size
+    if found != size:
+        os.close(fd)
         raise CheckpointError(
-            f"corrupt checkpoint file {path}: its SHA-256 differs from the manifest's "
-            "(the file was altered after it was saved)")
+            f"corrupt checkpoint file {path}: {found} bytes, the manifest says {size} "
+            "(truncated or overwritten)")
+    return fd
+
+
+def _check_files(path: str, manifest: dict[str, tuple[int, str, str]]) -> None:
+    """Check every file's size, then hash them all in parallel threads and compare."""
+    opened: list[tuple[str, int, int, str, str]] = []
+    try:
+        for name, (size, algorithm, digest) in manifest.items():
+            full = os.path.join(path, name)
+            opened.append((full, _open_checked(full, size), size, algorithm, digest))
+        try:
+            found = digests.file_digests([(fd, size, a) for _, fd, size, a, _ in opened])
+        except OSError as e:
+            raise files.storage_error(e, path, "read") from e
+    finally:
+        for _, fd, _, _, _ in opened:
+            os.close(fd)
+    for (full, _, _, algorithm, digest), got in zip(opened, found, strict=True):
+        if got != digest:
+            raise CheckpointError(
+                f"corrupt checkpoint file {full}: its {digests.label(algorithm)} differs from "
+                "the manifest's (the file was altered after it was saved)")
 
 
 def verify_checkpoint(path: str) -> None:
-    """Check that every file of a checkpoint is present with its recorded size and SHA-256.
+    """Check that every file of a checkpoint is present with its recorded size and digest
+    (BLAKE3 or SHA-256, as the manifest says; see :mod:`trainers.digests`).
 
     A format-1 checkpoint (no manifest) passes with a warning, unverified.
 
@@ -399,7 +426,7 @@ def verify_checkpoint(path: str) -> None:
         >>> verify_checkpoint(path)  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        trainers.errors.CheckpointError: corrupt checkpoint file .../meta.json: its SHA-256 ...
+        trainers.errors.CheckpointError: corrupt checkpoint file .../meta.json: its ... differs ...
     """
     path = os.fspath(path)
     if not os.path.isdir(path):
@@ -409,8 +436,7 @@ def verify_checkpoint(path: str) -> None:
     manifest = _read_manifest(path)
     if manifest is None:
         return
-    for name, (size, digest) in manifest.items():
-        _check_file(os.path.join(path, name), size, digest)
+    _check_files(path, manifest)
 
 
 def find_resumable(root: str, *, quarantine_bad: bool = False, required: Iterable[str] = ()
@@ -528,16 +554,42 @@ _WHAT = {"model.safetensors": "weights", "optimizer.safetensors": "optimizer sta
          TRAIN_STATE: "trainer state (EMA weights, loss scale)"}
 
 
+def finite_flags(arrays: list[mx.array]) -> list[bool]:
+    """Whether each array is finite everywhere. On the CPU backend NumPy checks the arrays in
+    place (their memory, no copy; several times faster than MLX's CPU reduction, and this
+    runs over every weight at every load); elsewhere, and for dtypes NumPy lacks (bfloat16),
+    one MLX reduction.
+
+    Example:
+        >>> finite_flags([mx.array([1.0, 2.0]), mx.array([float("nan")], dtype=mx.bfloat16)])
+        [True, False]
+    """
+    flags: list[bool | None] = [None] * len(arrays)
+    if mx.default_device() == mx.cpu:
+        for i, v in enumerate(arrays):
+            try:
+                host = np.asarray(v)
+            except (TypeError, ValueError, RuntimeError):
+                continue
+            if host.dtype.kind in "fc":
+                flags[i] = bool(np.isfinite(host).all())
+    rest = [i for i, f in enumerate(flags) if f is None]
+    if rest:
+        finite = mx.stack([mx.all(mx.isfinite(arrays[i])) for i in rest])
+        # one flag per array: tolist() of a 1-d array is a list (its stub is the scalar union)
+        for i, ok in zip(rest, cast(list[bool], finite.tolist()), strict=True):
+            flags[i] = bool(ok)  # host waits
+    return [bool(f) for f in flags]
+
+
 def _check_finite(path: str, weights: dict[str, mx.array], name: str = "model.safetensors"
                   ) -> None:
     floats = [(k, v) for k, v in weights.items() if mx.issubdtype(v.dtype, mx.inexact)]
     if not floats:
         return
-    finite = mx.stack([mx.all(mx.isfinite(v)) for _, v in floats])
-    if bool(mx.all(finite).item()):  # host waits: one reduction over all weights
+    flags = finite_flags([v for _, v in floats])
+    if all(flags):
         return
-    # one flag per array: tolist() of a 1-d array is a list (its stub is the scalar union)
-    flags = cast(list[bool], finite.tolist())
     bad = [k for (k, _), ok in zip(floats, flags, strict=True) if not ok]
     raise CheckpointError(
         f"checkpoint {path} holds non-finite {_WHAT.get(name, name)} (NaN or inf) in "

@@ -221,15 +221,26 @@ class ArrayBatches:
             for b in range(start, len(self)):
                 idx = order[b * size : (b + 1) * size]
                 yield self._buffer.perm(idx).batch(len(idx))[0]
+        elif order is not None and self.device:
+            # One copy of the order per epoch; each batch is then a lazy gather, evaluated
+            # with the training step that consumes it (built here with no per-array call
+            # beyond the gathers: this runs once per training step).
+            picks = mx.array(order)
+            take = mx.take
+            if isinstance(self._arrays, dict):
+                items = list(self._arrays.items())
+                for b in range(start, len(self)):
+                    rows = picks[b * size:(b + 1) * size]
+                    yield {k: take(v, rows, axis=0) for k, v in items}
+            else:
+                arrays = list(self._values())
+                for b in range(start, len(self)):
+                    rows = picks[b * size:(b + 1) * size]
+                    yield tuple([take(v, rows, axis=0) for v in arrays])
         else:
-            picks: np.ndarray | mx.array | None = order
-            if order is not None and self.device:
-                # One copy of the order per epoch; each batch is then a lazy gather, evaluated
-                # with the training step that consumes it.
-                picks = mx.array(order)
             for b in range(start, len(self)):
-                rows = slice(b * size, (b + 1) * size)  # a plain slice copies nothing
-                yield self._rows(rows if picks is None else picks[rows])
+                span = slice(b * size, (b + 1) * size)  # a plain slice copies nothing
+                yield self._rows(span if order is None else order[span])
 
 
 def _to_mx(array: Any) -> mx.array:
@@ -347,9 +358,11 @@ class BatchStream:
         """
         try:
             self._ahead.append((self.epoch, next(self._iter)))
-            return
         except StopIteration:
-            pass
+            self._ahead.append(self._open_next_epoch())
+
+    def _open_next_epoch(self) -> tuple[int, Batch]:
+        """The first batch of the next epoch, whose iterator becomes the current one."""
         if self.index == 0:
             raise _Exhausted(f"training data gave no batch in epoch {self.epoch}")
         try:
@@ -359,8 +372,8 @@ class BatchStream:
             raise _Exhausted(f"training data gave no batch in epoch {self.epoch + 1}") from None
         except _OneShotSpent as e:
             raise _Exhausted(str(e)) from None
-        self._ahead.append((self.epoch + 1, first))
         self._iter = next_iter
+        return self.epoch + 1, first
 
     def peek_epoch(self) -> int:
         """The epoch the next batch belongs to (fetched, not consumed); ``epoch + 1`` when the
@@ -374,12 +387,16 @@ class BatchStream:
 
     def next(self) -> Batch:
         """Take the next batch. Raises ValueError when the data cannot give one."""
-        if not self._ahead:
-            try:
-                self._pull()
-            except _Exhausted as e:
-                raise ValueError(str(e)) from None
-        epoch, batch = self._ahead.pop(0)
+        if self._ahead:
+            epoch, batch = self._ahead.pop(0)
+        else:
+            try:  # the common case, once per training step: the epoch goes on
+                epoch, batch = self.epoch, next(self._iter)
+            except StopIteration:
+                try:
+                    epoch, batch = self._open_next_epoch()
+                except _Exhausted as e:
+                    raise ValueError(str(e)) from None
         if epoch != self.epoch:
             self.epoch, self.index = epoch, 0
         self.index += 1
@@ -407,20 +424,21 @@ def to_device(batch: Batch) -> Batch:
         (2, 3)
     """
     out: dict[Any, mx.array] | tuple[mx.array, ...]
-    values: Collection[tuple[Any, mx.array]]
     if isinstance(batch, dict):
         out = {k: v if isinstance(v, mx.array) else mx.array(v) for k, v in batch.items()}
-        values = out.items()
+        arrays: Collection[mx.array] = out.values()
     elif isinstance(batch, (tuple, list)):
-        out = tuple(v if isinstance(v, mx.array) else mx.array(v) for v in batch)
-        values = list(enumerate(out))
+        out = tuple([v if isinstance(v, mx.array) else mx.array(v) for v in batch])
+        arrays = out
     else:
         raise TypeError(f"a batch must be a dict or a tuple of arrays, got {type(batch).__name__}")
-    if not values:
+    if not arrays:
         raise ValueError("a batch must hold at least one array")
-    sizes = {k: (v.shape[0] if v.ndim else None) for k, v in values}
-    if None in sizes.values() or len(set(sizes.values())) != 1:
-        shapes = {k: tuple(v.shape) for k, v in values}
+    # one set of leading sizes (this runs once per training step)
+    sizes = {v.shape[0] if v.ndim else None for v in arrays}
+    if None in sizes or len(sizes) != 1:
+        items = out.items() if isinstance(out, dict) else enumerate(out)
+        shapes = {k: tuple(v.shape) for k, v in items}
         raise ValueError(f"batch arrays must share the leading (batch) dimension, got {shapes}")
     return out
 

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import io
 import json
 import os
@@ -52,6 +51,7 @@ import stat
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO, TextIO, cast
 
+from . import digests
 from .errors import StorageError, UnsafePathError
 
 __all__ = [
@@ -178,23 +178,26 @@ class NewFile(io.RawIOBase):
     """A new regular file opened for writing: created exclusively, never through a link.
 
     For files in a directory that is itself temporary (a checkpoint's ``step_<n>.tmp/``).
-    Counts and hashes (SHA-256) what is written; :meth:`close` fsyncs. On an error inside a
-    ``with`` block the file is removed. Errors name the path and the cause.
+    Counts and hashes what is written (``algorithm``: see :mod:`trainers.digests`; default
+    BLAKE3 when installed, else SHA-256), a large write hashed in a second thread while it
+    is written; :meth:`close` fsyncs. On an error inside a ``with`` block the file is
+    removed. Errors name the path and the cause.
 
     Example:
         >>> import os, tempfile
         >>> path = os.path.join(tempfile.mkdtemp(), "a.bin")
-        >>> with NewFile(path) as f:
+        >>> with NewFile(path, algorithm="sha256") as f:
         ...     _ = f.write(b"abc")
-        >>> f.size, f.sha256[:16]
-        (3, 'ba7816bf8f01cfea')
+        >>> f.size, f.algorithm, f.digest[:16]
+        (3, 'sha256', 'ba7816bf8f01cfea')
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, *, algorithm: str | None = None):
         super().__init__()
         self.path = os.fspath(path)
         self.size = 0
-        self._hash = hashlib.sha256()
+        self.algorithm = algorithm or digests.default_algorithm()
+        self._hash = digests.Digest(self.algorithm)
         self._fd: int | None = None
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC
         try:
@@ -208,7 +211,8 @@ class NewFile(io.RawIOBase):
             raise storage_error(e, self.path, "create") from e
 
     @property
-    def sha256(self) -> str:
+    def digest(self) -> str:
+        """The hex digest of everything written so far."""
         return self._hash.hexdigest()
 
     def writable(self) -> bool:
@@ -218,11 +222,11 @@ class NewFile(io.RawIOBase):
         if self._fd is None:
             raise ValueError(f"{self.path}: write to a closed file")
         view = memoryview(data).cast("B")
+        fd = self._fd
         try:
-            _write_all(self._fd, view)
+            digests.update_while(self._hash, view, lambda: _write_all(fd, view))
         except OSError as e:
             raise storage_error(e, self.path) from e
-        self._hash.update(view)
         self.size += len(view)
         return len(view)
 
@@ -253,12 +257,13 @@ class NewFile(io.RawIOBase):
             pass  # the original error matters more
 
 
-def save_safetensors(path: str | os.PathLike, arrays: dict, metadata: dict | None = None
-                     ) -> tuple[int, str]:
-    """Write ``arrays`` with ``mx.save_safetensors`` into a new file; return (bytes, sha256).
+def save_safetensors(path: str | os.PathLike, arrays: dict, metadata: dict | None = None,
+                     *, algorithm: str | None = None) -> tuple[int, str]:
+    """Write ``arrays`` with ``mx.save_safetensors`` into a new file; return (bytes, digest).
 
     The file is created exclusively and never through a symbolic link; MLX writes through a
-    Python file object, so the digest is computed as the bytes go out (no second read).
+    Python file object, so the digest (``algorithm``, as :class:`NewFile`) is computed as the
+    bytes go out (no second read).
 
     Raises:
         StorageError: naming the path and the cause; the partial file is removed.
@@ -266,14 +271,14 @@ def save_safetensors(path: str | os.PathLike, arrays: dict, metadata: dict | Non
     Example:
         >>> import os, tempfile, mlx.core as mx
         >>> path = os.path.join(tempfile.mkdtemp(), "w.safetensors")
-        >>> size, digest = save_safetensors(path, {"w": mx.zeros((2,))})
+        >>> size, digest = save_safetensors(path, {"w": mx.zeros((2,))}, algorithm="sha256")
         >>> size == os.path.getsize(path), len(digest)
         (True, 64)
     """
     import mlx.core as mx
 
     path = os.fspath(path)
-    with NewFile(path) as new_file:
+    with NewFile(path, algorithm=algorithm) as new_file:
         # MLX writes to any object with write(); its stubs accept only typing.BinaryIO,
         # which a RawIOBase subclass is not nominally.
         f = cast(BinaryIO, new_file)
@@ -288,7 +293,7 @@ def save_safetensors(path: str | os.PathLike, arrays: dict, metadata: dict | Non
             raise storage_error(e, path) from e
         except RuntimeError as e:  # MLX's own write errors carry no path and no errno
             raise _mlx_write_error(e, path) from e
-    return new_file.size, new_file.sha256
+    return new_file.size, new_file.digest
 
 
 def _mlx_write_error(error: RuntimeError, path: str) -> StorageError:

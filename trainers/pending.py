@@ -50,17 +50,39 @@ class PendingValues:
         self._where.append((step, epoch))
         self._values.append(values)
 
-    def take_rows(self) -> list[dict]:
-        """Fetch every pending value in one transfer; return the training rows, oldest first."""
+    def take(self) -> tuple[list[tuple[int, int]], np.ndarray]:
+        """Fetch every pending value in one transfer: ``(where, table)``, oldest first.
+
+        ``where[i]`` is update ``i``'s ``(step, epoch)``; ``table[i, j]`` its value of column
+        ``names[j]`` (float32). Nothing is pending afterwards.
+
+        Example:
+            >>> import mlx.core as mx
+            >>> pending = PendingValues(["loss"])
+            >>> pending.add(4, 1, [mx.array(0.5)])
+            >>> pending.take()
+            ([(4, 1)], array([[0.5]], dtype=float32))
+        """
+        where = list(self._where)
         if not self._values:
-            return []
-        columns = [mx.stack([v[i] for v in self._values]) for i in range(len(self.names))]
-        table = np.array(mx.stack(columns, axis=1).astype(mx.float32))  # host waits
+            return where, np.zeros((0, len(self.names)), np.float32)
+        # one stack of the block's arrays (update by update), one cast, one transfer
+        flat = mx.stack([v for values in self._values for v in values])
+        table = np.array(flat.astype(mx.float32)).reshape(len(where), len(self.names))
+        self._where.clear()
+        self._values.clear()
+        return where, table
+
+    def rows(self, where: list[tuple[int, int]], table: np.ndarray) -> list[dict]:
+        """The training rows of :meth:`take`'s result, as dicts (``kind``, ``step``,
+        ``epoch`` and one key per column)."""
         rows = []
-        for (step, epoch), values in zip(self._where, table.tolist(), strict=True):
+        for (step, epoch), values in zip(where, table.tolist(), strict=True):
             row = {"kind": "train", "step": step, "epoch": epoch}
             row.update(zip(self.names, values, strict=True))
             rows.append(row)
-        self._where.clear()
-        self._values.clear()
         return rows
+
+    def take_rows(self) -> list[dict]:
+        """Fetch every pending value in one transfer; return the training rows, oldest first."""
+        return self.rows(*self.take())

@@ -28,6 +28,7 @@ from mlx_schedules._checks import check_int
 from .callbacks import PAUSE, STOP
 from .checkpoint import (
     TRAINER_META_KEYS,
+    finite_flags,
     load_checkpoint,
     prune_checkpoints,
     read_meta,
@@ -67,11 +68,12 @@ def _load_safetensors(path: str) -> dict[str, mx.array]:
 
 
 def _all_finite(tree: Any) -> bool:
-    """Whether every array of a tree is finite (one reduction, one host wait)."""
+    """Whether every floating array of a tree is finite (the check a checkpoint's weights get
+    at load: NumPy on the CPU backend, one MLX reduction elsewhere; the host waits)."""
     # without ``destination`` tree_flatten returns a list (its stub is the union with dict)
     leaves = cast(list[tuple[str, mx.array]], tree_flatten(tree))
-    arrays = [mx.all(mx.isfinite(a)) for _, a in leaves]
-    return bool(mx.all(mx.stack(arrays)).item()) if arrays else True  # host waits
+    floats = [a for _, a in leaves if mx.issubdtype(a.dtype, mx.inexact)]
+    return all(finite_flags(floats))
 
 
 @dataclasses.dataclass
@@ -389,8 +391,14 @@ class Trainer:
         succeeded = False
         try:
             train_step = self._start(run)
-            while train_step is not None and not self._done(run):  # None: had finished
-                self._update(run, train_step)
+            update = None if train_step is None else self._updater(run, train_step)
+            while update is not None and not self._done(run):  # None: the run had finished
+                # updates until the next block boundary, with nothing else per update but
+                # the Ctrl-C flag (an attribute read)
+                for _ in range(self._updates_to_boundary(run)):
+                    update()
+                    if interrupt.requested:
+                        break
                 step, s = run.step, self.settings
                 due_report = run.report is not None and step % s.report_every == 0
                 due_eval = bool(s.eval_every and step % s.eval_every == 0)
@@ -611,49 +619,87 @@ class Trainer:
         assert self.settings.epochs is not None, "a run without max_steps needs epochs"
         return run.data.peek_epoch() >= self.settings.epochs
 
-    def _update(self, run: _Run, train_step: Callable) -> None:
-        """One optimizer update; its values stay on the device (nothing here waits)."""
-        whole = [to_device(run.data.next()) for _ in range(self.settings.grad_accum)]
-        batches = [shard(b, self.rank, self.world_size) for b in whole]
-        mx.random.seed(self.settings.seed + run.step)  # exact resume of dropout etc.
-        scale = self.train_state.get("loss_scale")  # the scale this update uses (float16)
-        try:
-            loss, grad_norm = train_step(*batches)
-        except (ValueError, TypeError, RuntimeError) as e:
-            raise _batch_error(run.step, batches, e) from e
-        values = [loss, *([] if grad_norm is None else [grad_norm]),
-                  *(state[key] for _, state, key in self.hparam_sources),
-                  *([] if scale is None else [scale, self.train_state["skipped"]]),
-                  *([] if self.count_tokens is None else  # the global batch's tokens
-                    [sum((self.count_tokens(b) for b in whole[1:]),
-                         self.count_tokens(whole[0])).astype(mx.float32)])]
-        run.shapes.add(_shapes(batches))
-        mx.async_eval(self.model.state, self.optimizer.state, self.train_state, values)
-        run.pending.add(run.step, run.data.epoch, values)
-        run.step += 1
-        self.step = run.step
+    def _updates_to_boundary(self, run: _Run) -> int:
+        """Updates before the next step at which rows, a report, an evaluation or a checkpoint
+        are due, or the run ends (1 when the end is known only by peeking at the data)."""
+        s = self.settings
+        every = [s.log_every, s.eval_every or 0, s.checkpoint_every or 0,
+                 s.report_every if run.report is not None else 0]
+        if self.total_steps is None:
+            return 1  # epochs of unknown length: _done peeks at the data after every update
+        boundary = min((run.step // k + 1) * k for k in every if k > 0)
+        return max(min(boundary, self.total_steps) - run.step, 1)
+
+    def _updater(self, run: _Run, train_step: Callable) -> Callable[[], None]:
+        """``update()``: one optimizer update; its values stay on the device.
+
+        Everything that does not change during a run is looked up once here, so that an
+        update costs little more host work than a hand-written loop's (the batch, the seed,
+        the compiled call, the wait). On a GPU the host queues update k and then waits for
+        update k-1, so that its Python work overlaps the device's; on the CPU backend the
+        device is the same cores (BLAS threads included), so the host waits for each update
+        as a hand-written loop does instead of competing with it for them.
+        """
+        data, pending, shapes = run.data, run.pending, run.shapes
+        accum, rank, world = self.settings.grad_accum, self.rank, self.world_size
+        seed = self.settings.seed
+        state = [self.model.state, self.optimizer.state, self.train_state]
+        hparams = [(state_dict, key) for _, state_dict, key in self.hparam_sources]
+        scaled = "loss_scale" in self.train_state
+        train_state, count_tokens = self.train_state, self.count_tokens
+        evaluate = mx.async_eval if _pipelined() else mx.eval
+
+        def update() -> None:
+            whole = [to_device(data.next()) for _ in range(accum)]
+            batches = whole if world == 1 else [shard(b, rank, world) for b in whole]
+            step = run.step
+            mx.random.seed(seed + step)  # exact resume of dropout etc.
+            scale = train_state["loss_scale"] if scaled else None  # the scale this update uses
+            try:
+                loss, grad_norm = train_step(*batches)
+            except (ValueError, TypeError, RuntimeError) as e:
+                raise _batch_error(step, batches, e) from e
+            values = [loss] if grad_norm is None else [loss, grad_norm]
+            values += [state_dict[key] for state_dict, key in hparams]
+            if scaled:
+                values += [scale, train_state["skipped"]]
+            if count_tokens is not None:  # the global batch's tokens
+                values.append(sum((count_tokens(b) for b in whole[1:]),
+                                  count_tokens(whole[0])).astype(mx.float32))
+            shapes.add(_shapes(batches))
+            evaluate(state, values)
+            pending.add(step, data.epoch, values)
+            run.step = self.step = step + 1
+
+        return update
 
     # ------------------------------------------------------------------ block boundary
     def _write_rows(self, run: _Run) -> None:
         """Fetch the pending values, write them as rows, stop on the first non-finite one."""
-        rows = run.pending.take_rows()  # host waits for the block
-        for i, row in enumerate(rows):
-            if row.get("skipped") and row["loss_scale"] > LossScale.minimum:
-                continue  # a float16 overflow: the update was skipped and the scale lowered
-            if row.get("skipped") or not (math.isfinite(row["loss"])
-                                          and math.isfinite(row.get("grad_norm", 0.0))):
-                self._emit(run, rows[:i + 1])
-                if run.log is not None:
-                    run.log.flush(sync=True)
-                raise NonFiniteError(row["step"], row["loss"], row.get("grad_norm", math.nan),
-                                     self.last_checkpoint)
-        if rows:
-            run.last_row = rows[-1]
-            run.tokens += sum(row.get("tokens", 0.0) for row in rows)
+        where, table = run.pending.take()  # host waits for the block
+        if not where:
+            return
+        names = run.pending.names
+        bad = _first_non_finite(table, names)
+        if bad is not None:
+            rows = run.pending.rows(where[:bad + 1], table[:bad + 1])
             self._emit(run, rows)
-            if run.system is not None:
-                run.system.record(run.step, shapes=len(run.shapes),
-                                  tokens=run.tokens if self.count_tokens else None)
+            if run.log is not None:
+                run.log.flush(sync=True)
+            row = rows[-1]
+            raise NonFiniteError(row["step"], row["loss"], row.get("grad_norm", math.nan),
+                                 self.last_checkpoint)
+        run.last_row = run.pending.rows(where[-1:], table[-1:])[0]
+        if "tokens" in names:
+            run.tokens += float(table[:, names.index("tokens")].sum(dtype=np.float64))
+        if run.log is not None:
+            run.log.write_train(names, where, table)
+        if self.callbacks:
+            for row in run.pending.rows(where, table):
+                run.stop = self._dispatch(_event(row)) or run.stop
+        if run.system is not None:
+            run.system.record(run.step, shapes=len(run.shapes),
+                              tokens=run.tokens if self.count_tokens else None)
 
     def _salvage_rows(self, run: _Run) -> None:
         """After an error: keep every finished update's row (nothing done is lost)."""
@@ -667,8 +713,9 @@ class Trainer:
     def _emit(self, run: _Run, rows: list[dict]) -> None:
         if run.log is not None:
             run.log.write(rows)
-        for row in rows:
-            run.stop = _stronger(run.stop, self._dispatch(_event(row)))
+        if self.callbacks:
+            for row in rows:
+                run.stop = _stronger(run.stop, self._dispatch(_event(row)))
 
     def _dispatch(self, info: dict) -> str | None:
         """Call every callback (on every rank: their decisions must agree); return STOP when
@@ -913,6 +960,28 @@ class Trainer:
         return result
 
 
+def _pipelined() -> bool:
+    """Whether the host queues update k before waiting for update k-1 (see
+    :meth:`Trainer._updater`): on a GPU, not on the CPU backend."""
+    return mx.default_device().type == mx.DeviceType.gpu
+
+
+def _first_non_finite(table: np.ndarray, names: Sequence[str]) -> int | None:
+    """The first row of a block whose update went wrong, or ``None``: a non-finite loss or
+    gradient norm, or (float16) a skipped update whose loss scale could not be lowered
+    further. A skipped update at a higher scale is expected: the scale halves and training
+    goes on."""
+    bad = ~np.isfinite(table[:, names.index("loss")])
+    if "grad_norm" in names:
+        bad |= ~np.isfinite(table[:, names.index("grad_norm")])
+    if "skipped" in names:
+        skipped = table[:, names.index("skipped")] != 0
+        lowered = skipped & (table[:, names.index("loss_scale")] > LossScale.minimum)
+        bad = (bad | skipped) & ~lowered
+    found = np.flatnonzero(bad)
+    return int(found[0]) if found.size else None
+
+
 def _event(row: dict) -> dict:
     """A log row as a callback event: ``kind`` becomes ``event``."""
     return {"event": row["kind"], **{k: v for k, v in row.items() if k != "kind"}}
@@ -953,8 +1022,8 @@ def _check_allowed(allow_changes: Iterable[str]) -> frozenset[str]:
 
 def _shapes(batches: list) -> tuple:
     """The shapes of an update's micro-batches: each new one compiles the step again."""
-    return tuple(tuple(a.shape for a in (b.values() if isinstance(b, dict) else b))
-                 for b in batches)
+    return tuple([tuple([a.shape for a in (b.values() if isinstance(b, dict) else b)])
+                  for b in batches])
 
 
 def _default_group() -> Any:

@@ -106,10 +106,11 @@ def test_checkpoint_contents_and_keep_last(tmp_path, reference):
         "manifest.json", "meta.json", "model.safetensors", "optimizer.safetensors"]
     manifest = json.loads((path / "manifest.json").read_text())
     assert manifest["format_version"] == 2
+    algorithm = "blake3" if _has_blake3() else "sha256"  # what this installation writes
     for name in ("meta.json", "model.safetensors", "optimizer.safetensors"):
         data = (path / name).read_bytes()
         assert manifest["files"][name] == {"bytes": len(data),
-                                           "sha256": hashlib.sha256(data).hexdigest()}
+                                           algorithm: _digest(algorithm, data)}
     meta = json.loads((path / "meta.json").read_text())
     assert meta["step"] == 8 and meta["seed"] == 3
     assert meta["data_position"] == {"epoch": 1, "index": 4}  # 4 batches per epoch, all taken
@@ -293,11 +294,27 @@ def _fresh(hidden=16):
     return model, opt
 
 
-def _rewrite_manifest_entry(path, name):
-    """Record ``name``'s current size and SHA-256 in the manifest (a deliberate edit)."""
+def _has_blake3():
+    try:
+        import blake3  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _digest(algorithm, data):
+    """A file's digest computed here, with the hash library itself."""
+    if algorithm == "sha256":
+        return hashlib.sha256(data).hexdigest()
+    import blake3
+    return blake3.blake3(data).hexdigest()
+
+
+def _rewrite_manifest_entry(path, name, algorithm="sha256"):
+    """Record ``name``'s current size and digest in the manifest (a deliberate edit)."""
     manifest = json.loads((path / "manifest.json").read_text())
     data = (path / name).read_bytes()
-    manifest["files"][name] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    manifest["files"][name] = {"bytes": len(data), algorithm: _digest(algorithm, data)}
     (path / "manifest.json").write_text(json.dumps(manifest))
 
 
@@ -309,15 +326,16 @@ def test_weights_altered_in_place_are_detected_by_the_checksum(tmp_path):
     target.write_bytes(bytes(data))
     model, opt = _fresh()
     weights = flat_weights(model)
-    with pytest.raises(CheckpointError, match=r"step_00000008/model\.safetensors.*SHA-256"):
+    with pytest.raises(CheckpointError,
+                       match=r"step_00000008/model\.safetensors.*(SHA-256|BLAKE3) differs"):
         load_checkpoint(root / "step_00000008", model, opt)
     assert all(np.array_equal(flat_weights(model)[k], v) for k, v in weights.items())
-    with pytest.raises(CheckpointError, match="SHA-256"):
+    with pytest.raises(CheckpointError, match="(SHA-256|BLAKE3) differs"):
         verify_checkpoint(root / "step_00000008")
     path, bad = find_resumable(root)
     assert path == str(root / "step_00000004")
     assert [p for p, _ in bad] == [str(root / "step_00000008")]
-    assert "model.safetensors" in bad[0][1] and "SHA-256" in bad[0][1]
+    assert "model.safetensors" in bad[0][1] and "differs from the manifest" in bad[0][1]
 
 
 def test_empty_newest_checkpoint_falls_back_to_the_older_one(tmp_path, reference):
