@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 
 import matplotlib.image
@@ -21,6 +22,16 @@ def load_script(name: str):
     """The module of :mod:`trainers.cli` that ``scripts/<name>.py`` runs (its ``main(argv)``
     is the script's and the ``mlx-schedules`` subcommand's)."""
     return importlib.import_module(f"trainers.cli.{SCRIPT_MODULES[name]}")
+
+
+def load_bench(name: str):
+    """``scripts/<name>.py``, a benchmark (benchmarks stay scripts), imported from its file."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}",
+                                                  os.path.join(SCRIPTS, f"{name}.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def assert_png(path: str, min_bytes: int = 5000) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 
-from helpers_scripts import load_script
+from helpers_scripts import load_bench
 
 
 def _positive(value) -> bool:
@@ -15,7 +15,7 @@ def _positive(value) -> bool:
 
 def test_the_cost_table_reports_every_figure_for_each_model(tmp_path, capsys):
     out, table = tmp_path / "cost.json", tmp_path / "cost.md"
-    assert load_script("bench_cost").main(
+    assert load_bench("bench_cost").main(
         ["--tiny", "--json", str(out), "--markdown", str(table)]) == 0
     result = json.loads(out.read_text())
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == result
@@ -42,7 +42,7 @@ def test_the_cost_table_reports_every_figure_for_each_model(tmp_path, capsys):
 
 def test_the_checkpoint_benchmark_reports_both_ratios(tmp_path, capsys):
     out = tmp_path / "checkpoint.json"
-    assert load_script("bench_checkpoint").main(
+    assert load_bench("bench_checkpoint").main(
         ["--size-mb", "0.2", "--rounds", "2", "--dir", str(tmp_path), "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["width"] == int(math.sqrt(0.2e6 / 24))
