@@ -6,7 +6,8 @@ Markdown files beside this one (MyST). ``_ext/site_pages.py`` writes, at build t
 schedule gallery (drawn by ``scripts/plot_schedules.py``'s own code) and the API listings
 (from each package's ``__all__``), so a new schedule appears without editing a page.
 MathJax is served from the site itself (``sphinx-mathjax-offline``): nothing loads from
-the internet.
+the internet. ``sphinx-copybutton`` puts a copy button on code blocks, ``sphinx-reredirects``
+writes a page at each former path that leads to where its content went.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ extensions = [
     "sphinx.ext.mathjax",
     "sphinx-mathjax-offline",
     "myst_parser",
+    "sphinx_copybutton",
+    "sphinx_reredirects",
     "site_pages",
 ]
 
@@ -67,5 +70,24 @@ myst_heading_anchors = 3
 
 html_theme = "furo"
 html_title = f"mlx-schedules {release}"
-html_static_path: list[str] = []
+html_static_path = ["_static"]
+html_css_files = ["site.css"]  # no scrollbars on code and formulas at the default width
+
+# The copy button copies a ``>>>`` example or a ``$`` command without its prompts and
+# without the output lines (sphinx-copybutton).
+copybutton_prompt_text = r">>> |\.\.\. |\$ "
+copybutton_prompt_is_regexp = True
+copybutton_only_copy_prompt_lines = True
+
+# Old page paths lead to the page that now holds their content (sphinx-reredirects): the
+# keys are former pages, the values where each went.
+redirects = {
+    "SCHEDULES": "schedules/index.html",
+    "schedules": "schedules/index.html",
+    "TRAINERS": "trainer.html",
+    "training": "trainer.html",
+    "SCRIPTS": "command-line.html",
+    "scripts-overview": "command-line.html",
+    "BENCH_SCHEDULES": "benchmarks.html",
+}
 html_show_sourcelink = False

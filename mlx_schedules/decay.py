@@ -368,9 +368,9 @@ def tanh_decay(init: float, decay_steps: int, end: float = 0.0, *, lower: float 
     r"""Hyperbolic-tangent decay (Hsueh et al. 2019; timm's ``TanhLRScheduler``, one cycle).
 
     .. math::
-        \eta_t = \eta_{end} + \tfrac12(\eta_0 - \eta_{end})
-                 \bigl(1 - \tanh(l\,(1 - t/D) + u\,t/D)\bigr)
-        \quad (t < D), \qquad \eta_t = \eta_{end} \quad (t \ge D)
+        \eta_t &= \eta_{end} + \tfrac12(\eta_0 - \eta_{end})
+                  \bigl(1 - \tanh(l\,(1 - t/D) + u\,t/D)\bigr) \quad (t < D) \\
+        \eta_t &= \eta_{end} \quad (t \ge D)
 
     with :math:`l` = ``lower`` and :math:`u` = ``upper``. The value holds near the start
     and drops steeply at the end; as in timm it starts at

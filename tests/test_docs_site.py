@@ -203,7 +203,8 @@ def test_gallery_images_load_and_cover_every_schedule(browser, site: Path):
 
 
 @pytest.mark.parametrize("page", ["index.html", "results.html", "comparison/comparison.html",
-                                  "TRAINERS.html", "guides/several-macs.html"])
+                                  "trainer.html", "guides/several-macs.html",
+                                  "benchmarks.html", "schedules/index.html"])
 def test_pages_load_their_images_and_nothing_from_the_network(browser, site: Path, page: str):
     open_page(browser, site, page)
     if page == "index.html":
@@ -254,3 +255,210 @@ def test_trainer_reference_describes_every_keyword(site: Path):
         undescribed = [p for p in inspect.signature(function).parameters
                        if p != "self" and len(re.findall(rf"\b{p}\b", text)) < 2]
         assert undescribed == [], f"{name}: keywords without a description: {undescribed}"
+
+
+def site_pages(site: Path) -> list[str]:
+    """Every page of the site, relative to it (not Sphinx's own index and search pages)."""
+    skip = ("_", "genindex", "search", "py-modindex")
+    return sorted(str(p.relative_to(site)) for p in site.rglob("*.html")
+                  if not str(p.relative_to(site)).startswith(skip) and not is_redirect(p))
+
+
+def is_redirect(page: Path) -> bool:
+    return 'http-equiv="refresh"' in page.read_text(encoding="utf-8")[:2000]
+
+
+# Elements that would scroll sideways: code, display formulas (MathJax's output included)
+# and tables. The site's CSS wraps code and table code, and wide formulas are split.
+OVERFLOWING = """
+return [...document.querySelectorAll(
+    'article pre, article div.math, article mjx-container[display="true"], '
+    + 'article .table-wrapper')]
+  .filter(e => e.scrollWidth > e.clientWidth)
+  .map(e => e.tagName + ' ' + e.scrollWidth + '>' + e.clientWidth + ': '
+            + e.textContent.trim().slice(0, 60))
+"""
+
+
+def test_nothing_scrolls_sideways_at_the_default_width(browser, site: Path):
+    width = browser.execute_script("return window.innerWidth")
+    assert width >= 1200, width  # the default window of the fixture (1280 wide)
+    wide = {}
+    for page in site_pages(site):
+        open_page(browser, site, page)
+        if browser.execute_script("return !!document.querySelector('div.math')"):
+            wait_for(browser, "return (() => {" + TYPESET + "})()", f"MathJax on {page}")
+        found = browser.execute_script(OVERFLOWING)
+        if found:
+            wide[page] = found
+    assert wide == {}, f"elements with a horizontal scrollbar: {wide}"
+
+
+# Clipboard.js copies through document.execCommand("copy") on a selected text area: catch
+# the text there instead of needing a real clipboard.
+CLICK_COPY = """
+window.__copied = null;
+document.execCommand = function (cmd) {
+  const a = document.activeElement;
+  window.__copied = (a && a.value !== undefined) ? a.value : String(document.getSelection());
+  return true;
+};
+const pre = [...document.querySelectorAll('div.highlight pre')]
+    .find(p => p.textContent.includes(arguments[0]));
+if (!pre) return 'no block holding ' + arguments[0];
+const button = pre.parentElement.querySelector('button.copybtn')
+    || pre.closest('div.highlight').querySelector('button.copybtn');
+if (!button) return 'no copy button';
+button.click();
+return window.__copied;
+"""
+
+
+def test_copy_button_copies_examples_without_prompts_or_output(browser, site: Path):
+    open_page(browser, site, "api/schedules.html")
+    wait_for(browser, "return document.querySelectorAll('button.copybtn').length > 10",
+             "copy buttons")
+    # linear_schedule's example: '>>> ' lines, their outputs, and no prompt in the copy.
+    import inspect as inspect_lib
+
+    example = inspect_lib.getdoc(mlx_schedules.linear_schedule)
+    prompts = [line.strip()[4:] for line in example.splitlines()
+               if line.strip().startswith(">>> ")]
+    assert prompts, example
+    copied = browser.execute_script(CLICK_COPY, prompts[0])
+    assert copied is not None and not copied.startswith(("no block", "no copy")), copied
+    assert copied.splitlines() == prompts, copied  # only the code, without '>>> ' or output
+    urls = requested_urls(browser)
+    assert any("copybutton" in u for u in urls), urls  # served by the site itself
+    assert all(u.startswith("file://") for u in urls)
+
+
+def entry_text(html: str, anchor: str) -> str:
+    """The text of the documentation entry (``<dd>``) of the object with this id."""
+    import html as html_lib
+
+    start = html.index(f'id="{anchor}"')
+    dd = html.index("<dd>", start)
+    depth, k = 0, dd
+    for match in re.finditer(r"<(/?)dd\b", html[dd:]):
+        depth += -1 if match.group(1) else 1
+        if depth == 0:
+            k = dd + match.start()
+            break
+    return " ".join(html_lib.unescape(re.sub(r"<[^>]+>", " ", html[dd:k])).split())
+
+
+def test_every_public_name_shows_its_own_docstring(site: Path):
+    """No entry shows a builtin's docstring (trainers.STOP once showed str's)."""
+    import builtins
+
+    import trainers
+
+    builtin_firsts = set()
+    for value in vars(builtins).values():
+        doc = inspect.getdoc(value)
+        if doc:
+            builtin_firsts.add(" ".join(doc.split("\n\n")[0].split()))
+    for page, package in (("api/schedules.html", mlx_schedules), ("api/trainers.html",
+                                                                   trainers)):
+        html = (site / page).read_text(encoding="utf-8")
+        for name in package.__all__:
+            text = entry_text(html, f"{package.__name__}.{name}")
+            assert len(text.split()) >= 5, f"{page}: {name} has no description: {text!r}"
+            borrowed = [d for d in builtin_firsts if text.startswith(d[:40])]
+            assert borrowed == [], f"{page}: {name} shows a builtin's docstring: {text[:120]}"
+
+
+# One page per topic: what the sidebar lists at its top level, in this order.
+TOPICS = ["Install", "Schedules", "The trainer", "The command line", "Guides", "Results",
+          "Benchmarks", "API reference", "Project"]
+
+# Every former page (merged or moved) -> the page that holds its content now.
+MOVED = {
+    "SCHEDULES.html": "schedules/index.html",
+    "schedules.html": "schedules/index.html",
+    "TRAINERS.html": "trainer.html",
+    "training.html": "trainer.html",
+    "SCRIPTS.html": "command-line.html",
+    "scripts-overview.html": "command-line.html",
+    "BENCH_SCHEDULES.html": "benchmarks.html",
+}
+
+# Distinctive text of each former page that must still be found somewhere on the site (its
+# headings, and sentences or table cells only it had), so that no content is lost in a merge.
+FORMER_CONTENT = {
+    "SCHEDULES.md": ["What every schedule guarantees",
+                     "Peer schedulers and their equivalents here",
+                     "CosineAnnealingWarmRestarts(T_0, T_mult, eta_min)", "get_wsd_schedule",
+                     "WarmupCosineLR", "fit_flat_cos", "dolomite-engine", "lowbias32",
+                     "Cost inside a compiled training step", "Three changes brought the cost"],
+    "schedules.md": ["Beyond the learning rate",
+                     "Schedules as data, and evaluation over many steps",
+                     "Eager and compiled calls", "the source article's three",
+                     "a stand-alone compile of a 0-d function saves little"],
+    "TRAINERS.md": ["Public API", "The run directory", "Checkpoints and exact resume",
+                    "Non-finite values", "Auditing a run", "Real models: precision, parameter "
+                    "groups, memory, best and averaged weights", "Learning-rate range test",
+                    "Data parallel", "Evaluation across ranks", "step_00000300.corrupt",
+                    "Where the trainer's time goes", "Device-resident batches",
+                    "MLX_FASTBLAS_LIB", "Run A,", "Run B,", "Gradient checkpointing trades"],
+    "training.md": ["the loop people copy gets the expensive details wrong",
+                    "Per-step log of the rates actually used"],
+    "SCRIPTS.md": ["Datasets and the cache", "cifar-10-binary.tar.gz", "--stop-after N",
+                   "Compilation:", "mlx-schedules plot: draw schedules",
+                   "mlx-schedules train: one run", "mlx-schedules compare: the comparison",
+                   "mlx-schedules range-test: find a peak rate"],
+    "scripts-overview.md": ["a run directory the trainer refuses",
+                            "budget sweep (--full: 750/1500/3000/6000 steps)"],
+    "BENCH_SCHEDULES.md": ["What a schedule costs", "ours / NumPy",
+                           "raising a float32-rounded rate"],
+    "results.md (Benchmarks)": ["Device-resident batches", "bench_transformer.py"],
+}
+
+
+def site_text(site: Path) -> str:
+    """The text of every page of the site, markup removed, spaces normalised."""
+    import html as html_lib
+
+    parts = []
+    for page in site_pages(site):
+        html = (site / page).read_text(encoding="utf-8")
+        html = html[html.find("<article"):html.find("</article>")]
+        html = re.sub(r"</?(span|code|a|em|strong|b|i|sub|sup)\b[^>]*>|¶", "", html)
+        parts.append(html_lib.unescape(re.sub(r"<[^>]+>", " ", html)))
+    text = " ".join(" ".join(parts).split())
+    return text.replace("\u2019", "'").replace("\u201c", '"').replace("\u201d", '"')
+
+
+def test_no_former_page_is_lost(site: Path):
+    text = site_text(site)
+    missing = {page: [t for t in texts if " ".join(t.split()) not in text]
+               for page, texts in FORMER_CONTENT.items()}
+    assert {p: m for p, m in missing.items() if m} == {}
+
+
+def test_sidebar_shows_one_page_per_topic(browser, site: Path):
+    open_page(browser, site, "index.html")
+    top = browser.execute_script(
+        "return [...document.querySelectorAll('.sidebar-tree > ul > li.toctree-l1 > a')]"
+        ".map(a => a.textContent.trim())")
+    assert top == TOPICS
+    screenshot(browser, "site-index")
+
+
+@pytest.mark.parametrize(("old", "new"), sorted(MOVED.items()))
+def test_old_page_paths_lead_to_their_new_page(browser, site: Path, old: str, new: str):
+    assert (site / old).is_file() and is_redirect(site / old), old
+    target = (site / new).resolve().as_uri()
+    browser.get((site / old).as_uri() + "#auditing-a-run")
+    wait_for(browser, "return location.href.split('#')[0] === arguments[0]".replace(
+        "arguments[0]", repr(target)), f"{old} to lead to {new}")
+    assert browser.execute_script("return location.hash") == "#auditing-a-run"  # kept
+    title = browser.execute_script("return document.querySelector('article h1').innerText")
+    assert title.strip()
+
+
+def test_no_two_pages_differ_only_in_case(site: Path):
+    pages = [str(p.relative_to(site)).lower() for p in site.rglob("*.html")
+             if not is_redirect(p)]
+    assert len(pages) == len(set(pages))

@@ -44,7 +44,12 @@ from .trackers import MLflow, TensorBoard, WandB  # trackers are callbacks too
 __all__ = ["PAUSE", "STOP", "EarlyStopping", "MLflow", "ReduceLROnPlateau", "TensorBoard",
            "WandB", "plateau_rate"]
 
+#: Return this from a callback to end the run after the current step, for good: the final
+#: evaluation and checkpoint follow, and a resume changes nothing. It is the string ``"stop"``.
 STOP = "stop"
+#: Return this from a callback to end this call of ``fit`` after the current step, with an
+#: evaluation and a checkpoint; ``fit(resume=True)`` continues the run later. It is the string
+#: ``"pause"``.
 PAUSE = "pause"
 
 

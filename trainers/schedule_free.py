@@ -10,9 +10,9 @@ published equations):
     y_t &= (1-\beta)\, z_t + \beta\, x_t, \qquad g_t = \nabla f(y_t) \\
     \gamma_t &= \gamma \cdot \min(1, t / T_{warmup}) \quad
         (\text{AdamW: also} \cdot \sqrt{1-\beta_2^t}) \\
-    z_{t+1} &= z_t - \gamma_t\, (g_t + \lambda y_t) \quad
-        (\text{AdamW: } z_t - \gamma_t\, g_t / (\sqrt{v_t} + \epsilon) - \gamma_t \lambda y_t,
-        \ v_t = \beta_2 v_{t-1} + (1-\beta_2)\, g_t^2) \\
+    z_{t+1} &= z_t - \gamma_t\, (g_t + \lambda y_t) \\
+    z_{t+1} &= z_t - \gamma_t\, g_t / (\sqrt{v_t} + \epsilon) - \gamma_t \lambda y_t,
+        \ v_t = \beta_2 v_{t-1} + (1-\beta_2)\, g_t^2 \quad (\text{AdamW}) \\
     c_{t+1} &= \gamma_t^2 / \textstyle\sum_{i=1}^{t} \gamma_i^2, \qquad
     x_{t+1} = (1 - c_{t+1})\, x_t + c_{t+1}\, z_{t+1}
 

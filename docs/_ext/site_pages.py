@@ -9,6 +9,10 @@
   ``__all__`` is documented without editing a page.
 - The README's quick start, as ``_generated/quickstart.py``: the page shows the code the
   wheel test runs.
+- The Results page's summary tables, from the committed ``results.json`` of the main job and of
+  the language-model comparison (``_generated/results_main.md``, ``_generated/results_lm.md``):
+  the numbers appear on two pages (the summary and the full report) but are written by hand on
+  none.
 - ``.. include-if-exists:: PATH``: includes a file when it exists at build time, else renders
   the directive's own content (the language-model guide before it is written).
 
@@ -108,7 +112,7 @@ def write_gallery(root: Path, out: Path) -> dict[str, str]:
     first: dict[str, str] = {}
     lines = [
         ".. Written by docs/_ext/site_pages.py at build time; do not edit.\n",
-        f"Drawn at build time by ``scripts/plot_schedules.py``'s code over {GALLERY_STEPS} "
+        f"Drawn at build time by the code of ``mlx-schedules plot`` over {GALLERY_STEPS} "
         "steps: the rate in solid blue, and for one-cycle and cyclical rates the momentum "
         "that goes with them in dashed orange. Each title holds the schedule's config "
         "(``from_config`` rebuilds it).\n",
@@ -155,6 +159,40 @@ def _section_title(module_name: str, sections: dict[str, str]) -> str:
     return doc.splitlines()[0].rstrip(".")
 
 
+def constant_doc(package: str, name: str) -> str | None:
+    """The ``#:`` doc comment of a public constant, read in the module that defines it.
+
+    autodoc looks for the comment only in the module it documents (the package, where the
+    name is merely imported), and otherwise shows the value's own type docstring (``str``'s
+    for ``trainers.STOP``), so the listing writes the comment out itself.
+    """
+    from sphinx.pycode import ModuleAnalyzer
+
+    module = importlib.import_module(package)
+    for path in sorted(Path(module.__file__).parent.glob("*.py")):
+        modname = package if path.stem == "__init__" else f"{package}.{path.stem}"
+        try:
+            docs = ModuleAnalyzer.for_module(modname).find_attr_docs()
+        except Exception:  # a module that cannot be analysed holds no doc comment for us
+            continue
+        comment = docs.get(("", name))
+        if comment and getattr(importlib.import_module(modname), name, None) is \
+                getattr(module, name):
+            return "\n".join(comment).strip()
+    return None
+
+
+def _data_entry(package: str, name: str, obj: Any) -> str:
+    doc = constant_doc(package, name)
+    if doc is None:
+        logger.warning("%s.%s: a public constant without a '#:' doc comment where it is "
+                       "defined (the site would show its type's docstring)", package, name,
+                       type="api")
+        doc = ""
+    body = "\n".join(f"   {line}" if line else "" for line in doc.splitlines())
+    return f".. data:: {name}\n   :value: {obj!r}\n\n{body}\n"
+
+
 def api_listing(package: str, sections: dict[str, str], images: dict[str, str]) -> str:
     """autodoc directives for every name in ``package.__all__``, grouped by defining module."""
     module = importlib.import_module(package)
@@ -177,7 +215,7 @@ def api_listing(package: str, sections: dict[str, str], images: dict[str, str]) 
             elif callable(obj):
                 lines.append(f".. autofunction:: {name}\n")
             else:
-                lines.append(f".. autodata:: {name}\n   :no-value:\n")
+                lines.append(_data_entry(package, name, obj))
             if name in images:
                 lines.append(f"   .. image:: {images[name]}\n      :alt: {name}\n"
                              f"      :class: schedule-plot\n")
@@ -261,11 +299,74 @@ def readme_quick_start(readme: Path) -> str:
     return match.group(1)
 
 
+def _bold_best(cells: list[float], text: list[str], best) -> list[str]:
+    top = best(cells)
+    return [f"**{t}**" if c == top else t for c, t in zip(cells, text)]
+
+
+def results_main(results: dict[str, Any]) -> str:
+    """The main job's final test accuracy per schedule and budget (mean of its seeds), the best
+    of each budget in bold, and the command and wall time the run recorded."""
+    from trainers.experiments.families import FAMILY_LABELS
+
+    budgets = results["budgets"]
+    columns = {b: [100 * results["measured"][f][str(b)]["final_accuracy"]
+                   for f in results["families"]] for b in budgets}
+    shown = {b: _bold_best([round(v, 1) for v in columns[b]],
+                           [f"{v:.1f}" for v in columns[b]], max) for b in budgets}
+    lines = ["| schedule | " + " | ".join(map(str, budgets[:-1])) + f" | {budgets[-1]} steps |",
+             "|---|" + "---|" * len(budgets)]
+    for k, family in enumerate(results["families"]):
+        lines.append(f"| {FAMILY_LABELS.get(family, family)} | "
+                     + " | ".join(shown[b][k] for b in budgets) + " |")
+    runs = results["runs"] if isinstance(results["runs"], int) else len(results["runs"])
+    return ("\n".join(lines) + "\n\n"
+            f"Command: `{_as_command(results['command'])}`; {results['machine']}; the whole run "
+            f"took {results['wall_time_s']:.0f} s ({runs} training runs).\n")
+
+
+def results_lm(results: dict[str, Any]) -> str:
+    """The language-model comparison's test bits per byte (mean ± std over seeds), the best
+    of each budget in bold, and the command and wall time the run recorded."""
+    from trainers.experiments.comparison_lm import LM_LABELS
+
+    budgets = results["budgets"]
+    means = {b: [results["measured"][f][str(b)]["test_bpb"] for f in results["families"]]
+             for b in budgets}
+    texts = {b: [f"{results['measured'][f][str(b)]['test_bpb']:.3f} ± "
+                 f"{results['measured'][f][str(b)]['test_bpb_std']:.3f}"
+                 for f in results["families"]] for b in budgets}
+    shown = {b: _bold_best([round(v, 3) for v in means[b]], texts[b], min) for b in budgets}
+    lines = ["| schedule | " + " | ".join(map(str, budgets[:-1])) + f" | {budgets[-1]} steps |",
+             "|---|" + "---|" * len(budgets)]
+    for k, family in enumerate(results["families"]):
+        lines.append(f"| {LM_LABELS.get(family, family)} | "
+                     + " | ".join(shown[b][k] for b in budgets) + " |")
+    runs = results["runs"] if isinstance(results["runs"], int) else len(results["runs"])
+    return ("\n".join(lines) + "\n\n"
+            f"Command: `{_as_command(results['command'])}`; {results['machine']}; the whole run "
+            f"took {results['wall_time_s']:.0f} s of wall time ({runs} training runs).\n")
+
+
+def _as_command(recorded: str) -> str:
+    """A recorded command line as a reader runs it today: ``python scripts/X.py`` was the
+    checkout's wrapper of ``mlx-schedules SUB``."""
+    names = {"compare_schedules": "compare", "compare_lm": "compare-lm"}
+    return re.sub(r"python scripts/(\w+)\.py",
+                  lambda m: f"mlx-schedules {names.get(m.group(1), m.group(1))}", recorded)
+
+
 def generate(app: Sphinx) -> None:
     docs = Path(app.srcdir)
     root = docs.parent
     out = docs / "_generated"
     _write_if_changed(out / "quickstart.py", readme_quick_start(root / "README.md").encode())
+    import json
+
+    for name, source, write in (("results_main.md", "comparison", results_main),
+                                ("results_lm.md", "comparison_lm", results_lm)):
+        results = json.loads((docs / source / "results.json").read_text(encoding="utf-8"))
+        _write_if_changed(out / name, write(results).encode())
     images = write_gallery(root, out)
     _write_if_changed(out / "schedules_api.rst",
                       api_listing("mlx_schedules", SCHEDULE_SECTIONS, images).encode())

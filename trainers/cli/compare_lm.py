@@ -19,9 +19,9 @@ range-test`` takes each schedule's peak from it (its family's suggestion) instea
 lost at it. ``--study`` runs the LM study instead (``trainers.experiments.lm_study``: two model
 sizes, two token budgets each, the schedules of current practice; ``--tiny`` for a quick check).
 
-Writes to ``--out-dir``: ``comparison.md`` (the measured tables, a "what the seed claims / what
-we measured" table written from the numbers, the source article's table, the command and the
-timings),
+Writes to ``--out-dir``: ``comparison.md`` (the measured tables, a "what the source article
+claims / what we measured" table written from the numbers, the source article's table, the
+command and the timings),
 ``comparison.png`` (logged rates and beta1, training loss, the budget sweep, the tuning curves)
 and ``results.json`` (every number, each run's logged rates and losses at the largest budget).
 Needs mlx-lm (``pip install 'mlx-schedules[lm]'``).

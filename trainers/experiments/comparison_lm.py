@@ -478,7 +478,7 @@ def _cell(results: Mapping[str, Any], family: str, budget: int) -> tuple[float |
 def _verdict(diff: float, noise: float, better: str, worse: str) -> str:
     """Words for a difference in bits per byte (negative: the first schedule is better)."""
     if abs(diff) <= noise:
-        return "within the seed noise"
+        return "within the noise between seeds"
     return better if diff < 0 else worse
 
 
