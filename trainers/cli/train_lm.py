@@ -71,6 +71,7 @@ from trainers.lm import (
     load_jsonl_dir,
     load_model_dir,
     model_config,
+    read_config,
     save_adapters,
     save_model_dir,
     stdlib_corpus,
@@ -280,19 +281,9 @@ def read_settings(run_dir: str) -> dict[str, Any]:
 def read_json_object(path: str, what: str) -> dict[str, Any]:
     """A JSON object from ``path``; a SettingsError names the file and the line otherwise."""
     try:
-        with open(path, encoding="utf-8") as f:
-            value = json.load(f)
-    except UnicodeDecodeError as e:
-        raise SettingsError(f"{what}: {path}: not UTF-8 text (byte {e.start})") from None
-    except json.JSONDecodeError as e:
-        raise SettingsError(f"{what}: {path} line {e.lineno} column {e.colno}: not valid JSON "
-                            f"({e.msg})") from None
-    except OSError as e:
-        raise SettingsError(f"{what}: cannot read {path}: {e.strerror or e}") from None
-    if not isinstance(value, dict):
-        raise SettingsError(f"{what}: {path} must hold a JSON object, got "
-                            f"{type(value).__name__}")
-    return value
+        return read_config(path)
+    except ValueError as e:
+        raise SettingsError(f"{what}: {e}") from None
 
 
 def _given_settings(args: argparse.Namespace) -> dict[str, Any]:

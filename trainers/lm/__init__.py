@@ -50,6 +50,7 @@ from .models import (
     load_model_dir,
     mlx_lm_module,
     model_config,
+    read_config,
     save_model_dir,
 )
 
@@ -58,7 +59,8 @@ __all__ = [
     "DataFileError", "adapter_weights", "apply_lora", "build_model", "corpus_batches",
     "docstring_examples", "encode_rows", "example_batches", "generate_tokens", "load_jsonl_dir",
     "load_model_dir", "make_local_model_dir", "mlx_lm_module", "model_config",
-    "read_adapter_config", "read_jsonl", "row_form", "save_adapter_file", "save_adapters",
+    "read_adapter_config", "read_config", "read_jsonl", "row_form", "save_adapter_file",
+    "save_adapters",
     "save_model_dir", "stdlib_corpus", "stdlib_files", "unigram_entropy", "validation_batches",
     "validation_metrics", "write_example_data", "write_tiny_model",
 ]

@@ -126,11 +126,12 @@ def load_model_dir(path: str | os.PathLike) -> tuple[nn.Module, Any, dict[str, A
 
 
 def read_config(path: str | os.PathLike) -> dict[str, Any]:
-    """A model's ``config.json``, which must hold a JSON object.
+    """A model's ``config.json`` (or any JSON file that must hold an object: the commands read
+    their own settings files with it too).
 
     Raises:
-        ValueError: the file is not UTF-8, not JSON or not an object; the message names the
-            file and, for bad JSON, the line and column.
+        ValueError: the file cannot be read, is not UTF-8, not JSON or not an object; the
+            message names the file and, for bad JSON, the line and column.
 
     Example:
         >>> import tempfile
@@ -150,6 +151,8 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
     except json.JSONDecodeError as e:
         raise ValueError(f"{path} line {e.lineno} column {e.colno}: not valid JSON "
                          f"({e.msg})") from None
+    except OSError as e:
+        raise ValueError(f"cannot read {path}: {e.strerror or e}") from None
     if not isinstance(config, dict):
         raise ValueError(f"{path}: must hold a JSON object, got {type(config).__name__}")
     return config
