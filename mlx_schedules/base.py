@@ -14,7 +14,7 @@ from typing import Any
 import mlx.core as mx
 import numpy as np
 
-from ._checks import MAX_STEP, MAX_STEP_TEXT
+from .checks import MAX_STEP, MAX_STEP_TEXT
 
 StepFunction = Callable[[mx.array], mx.array]
 

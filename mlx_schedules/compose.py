@@ -8,7 +8,9 @@ from collections.abc import Callable, Sequence
 
 import mlx.core as mx
 
-from ._checks import (
+from ._math import blend, half_cosine, to_float, warmup_fraction
+from .base import StepFunction, body_of, bounded, magnitude_of
+from .checks import (
     FLOAT32_MAX,
     check_choice,
     check_increasing_ints,
@@ -16,8 +18,6 @@ from ._checks import (
     check_real,
     check_span,
 )
-from ._math import blend, half_cosine, to_float, warmup_fraction
-from .base import StepFunction, body_of, bounded, magnitude_of
 from .config import register
 
 DECAY_SHAPES = ("linear", "cosine", "sqrt")

@@ -10,17 +10,6 @@ from typing import Any
 
 import mlx.core as mx
 
-from ._checks import (
-    MAX_STEP,
-    MAX_STEP_TEXT,
-    check_choice,
-    check_growth,
-    check_int,
-    check_ordered,
-    check_positive,
-    check_real,
-    check_span,
-)
 from ._math import (
     MAX_SELECT_CHAIN,
     blend,
@@ -33,6 +22,17 @@ from ._math import (
     to_float,
 )
 from .base import StepFunction, bounded
+from .checks import (
+    MAX_STEP,
+    MAX_STEP_TEXT,
+    check_choice,
+    check_growth,
+    check_int,
+    check_ordered,
+    check_positive,
+    check_real,
+    check_span,
+)
 from .config import register
 
 CYCLIC_MODES = ("triangular", "triangular2", "exp_range")

@@ -9,18 +9,6 @@ from typing import Any
 
 import mlx.core as mx
 
-from ._checks import (
-    MAX_STEP,
-    check_bool,
-    check_choice,
-    check_growth,
-    check_increasing_ints,
-    check_int,
-    check_positive,
-    check_real,
-    check_reals,
-    check_span,
-)
 from ._math import (
     MAX_SELECT_CHAIN,
     blend,
@@ -34,6 +22,18 @@ from ._math import (
     to_float,
 )
 from .base import StepFunction, bounded
+from .checks import (
+    MAX_STEP,
+    check_bool,
+    check_choice,
+    check_growth,
+    check_increasing_ints,
+    check_int,
+    check_positive,
+    check_real,
+    check_reals,
+    check_span,
+)
 from .config import register
 
 

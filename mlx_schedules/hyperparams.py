@@ -26,8 +26,8 @@ from typing import Any
 import mlx.core as mx
 import mlx.optimizers as optim
 
-from ._checks import check_real
 from ._mlx_compat import ScheduledValue, remove_schedule, set_schedule
+from .checks import check_real
 
 # Which hyperparameters can be scheduled, by the class that defines them. An optimizer
 # takes the entry of the first of these classes along its method resolution order, so a

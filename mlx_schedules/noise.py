@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 import mlx.core as mx
 
-from ._checks import FLOAT32_MAX, check_int, check_real
 from ._math import counter_normal, splitmix64_host
 from .base import StepFunction, body_of, bounded, magnitude_of
+from .checks import FLOAT32_MAX, check_int, check_real
 from .config import register
 
 

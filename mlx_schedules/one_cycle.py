@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import mlx.core as mx
 
-from ._checks import check_bool, check_choice, check_int, check_ordered, check_real
 from ._math import half_cosine, split, to_float
 from .base import StepFunction, bounded
+from .checks import check_bool, check_choice, check_int, check_ordered, check_real
 from .config import register
 
 ANNEAL_STRATEGIES = ("cos", "linear")

@@ -7,9 +7,9 @@ import math
 
 import mlx.core as mx
 
-from ._checks import FLOAT32_MAX, MAX_STEP, check_choice, check_int, check_positive, check_real
 from ._math import to_float
 from .base import StepFunction, bounded
+from .checks import FLOAT32_MAX, MAX_STEP, check_choice, check_int, check_positive, check_real
 from .config import register
 
 POWER_DECAY_SHAPES = ("exponential", "linear")

@@ -11,9 +11,9 @@ import math
 
 import mlx.core as mx
 
-from ._checks import check_choice, check_int, check_ordered, check_positive
 from ._math import to_float
 from .base import StepFunction, bounded
+from .checks import check_choice, check_int, check_ordered, check_positive
 from .config import register, register_alias
 
 SWEEP_MODES = ("exponential", "linear")

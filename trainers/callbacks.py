@@ -35,8 +35,8 @@ import mlx.core as mx
 import mlx.optimizers as optim
 import numpy as np
 
-from mlx_schedules._checks import check_choice, check_int, check_real
 from mlx_schedules._mlx_compat import schedules_of, set_schedule
+from mlx_schedules.checks import check_choice, check_int, check_real
 
 from .optimizers import optimizer_parts
 from .trackers import MLflow, TensorBoard, WandB  # trackers are callbacks too

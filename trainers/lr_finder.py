@@ -71,8 +71,8 @@ import numpy as np
 from mlx.utils import tree_flatten
 
 import mlx_schedules
-from mlx_schedules._checks import check_choice, check_int, check_real
 from mlx_schedules._mlx_compat import remove_schedule, schedules_of, set_schedule
+from mlx_schedules.checks import check_choice, check_int, check_real
 
 from .callbacks import STOP
 from .checkpoint import _set_leaf

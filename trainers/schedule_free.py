@@ -39,7 +39,7 @@ import mlx.core as mx
 import mlx.optimizers as optim
 from mlx.utils import tree_map
 
-from mlx_schedules._checks import check_int, check_real
+from mlx_schedules.checks import check_int, check_real
 
 __all__ = ["ScheduleFreeAdamW", "ScheduleFreeSGD", "is_schedule_free"]
 

@@ -2,7 +2,7 @@
 
 Every keyword of :class:`trainers.Trainer` that shapes the run is a field here. The fields are
 checked in :meth:`TrainerSettings.__post_init__` with the same vocabulary as the schedules
-(:mod:`mlx_schedules._checks`): a wrong type raises ``TypeError`` and a wrong value
+(:mod:`mlx_schedules.checks`): a wrong type raises ``TypeError`` and a wrong value
 ``ValueError``, naming the keyword and the value, before anything is written to disk.
 """
 
@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from mlx_schedules._checks import check_bool, check_choice, check_int, check_real
+from mlx_schedules.checks import check_bool, check_choice, check_int, check_real
 
 from .train_state import PRECISIONS
 

@@ -18,7 +18,7 @@ import mlx.nn as nn
 import mlx.optimizers as optim
 from mlx.utils import tree_map, tree_reduce
 
-from mlx_schedules._checks import check_choice
+from mlx_schedules.checks import check_choice
 
 from .train_state import (
     COMPUTE_DTYPES,

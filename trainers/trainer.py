@@ -23,7 +23,7 @@ import mlx.optimizers as optim
 import numpy as np
 from mlx.utils import tree_flatten
 
-from mlx_schedules._checks import check_int
+from mlx_schedules.checks import check_int
 
 from .callbacks import PAUSE, STOP
 from .checkpoint import (

@@ -12,7 +12,7 @@ import json
 import math
 from typing import Any
 
-from mlx_schedules._checks import check_int
+from mlx_schedules.checks import check_int
 from trainers.experiments.config import (
     DEFAULT_CONFIG,
     ConfigError,

@@ -31,7 +31,7 @@ from typing import Any
 import mlx.optimizers as optim
 
 import mlx_schedules as ms
-from mlx_schedules._checks import check_bool, check_choice, check_float32, check_int, check_real
+from mlx_schedules.checks import check_bool, check_choice, check_float32, check_int, check_real
 from trainers.schedule_free import ScheduleFreeAdamW, ScheduleFreeSGD
 
 from .datasets import DATASETS, DataError, DatasetUnavailable, check_available

@@ -1,4 +1,5 @@
-"""Argument validation shared by every schedule factory.
+"""Argument validation shared by every schedule factory, and by the trainer and the command
+line (one vocabulary for the whole project: import it as ``mlx_schedules.checks``).
 
 Each check raises at build time with the parameter's name and the value received, so
 that a bad argument is reported where it was written, not deep inside a compiled step.
