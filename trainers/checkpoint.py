@@ -19,12 +19,15 @@ It is first written as ``step_<n>.tmp/`` (every file fsynced, the manifest last)
 renamed, so a run killed while writing leaves either the complete directory or a ``.tmp`` one,
 which is ignored and later removed by :func:`prune_checkpoints`. Nothing is pickled.
 
-Loading verifies sizes and digests first (:func:`verify_checkpoint`, every file hashed in
-parallel threads), so a checkpoint
-altered in place, truncated or half-copied is reported, naming the file, instead of being
-used. :func:`find_resumable` picks the newest checkpoint that verifies and reports the newer
-ones that did not; :func:`quarantine` renames a bad one to ``step_<n>.corrupt`` (kept for
-inspection, never deleted, ignored by listing and pruning).
+Loading verifies sizes and digests before anything is changed, so a checkpoint altered in
+place, truncated or half-copied is reported, naming the file, instead of being used. Each
+array file is read once: its digest is computed from the bytes MLX read (the header, then each
+array's memory in file order), so what is verified is exactly what is loaded, at little more
+than the cost of a plain ``mx.load``; :func:`verify_checkpoint` alone hashes the files as it
+reads them, in parallel threads. :func:`find_resumable` picks the newest checkpoint that
+verifies and reports the newer ones that did not (and can keep what it read for the load that
+follows); :func:`quarantine` renames a bad one to ``step_<n>.corrupt`` (kept for inspection,
+never deleted, ignored by listing and pruning).
 
 **Format 1** (before manifests): a directory without ``manifest.json`` whose ``meta.json`` says
 ``"format_version": 1`` is still listed and loaded, with a warning that it is unverified. To
@@ -40,7 +43,8 @@ import re
 import stat
 import warnings
 from collections.abc import Iterable
-from typing import Any, cast
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, NamedTuple, cast
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -54,6 +58,7 @@ from .errors import CheckpointError, CheckpointFileMissing, StorageError
 __all__ = [
     "FORMAT_VERSION",
     "TRAINER_META_KEYS",
+    "drop_kept",
     "find_resumable",
     "finite_flags",
     "list_checkpoints",
@@ -195,16 +200,22 @@ def save_checkpoint(
         entries = {}
         algorithm = digests.default_algorithm()
         weights = dict(tree_flatten(model.parameters()))
-        entries["model.safetensors"] = files.save_safetensors(
-            os.path.join(tmp, "model.safetensors"), weights, algorithm=algorithm)
-        entries["optimizer.safetensors"] = files.save_safetensors(
-            os.path.join(tmp, "optimizer.safetensors"), dict(tree_flatten(optimizer.state)),
-            algorithm=algorithm)
-        if train_state:
-            entries[TRAIN_STATE] = files.save_safetensors(
-                os.path.join(tmp, TRAIN_STATE), dict(tree_flatten(train_state)),
-                algorithm=algorithm)
-        entries["meta.json"] = _write_new(os.path.join(tmp, "meta.json"), meta_bytes, algorithm)
+        # Each file is fsynced in the background while the next is written; all are on disk
+        # before the manifest, written last, says they are complete.
+        with files.BackgroundSync() as syncer:
+            entries["model.safetensors"] = files.save_safetensors(
+                os.path.join(tmp, "model.safetensors"), weights, algorithm=algorithm,
+                syncer=syncer)
+            entries["optimizer.safetensors"] = files.save_safetensors(
+                os.path.join(tmp, "optimizer.safetensors"), dict(tree_flatten(optimizer.state)),
+                algorithm=algorithm, syncer=syncer)
+            if train_state:
+                entries[TRAIN_STATE] = files.save_safetensors(
+                    os.path.join(tmp, TRAIN_STATE), dict(tree_flatten(train_state)),
+                    algorithm=algorithm, syncer=syncer)
+            entries["meta.json"] = _write_new(os.path.join(tmp, "meta.json"), meta_bytes,
+                                              algorithm, syncer)
+            syncer.wait()
         manifest = {
             "format_version": FORMAT_VERSION,
             "files": {name: {"bytes": size, algorithm: digest}
@@ -226,8 +237,9 @@ def save_checkpoint(
     return final
 
 
-def _write_new(path: str, data: bytes, algorithm: str) -> tuple[int, str]:
-    with files.NewFile(path, algorithm=algorithm) as f:
+def _write_new(path: str, data: bytes, algorithm: str,
+               syncer: files.BackgroundSync | None = None) -> tuple[int, str]:
+    with files.NewFile(path, algorithm=algorithm, syncer=syncer) as f:
         f.write(data)
     return f.size, f.digest
 
@@ -406,6 +418,126 @@ def _check_files(path: str, manifest: dict[str, tuple[int, str, str]]) -> None:
                 "the manifest's (the file was altered after it was saved)")
 
 
+def _safetensors_layout(fd: int, path: str, size: int) -> tuple[bytes, list[tuple[str, int]]]:
+    """A safetensors file's leading bytes (length prefix and JSON header) and its tensors'
+    ``(name, bytes)`` in file order, checked to tile the rest of the file exactly."""
+    def bad(why: str) -> CheckpointError:
+        return CheckpointError(f"corrupt checkpoint file {path}: {why}")
+
+    prefix = os.pread(fd, 8, 0)
+    if len(prefix) < 8:
+        raise bad("shorter than a safetensors header")
+    length = int.from_bytes(prefix, "little")
+    if length > size - 8:
+        raise bad(f"its header claims {length} bytes, more than the file holds")
+    header = prefix + os.pread(fd, length, 8)
+    try:
+        table = json.loads(header[8:].decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise bad(f"its header is not valid JSON: {e}") from e
+    spans = []
+    for name, entry in table.items() if isinstance(table, dict) else []:
+        if name == "__metadata__":
+            continue
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        if (not isinstance(offsets, list) or len(offsets) != 2
+                or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)):
+            raise bad(f"no valid data_offsets for {name!r} in its header")
+        spans.append((offsets[0], offsets[1], name))
+    spans.sort()
+    end = 0
+    for begin, stop, name in spans:
+        if begin != end or stop < begin:
+            raise bad(f"its header's offsets leave a gap or overlap at {name!r}")
+        end = stop
+    if 8 + length + end != size:
+        raise bad(f"its header describes {8 + length + end} bytes, the file holds {size}")
+    return header, [(name, stop - begin) for begin, stop, name in spans]
+
+
+def _digest_of_loaded(algorithm: str, header: bytes, layout: list[tuple[str, int]],
+                      arrays: dict[str, mx.array]) -> str | None:
+    """The digest of the file ``arrays`` were read from, computed from the header and the
+    arrays' own memory (no second read of the file); ``None`` when the arrays do not fit the
+    layout."""
+    digest = digests.Digest(algorithm)
+    digest.update(header)
+    if len(arrays) != len(layout):
+        return None
+    for name, size in layout:
+        value = arrays.get(name)
+        if value is None or value.nbytes != size:
+            return None
+        if size:
+            # no copy: the array's own bytes (MLX arrays export the buffer protocol; the
+            # stubs do not say so)
+            digest.update(memoryview(cast(Any, value)).cast("B"))
+    return digest.hexdigest()
+
+
+class _Loaded(NamedTuple):
+    """One array file of a checkpoint, read and verified: its arrays, and the names of those
+    holding NaN or inf (checked while the file was hashed)."""
+    arrays: dict[str, mx.array]
+    non_finite: list[str]
+
+
+def _read_verified(path: str) -> dict[str, _Loaded] | None:
+    """Every safetensors file of a checkpoint, read once and verified against the manifest.
+
+    Each file is read by MLX, and its digest computed from the bytes MLX read (the header
+    read here, then every array's memory in file order): what is checked is exactly what is
+    loaded, with one read of each file. The other files (``meta.json``) are hashed as read.
+    A file that MLX cannot parse is hashed as read, so that an altered file is reported as
+    altered. Returns ``None`` for a format-1 checkpoint (no manifest; nothing verified).
+    """
+    path = os.fspath(path)
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"checkpoint directory not found: {path}")
+    if os.path.islink(path):
+        raise CheckpointError(f"checkpoint {path} is a symbolic link")
+    manifest = _read_manifest(path)
+    if manifest is None:
+        return None
+    tensors = {name: entry for name, entry in manifest.items() if name.endswith(".safetensors")}
+    _check_files(path, {name: e for name, e in manifest.items() if name not in tensors})
+    layouts, loaded = {}, {}
+    for name, (size, algorithm, _) in tensors.items():
+        digests.Digest(algorithm)  # DigestUnavailable before anything is read
+        full = os.path.join(path, name)
+        fd = _open_checked(full, size)
+        try:
+            layouts[name] = _safetensors_layout(fd, full, size)
+            loaded[name] = cast(dict[str, mx.array], mx.load(full))
+        except (CheckpointError, RuntimeError, ValueError) as e:
+            _check_files(path, {name: manifest[name]})  # altered: says so, naming the file
+            if isinstance(e, CheckpointError):
+                raise
+            raise CheckpointError(f"corrupt checkpoint file {full}: {e}") from e
+        except OSError as e:
+            raise files.storage_error(e, full, "read") from e
+        finally:
+            os.close(fd)
+    try:
+        mx.eval(loaded)  # host waits: every file read now, all at once
+    except (RuntimeError, ValueError) as e:
+        _check_files(path, tensors)
+        raise CheckpointError(f"corrupt checkpoint {path}: {e}") from e
+    # Hash in a second thread while this one checks finiteness: both read the same memory,
+    # and both NumPy and the hashes release the GIL. A digest error is reported first.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        found = [pool.submit(_digest_of_loaded, algorithm, *layouts[name], loaded[name])
+                 for name, (_, algorithm, _) in tensors.items()]
+        non_finite = {name: _non_finite(arrays) for name, arrays in loaded.items()}
+        for future, (name, (_, algorithm, digest)) in zip(found, tensors.items(), strict=True):
+            if future.result() != digest:
+                raise CheckpointError(
+                    f"corrupt checkpoint file {os.path.join(path, name)}: its "
+                    f"{digests.label(algorithm)} differs from the manifest's (the file was "
+                    "altered after it was saved)")
+    return {name: _Loaded(arrays, non_finite[name]) for name, arrays in loaded.items()}
+
+
 def verify_checkpoint(path: str) -> None:
     """Check that every file of a checkpoint is present with its recorded size and digest
     (BLAKE3 or SHA-256, as the manifest says; see :mod:`trainers.digests`).
@@ -439,8 +571,41 @@ def verify_checkpoint(path: str) -> None:
     _check_files(path, manifest)
 
 
-def find_resumable(root: str, *, quarantine_bad: bool = False, required: Iterable[str] = ()
-                   ) -> tuple[str | None, list[tuple[str, str]]]:
+# What find_resumable(keep_loaded=True) read of the checkpoint it chose, for the
+# load_checkpoint of the same checkpoint that follows (a resume then reads each file once):
+# [(path, identity of its files, what was read)]; at most one, taken by the next load.
+_KEPT: list[tuple[str, tuple | None, dict[str, _Loaded]]] = []
+
+
+def _identity(path: str) -> tuple | None:
+    """Each file's name, inode, size and modification time: changes when a file does."""
+    found = []
+    try:
+        for name in sorted(os.listdir(path)):
+            st = os.lstat(os.path.join(path, name))
+            found.append((name, st.st_ino, st.st_size, st.st_mtime_ns))
+    except OSError:
+        return None
+    return tuple(found)
+
+
+def _take_kept(path: str) -> dict[str, _Loaded] | None:
+    """What find_resumable kept of ``path``, if its files are unchanged since (then taken)."""
+    if not _KEPT:
+        return None
+    kept_path, identity, loaded = _KEPT.pop()
+    if os.path.normpath(kept_path) != os.path.normpath(path):
+        return None
+    return loaded if identity is not None and _identity(path) == identity else None
+
+
+def drop_kept() -> None:
+    """Forget what :func:`find_resumable` kept for a load that will not come (memory)."""
+    _KEPT.clear()
+
+
+def find_resumable(root: str, *, quarantine_bad: bool = False, required: Iterable[str] = (),
+                   keep_loaded: bool = False) -> tuple[str | None, list[tuple[str, str]]]:
     """The newest checkpoint under ``root`` fit to resume from, and the newer ones that are not.
 
     Every ``step_<n>`` entry is tried, newest first: it must verify (:func:`verify_checkpoint`),
@@ -449,6 +614,12 @@ def find_resumable(root: str, *, quarantine_bad: bool = False, required: Iterabl
     state). Returns ``(path or None, [(path, reason), ...])`` with the rejected newer
     entries, newest first. With ``quarantine_bad`` each rejected one is renamed ``.corrupt``
     (:func:`quarantine`) and reported under its new name; nothing is ever deleted.
+
+    Finding a checkpoint fit to resume reads all of it. With ``keep_loaded`` what was read is
+    kept for the :func:`load_checkpoint` of the same checkpoint that comes next (the trainer's
+    resume), which then uses it instead of reading the files again, provided they are
+    unchanged (same inode, size and modification time); :func:`drop_kept` releases it when no
+    load follows.
 
     Example:
         >>> import tempfile, mlx.nn as nn, mlx.optimizers as optim
@@ -465,16 +636,20 @@ def find_resumable(root: str, *, quarantine_bad: bool = False, required: Iterabl
             if not _is_real_dir(path):
                 raise CheckpointError(f"checkpoint {path} is not a directory (a symbolic link "
                                       "or a file)")
-            verify_checkpoint(path)
+            identity = _identity(path)  # before reading: a change while reading shows
+            loaded = _read_verified(path)
             _check_meta(_load_json(os.path.join(path, "meta.json"), "meta.json"),
                         os.path.join(path, "meta.json"), required)
             for name in (*_FILES[:2], *([TRAIN_STATE] if _has_train_state(path) else [])):
-                _check_finite(path, _read_arrays(os.path.join(path, name)), name)
+                _check_finite(path, _loaded(path, loaded, name), name)
         except (CheckpointError, StorageError) as e:
             if quarantine_bad:
                 path = quarantine(path)
             rejected.append((path, str(e)))
             continue
+        _KEPT.clear()
+        if keep_loaded and loaded is not None:
+            _KEPT.append((path, identity, loaded))
         return path, rejected
     return None, rejected
 
@@ -572,7 +747,13 @@ def finite_flags(arrays: list[mx.array]) -> list[bool]:
             except (TypeError, ValueError, RuntimeError):
                 continue
             if host.dtype.kind in "fc":
-                flags[i] = bool(np.isfinite(host).all())
+                # A finite sum proves every element finite (NaN and inf propagate through a
+                # sum) in one pass without a temporary; an overflowing sum of finite values
+                # falls through to the element-wise check.
+                wide = np.float32 if host.dtype == np.float16 else None
+                with np.errstate(all="ignore"):
+                    total = np.add.reduce(host, axis=None, dtype=wide)
+                flags[i] = bool(np.isfinite(total)) or bool(np.isfinite(host).all())
     rest = [i for i, f in enumerate(flags) if f is None]
     if rest:
         finite = mx.stack([mx.all(mx.isfinite(arrays[i])) for i in rest])
@@ -582,15 +763,29 @@ def finite_flags(arrays: list[mx.array]) -> list[bool]:
     return [bool(f) for f in flags]
 
 
-def _check_finite(path: str, weights: dict[str, mx.array], name: str = "model.safetensors"
-                  ) -> None:
-    floats = [(k, v) for k, v in weights.items() if mx.issubdtype(v.dtype, mx.inexact)]
-    if not floats:
+def _non_finite(arrays: dict[str, mx.array]) -> list[str]:
+    """The names of the floating-point arrays holding NaN or inf."""
+    floats = [(k, v) for k, v in arrays.items() if mx.issubdtype(v.dtype, mx.inexact)]
+    flags = finite_flags([v for _, v in floats]) if floats else []
+    return [k for (k, _), ok in zip(floats, flags, strict=True) if not ok]
+
+
+def _loaded(path: str, loaded: dict[str, _Loaded] | None, name: str) -> _Loaded:
+    """An array file of a checkpoint: from what :func:`_read_verified` read, or (format 1,
+    no manifest) read now, unverified."""
+    if loaded is not None:
+        if name in loaded:
+            return loaded[name]
+        raise CheckpointFileMissing(
+            f"checkpoint file missing: {os.path.join(path, name)} (not in its manifest)")
+    arrays = _read_arrays(os.path.join(path, name))
+    return _Loaded(arrays, _non_finite(arrays))
+
+
+def _check_finite(path: str, file: _Loaded, name: str = "model.safetensors") -> None:
+    bad = file.non_finite
+    if not bad:
         return
-    flags = finite_flags([v for _, v in floats])
-    if all(flags):
-        return
-    bad = [k for (k, _), ok in zip(floats, flags, strict=True) if not ok]
     raise CheckpointError(
         f"checkpoint {path} holds non-finite {_WHAT.get(name, name)} (NaN or inf) in "
         f"{name}: {bad[:5]}; it cannot be resumed from (resume from an older checkpoint)")
@@ -648,19 +843,19 @@ def load_checkpoint(path: str, model: nn.Module, optimizer: optim.Optimizer, *,
     if not os.path.isdir(path):
         raise FileNotFoundError(f"checkpoint directory not found: {path}")
     meta_path = os.path.join(path, "meta.json")
-    verify_checkpoint(path)
+    loaded = _take_kept(path) or _read_verified(path)  # find_resumable may have read it
     meta = _check_meta(_load_json(meta_path, "meta.json"), meta_path, required)
-    weights = _read_arrays(os.path.join(path, "model.safetensors"))
-    opt_state = _read_arrays(os.path.join(path, "optimizer.safetensors"))
+    weights = _loaded(path, loaded, "model.safetensors").arrays
+    opt_state = _loaded(path, loaded, "optimizer.safetensors").arrays
     _compare("model weights", path, dict(tree_flatten(model.parameters())), weights)
     _compare("optimizer state", path, dict(tree_flatten(optimizer.state)), opt_state)
-    _check_finite(path, weights)
-    _check_finite(path, opt_state, "optimizer.safetensors")
+    _check_finite(path, _loaded(path, loaded, "model.safetensors"))
+    _check_finite(path, _loaded(path, loaded, "optimizer.safetensors"), "optimizer.safetensors")
     own = {}
     if train_state:
-        own = _read_arrays(os.path.join(path, TRAIN_STATE))
+        own = _loaded(path, loaded, TRAIN_STATE).arrays
         _compare("trainer state", path, dict(tree_flatten(train_state)), own)
-        _check_finite(path, own, TRAIN_STATE)
+        _check_finite(path, _loaded(path, loaded, TRAIN_STATE), TRAIN_STATE)
     # Everything checked: now change the model and optimizer.
     model.load_weights(list(weights.items()), strict=True)
     for key, value in opt_state.items():

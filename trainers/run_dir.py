@@ -475,7 +475,9 @@ class RunDirectory:
         Raises:
             trainers.CheckpointError: checkpoints exist but none verifies (nothing is changed).
         """
-        path, broken = find_resumable(self.checkpoints, required=TRAINER_META_KEYS)
+        # keep_loaded: the load that follows uses what was read here (one read per resume)
+        path, broken = find_resumable(self.checkpoints, required=TRAINER_META_KEYS,
+                                      keep_loaded=True)
         if path is None and broken:
             reasons = "; ".join(f"{bad}: {reason}" for bad, reason in broken)
             raise CheckpointError(

@@ -28,6 +28,7 @@ from mlx_schedules.checks import check_int
 from .callbacks import PAUSE, STOP
 from .checkpoint import (
     TRAINER_META_KEYS,
+    drop_kept,
     finite_flags,
     load_checkpoint,
     prune_checkpoints,
@@ -485,15 +486,19 @@ class Trainer:
         broken: list[tuple[str, str]] = []
         if isinstance(resume, str):
             checkpoint = resume
-        elif resume and directory is not None:
-            checkpoint, broken = directory.checkpoint_to_resume()
-        self.optimizer.init(self.model.trainable_parameters())
-        for column, state, key in self.hparam_sources:
-            if state[key].size != 1:
-                raise ValueError(f"hyperparameter {column!r} is not a scalar; cannot log it")
-        self.train_state = init_train_state(self.model, precision=self.settings.precision,
-                                            ema=self.settings.ema)
-        meta = self._load(checkpoint, allowed, directory) if checkpoint else {}
+        try:
+            if not isinstance(resume, str) and resume and directory is not None:
+                # what it reads is kept for the load below (one read of the files)
+                checkpoint, broken = directory.checkpoint_to_resume()
+            self.optimizer.init(self.model.trainable_parameters())
+            for column, state, key in self.hparam_sources:
+                if state[key].size != 1:
+                    raise ValueError(f"hyperparameter {column!r} is not a scalar; cannot log it")
+            self.train_state = init_train_state(self.model, precision=self.settings.precision,
+                                                ema=self.settings.ema)
+            meta = self._load(checkpoint, allowed, directory) if checkpoint else {}
+        finally:
+            drop_kept()  # a refused resume does not hold the checkpoint in memory
         position = meta.get("data_position", {"epoch": 0, "index": 0})
         run = _Run(step=meta.get("step", 0), resumed=bool(meta), directory=directory,
                    data=BatchStream(self.source, position["epoch"], position["index"]),

@@ -49,7 +49,15 @@ def test_the_checkpoint_benchmark_reports_both_ratios(tmp_path, capsys):
     # two layers: weight + bias, each with AdamW's two moments, plus the step and the rate
     width = result["width"]
     assert result["bytes"] == 3 * 4 * 2 * (width * width + width) + 8 + 4
-    for name in ("plain_save", "our_save", "plain_load", "verified_load"):
-        assert len(result["seconds"][name]) == 2 and all(map(_positive, result["seconds"][name]))
+    seconds = result["seconds"]
+    for name in ("plain_save", "our_save", "plain_load", "verified_load", "plain_save_in_place"):
+        assert len(seconds[name]) == 2 and all(map(_positive, seconds[name]))
     assert _positive(result["ratio"]["save"]) and _positive(result["ratio"]["load"])
+    fastest = result["ratio_of_fastest"]
+    assert fastest["save"] == min(seconds["our_save"]) / min(seconds["plain_save"])
+    assert fastest["load"] == min(seconds["verified_load"]) / min(seconds["plain_load"])
+    assert fastest["save_vs_in_place"] == (min(seconds["our_save"])
+                                           / min(seconds["plain_save_in_place"]))
+    table = capsys.readouterr().out
+    assert "new files" in table and "in place" in table and "fastest rounds" in table
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.json"]  # cleaned up

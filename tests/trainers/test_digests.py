@@ -134,3 +134,13 @@ def test_the_finite_check_finds_nan_and_inf_in_every_float_dtype(dtype):
     arrays = [mx.array([1.0, 2.0], dtype=dtype), mx.array([1.0, float("nan")], dtype=dtype),
               mx.array([[float("-inf")], [0.0]], dtype=dtype), mx.zeros((0,), dtype=dtype)]
     assert finite_flags(arrays) == [True, False, False, True]
+
+
+@pytest.mark.parametrize("dtype,big", [(mx.float32, 3e38), (mx.float16, 60000.0),
+                                       (mx.bfloat16, 3e38)])
+def test_finite_values_whose_sum_overflows_are_still_finite(dtype, big):
+    """The fast path sums the array; a sum that overflows must not be taken for an inf."""
+    inf = float("inf")
+    arrays = [mx.array(v, dtype=dtype) for v in
+              ([big, big, big], [big, -big, inf], [-big, -big], [inf, -inf])]
+    assert finite_flags(arrays) == [True, False, True, False]
