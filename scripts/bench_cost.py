@@ -295,7 +295,7 @@ def markdown(rows: list[dict], grown: dict) -> str:
             f"| {r['model']} | {r['parameters'] / 1e6:.2f} M | {r['trainer_step_s'] * 1e3:.2f} | "
             f"{r['hand_step_s'] * 1e3:.2f} | {r['trainer_vs_hand']:.3f}x | "
             f"{r['trainer_share'] * 100:+.1f} % | {r['throughput_per_s']:,.0f} {r['unit']}/s | "
-            f"{r['peak_memory_bytes'] / 2**20:.1f} | {r['checkpoint_bytes'] / 1e6:.1f} | "
+            f"{r['peak_memory_bytes'] / 1e6:.1f} | {r['checkpoint_bytes'] / 1e6:.1f} | "
             f"{r['save_s']:.3f} | {r['load_s']:.3f} | {r['eval_s']:.3f} "
             f"({r['eval_batches']} batches) |")
     exponent = grown["step_time_exponent_in_parameters"]
