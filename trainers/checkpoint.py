@@ -351,7 +351,7 @@ def _read_manifest(path: str) -> dict[str, tuple[int, str, str]] | None:
         if version == 1:
             warnings.warn(
                 f"checkpoint {path} has format 1 (no manifest): its content is not verified; "
-                "resume and save again to get a verified checkpoint", stacklevel=3)
+                "resume and save again to get a verified checkpoint", stacklevel=4)
             return None
         raise CheckpointFileMissing(
             f"checkpoint file missing: {manifest_path} (an incomplete or damaged checkpoint)")
@@ -492,11 +492,7 @@ def _read_verified(path: str) -> dict[str, _Loaded] | None:
     altered. Returns ``None`` for a format-1 checkpoint (no manifest; nothing verified).
     """
     path = os.fspath(path)
-    if not os.path.isdir(path):
-        raise FileNotFoundError(f"checkpoint directory not found: {path}")
-    if os.path.islink(path):
-        raise CheckpointError(f"checkpoint {path} is a symbolic link")
-    manifest = _read_manifest(path)
+    manifest = _manifest_of(path)
     if manifest is None:
         return None
     tensors = {name: entry for name, entry in manifest.items() if name.endswith(".safetensors")}
@@ -561,14 +557,19 @@ def verify_checkpoint(path: str) -> None:
         trainers.errors.CheckpointError: corrupt checkpoint file .../meta.json: its ... differs ...
     """
     path = os.fspath(path)
+    manifest = _manifest_of(path)
+    if manifest is not None:
+        _check_files(path, manifest)
+
+
+def _manifest_of(path: str) -> dict[str, tuple[int, str, str]] | None:
+    """The manifest of the checkpoint directory ``path`` (``None``: format 1), after checking
+    that ``path`` is a directory and not a link."""
     if not os.path.isdir(path):
         raise FileNotFoundError(f"checkpoint directory not found: {path}")
     if os.path.islink(path):
         raise CheckpointError(f"checkpoint {path} is a symbolic link")
-    manifest = _read_manifest(path)
-    if manifest is None:
-        return
-    _check_files(path, manifest)
+    return _read_manifest(path)
 
 
 # What find_resumable(keep_loaded=True) read of the checkpoint it chose, for the

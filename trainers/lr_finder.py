@@ -34,9 +34,15 @@ current rate climbs back above that average).
   will be necessary when choosing a constant learning rate or the network will not begin to
   converge".
 - ``decaying`` (``cosine``, ``warmup_cosine``, ``wsd``, ``wsd_sqrt``, ``linear``,
-  ``exponential``, ``cyclic_exponential``): ``x / 5``, between the two (a decaying rate holds
-  its peak for less of the run than a constant one, more than a cycle does; no paper gives a
-  factor: ours, calibrated).
+  ``exponential``, ``cyclic_exponential``): the *same mean rate* as the constant rule. A
+  decaying schedule spends the run below its peak, on average at the fraction ``m`` of it
+  (:data:`MEAN_FRACTIONS`: 0.5 for a cosine or a linear decay to 0, 0.215 for an exponential
+  decay to peak/100, 0.875 for WSD with a 20% cooldown...), so its peak is
+  ``(x / 10) / m``: ``x / 5`` for a cosine, ``x / 2.15`` for the exponential decay. It is
+  capped at ``x / 2`` (:data:`DECAYING_CAP`): the first updates run at the peak, and ``x`` is
+  where the loss already rises (the cyclic exponential decay, ``m = 0.113``, takes the cap).
+  Matching the mean rate is our rule (for SGD the distance travelled is about the sum of the
+  rates); it gives the cosine the ``x / 5`` our first calibration found.
 - ``schedule_free``: ``3 x``, above the extremum: schedule-free training takes a large rate
   (Defazio et al. 2024 report its best rates at or above those of a scheduled run; its answer
   is an average of the iterates, which tolerates a rate the raw iterate does not). The factor
@@ -45,8 +51,12 @@ current rate climbs back above that average).
 With an adaptive optimizer (Adam, AdamW, ...: ``adaptive=True``) the extremum is no guide: on
 the byte-level language model with AdamW the smoothed loss kept falling to a rate about 100
 times the tuned peaks (a short sweep's loss falls with training progress, and AdamW's
-normalised steps do not blow up where SGD's do). There every family but schedule-free takes
-the ``valley`` rate (fastai's rule, made for Adam), and schedule-free ``3 x valley``.
+normalised steps do not blow up where SGD's do). There the base is the ``valley`` rate
+(fastai's rule, made for Adam), scaled per kind (:data:`ADAPTIVE_SCALES`): the cyclical
+families take the valley itself (their warm-up carries them to it), constant and decaying
+schedules half of it (Smith: "a smaller value will be necessary when choosing a constant
+learning rate"; the factor 2 is ours, from the byte-level language model, where the valley was
+1.8 times the tuned peak of both), and schedule-free ``3 x valley``.
 
 The calibration (ratios to the grid-tuned peaks, accuracy lost, where the rules miss) is in
 ``docs/GUIDE.md`` ("Choosing a schedule").
@@ -80,13 +90,24 @@ from .data import ArrayBatches
 from .errors import NonFiniteError
 from .trainer import Trainer
 
-__all__ = ["KIND_SCALES", "SCHEDULE_KINDS", "SUGGESTIONS", "RangeTestResult", "lr_range_test",
-           "is_adaptive", "schedule_suggestions", "smooth_losses", "suggest_lrs"]
+__all__ = ["ADAPTIVE_SCALES", "DECAYING_CAP", "KIND_SCALES", "MEAN_FRACTIONS", "SCHEDULE_KINDS",
+           "SUGGESTIONS", "RangeTestResult", "lr_range_test", "is_adaptive",
+           "schedule_suggestions", "smooth_losses", "suggest_lrs"]
 
 SUGGESTIONS = ("valley", "steepest", "minimum/10")
-#: the rule each kind of schedule takes its peak by: the curve's extremum times ``a / b``
-KIND_SCALES = {"cyclical": (1, 3), "decaying": (1, 5), "constant": (1, 10),
-               "schedule_free": (3, 1)}
+#: the peak each kind of schedule takes with SGD: the curve's extremum times ``a / b``
+#: (the decaying kind: the constant one's over the family's :data:`MEAN_FRACTIONS`)
+KIND_SCALES = {"cyclical": (1, 3), "constant": (1, 10), "schedule_free": (3, 1)}
+#: a decaying family's mean rate over a run as a fraction of its peak, at the shapes of
+#: :mod:`trainers.experiments` (warm-up 5% of the run; cosine with warm-up down to 10%; WSD and
+#: its 1-sqrt form cooling down over the last 20%; exponential decays to peak / 100; CED with
+#: 3.5 cycles), computed as the mean of the schedule over 400 updates
+MEAN_FRACTIONS = {"cosine": 0.5, "linear": 0.5, "warmup_cosine": 0.547, "wsd": 0.875,
+                  "wsd_sqrt": 0.842, "exponential": 0.215, "cyclic_exponential": 0.113}
+#: a decaying schedule's peak (SGD) is at most the extremum over this
+DECAYING_CAP = 2
+#: the peak each kind takes with an adaptive optimizer: the valley rate times this
+ADAPTIVE_SCALES = {"cyclical": 1.0, "constant": 0.5, "decaying": 0.5, "schedule_free": 3.0}
 #: the schedule families a range test suggests a peak for, and the kind of rule each uses
 SCHEDULE_KINDS = {
     "one_cycle": "cyclical", "triangular": "cyclical", "schedule_free": "schedule_free",
@@ -193,17 +214,19 @@ def schedule_suggestions(learning_rates: Sequence[float], smoothed_losses: Seque
                          skip_start: int | None = None) -> dict[str, float]:
     """A peak rate per schedule family (:data:`SCHEDULE_KINDS`), read off one smoothed curve:
     its extremum ``x`` (the rate at the smallest finite smoothed loss) scaled by the family's
-    factor (:data:`KIND_SCALES`: cyclical ``x / 3``, decaying ``x / 5``, constant ``x / 10``,
-    schedule-free ``3 x``; the rules and their sources are in the module docs). With
-    ``adaptive=True`` (an Adam-family optimizer) the base is the ``valley`` rate instead
-    (:func:`suggest_lrs`, ``skip_start`` passed on), taken as is by every family but
-    schedule-free (``3 x valley``).
+    rule (module docs: cyclical ``x / 3``, constant ``x / 10``, decaying the constant rate over
+    the family's mean fraction :data:`MEAN_FRACTIONS` and at most ``x / 2``, schedule-free
+    ``3 x``). With ``adaptive=True`` (an Adam-family optimizer) the base is the ``valley`` rate
+    instead (:func:`suggest_lrs`, ``skip_start`` passed on), times :data:`ADAPTIVE_SCALES`
+    (cyclical 1, constant and decaying 1/2, schedule-free 3).
 
     Example:
         >>> rates = [0.03, 0.3, 3.0, 30.0]
         >>> found = schedule_suggestions(rates, [2.0, 1.0, 0.5, float("nan")])
         >>> found["one_cycle"], found["cosine"], found["constant"], found["schedule_free"]
         (1.0, 0.6, 0.3, 9.0)
+        >>> round(found["exponential"], 3), found["cyclic_exponential"]  # mean rate; the cap
+        (1.395, 1.5)
     """
     finite = [(v, r) for r, v in zip(learning_rates, smoothed_losses, strict=True)
               if math.isfinite(v)]
@@ -211,11 +234,17 @@ def schedule_suggestions(learning_rates: Sequence[float], smoothed_losses: Seque
         raise FloatingPointError("the smoothed loss has no finite point")
     if adaptive:
         valley = suggest_lrs(learning_rates, smoothed_losses, skip_start=skip_start)["valley"]
-        return {family: valley * (3 if kind == "schedule_free" else 1)
-                for family, kind in SCHEDULE_KINDS.items()}
+        return {family: valley * ADAPTIVE_SCALES[kind] for family, kind in SCHEDULE_KINDS.items()}
     extremum = float(min(finite)[1])
-    return {family: extremum * KIND_SCALES[kind][0] / KIND_SCALES[kind][1]
-            for family, kind in SCHEDULE_KINDS.items()}
+    return {family: _sgd_peak(extremum, family, kind) for family, kind in SCHEDULE_KINDS.items()}
+
+
+def _sgd_peak(extremum: float, family: str, kind: str) -> float:
+    if kind == "decaying":  # the constant rule's rate over the mean fraction, capped
+        a, b = KIND_SCALES["constant"]
+        return min(extremum / DECAYING_CAP, extremum * a / (b * MEAN_FRACTIONS[family]))
+    a, b = KIND_SCALES[kind]
+    return extremum * a / b
 
 
 def is_adaptive(optimizer: Any) -> bool:

@@ -133,6 +133,50 @@ def test_compare_extends_the_grid_and_reports_both_peaks(monkeypatch):
     assert "## Range-test peak against the grid-tuned peak" in report
 
 
+def test_recheck_measures_a_large_loss_again_with_more_seeds(monkeypatch):
+    """Seeds 0 and 1 favour the tuned peak by 4 points; seeds 2 to 5 favour the suggested
+    one by 1: the 2-seed loss is 4, the 6-seed loss (4 + 4 - 4 * 1) / 6 = 2/3 points."""
+    def train_one(config, data, log_dir=None):
+        peak = config["optimizer"]["learning_rate"]["value"]
+        seed = config["training"]["seed"]
+        tuned = peak == pytest.approx(0.1)
+        acc = 0.9 + (0.04 if tuned and seed < 2 else 0) + (0.01 if not tuned and seed >= 2
+                                                             else 0)
+        return {"diverged": False, "final_accuracy": acc, "final_eval_loss": 1 - acc,
+                "best_accuracy": acc, "steps_to_target": None, "wall_time_s": 0.01,
+                "curves": {"steps": [1], "learning_rate": [peak], "momentum": [None],
+                           "loss": [1.0], "eval_steps": [1], "eval_accuracy": [acc]}}
+
+    monkeypatch.setattr(comparison, "train_one", train_one)
+    monkeypatch.setattr(comparison, "range_test", lambda *a, **k: {
+        "suggested_lr": 0.05, "min_loss_lr": 0.5, "steepest_lr": 0.01, "diverged_at": 9,
+        "suggestions_by_schedule": {"constant": 0.05}})
+    base = {"dataset": {"name": "digits", "split_seed": 0}, "model": {"kind": "mlp"},
+            "training": {}}
+    data = {k: np.zeros((10, 1)) for k in ("x_train", "y_train", "x_test", "y_test")}
+    results = comparison.compare(base, data, families=["constant"], budgets=[20],
+                                 peaks=[0.1], seeds=2, target=0.9, range_test_steps=10,
+                                 peaks_from="both", max_extra=0, recheck_seeds=6,
+                                 report=lambda line: None)
+    versus = results["versus_range_test"]["constant"]["20"]
+    assert versus["accuracy_loss_points"] == pytest.approx(4.0)
+    recheck = versus["recheck"]
+    assert recheck["seeds"] == 6
+    assert recheck["accuracy_loss_points"] == pytest.approx(2 / 3)
+    assert recheck["tuned_accuracy"] == pytest.approx(0.9 + 0.08 / 6)
+    report = comparison.markdown_report({**results, "command": "x", "machine": "m",
+                                         "wall_time_s": 1.0})
+    assert "measured again with 6 seeds" in report and "| constant | 20 |" in report
+    assert "| +0.7 |" in report
+
+
+def test_compare_refuses_a_recheck_without_both_peaks(tmp_path, capsys):
+    assert compare.main(["--recheck-seeds", "10", "--out-dir", str(tmp_path)]) == 2
+    assert "--recheck-seeds 10: needs --peaks-from both" in capsys.readouterr().err
+    assert compare.main(["--peaks-from", "both", "--recheck-seeds", "2",
+                         "--out-dir", str(tmp_path)]) == 2
+
+
 def test_compare_peaks_from_range_test_skips_the_grid(monkeypatch):
     tried = []
     fake = fake_training({"one_cycle": 1.0, "constant": 0.1})

@@ -21,7 +21,8 @@ super-convergence budget sweep):
    it is interior or ``--max-extra`` points were added; a peak still at an edge is marked
    "grid edge (limit)" in the tables. ``--peaks-from both`` tunes, and also measures every
    schedule at its range-test peak, and reports per schedule and budget the ratio of the two
-   peaks and the accuracy lost at the range-test one.
+   peaks and the accuracy lost at the range-test one; ``--recheck-seeds N`` measures every
+   loss above 0.5 points again at both peaks with N seeds (is it the rule's or the seeds'?).
 3. Measurement: each schedule at its tuned peak, at every budget, over ``--seeds`` seeds,
    trained on the whole training set and evaluated on the test set.
 
@@ -76,6 +77,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-extra", type=int, default=3,
                    help="grid points added past a winning edge, per side (default 3)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per measurement (default 3)")
+    p.add_argument("--recheck-seeds", type=int, default=0, metavar="N",
+                   help="with --peaks-from both: measure again with N seeds (N > --seeds) "
+                        "every range-test peak that loses more than 0.5 points (default 0: "
+                        "no)")
     p.add_argument("--families", nargs="+", default=list(FAMILIES),
                    help=f"schedules to compare (default all: {' '.join(FAMILIES)})")
     p.add_argument("--target", type=float, default=DEFAULT_TARGET,
@@ -100,6 +105,9 @@ def _check_args(args: argparse.Namespace) -> list[int]:
         raise ConfigError(f"--families: unknown {unknown}; valid families are {list(FAMILIES)}")
     if args.max_extra < 0:
         raise ConfigError(f"--max-extra: need >= 0, got {args.max_extra}")
+    if args.recheck_seeds and (args.peaks_from != "both" or args.recheck_seeds <= args.seeds):
+        raise ConfigError(f"--recheck-seeds {args.recheck_seeds}: needs --peaks-from both and "
+                          f"more seeds than --seeds ({args.seeds})")
     if args.peak_from_range_test and args.peaks_from not in (None, "range-test"):
         raise ConfigError("--peak-from-range-test contradicts --peaks-from "
                           f"{args.peaks_from}")
@@ -138,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                       range_test_steps=args.range_test_steps,
                       peaks_from=args.peaks_from or (
                           "range-test" if args.peak_from_range_test else "grid"),
-                      max_extra=args.max_extra,
+                      max_extra=args.max_extra, recheck_seeds=args.recheck_seeds,
                       log_root=os.path.join(args.out_dir, "runs") if args.keep_logs else None,
                       report=lambda line: print(line, flush=True))
     wall = time.perf_counter() - start

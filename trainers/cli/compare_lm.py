@@ -17,7 +17,8 @@ other half in bits per byte. A range test on the same model runs first: ``--peak
 range-test`` takes each schedule's peak from it (its family's suggestion) instead of the grid;
 ``--peaks-from both`` tunes and measures the range-test peak too, and reports the bits per byte
 lost at it. ``--study`` runs the LM study instead (``trainers.experiments.lm_study``: two model
-sizes, two token budgets each, the schedules of current practice; ``--tiny`` for a quick check).
+sizes, two token budgets each, the schedules of current practice: about 10 minutes on 2 CPU
+cores; ``--tiny`` for a quick check).
 
 Writes to ``--out-dir``: ``comparison.md`` (the measured tables, a "what the source article
 claims / what we measured" table written from the numbers, the source article's table, the

@@ -13,10 +13,13 @@ momentum, say) are held at their first value during the sweep. Three rules read 
 smoothed curve (``trainers.lr_finder``): ``valley`` (fastai's default, ours too), ``steepest``
 and ``minimum/10``; and a peak per schedule family, since a 1-cycle, a cosine decay and a
 constant rate want different peaks (``trainers.lr_finder.schedule_suggestions``: from the
-extremum ``x`` of the curve: ``x/3`` for 1-cycle and triangular, ``x/5`` for the decaying ones,
-``x/10`` for a constant rate, ``3x`` for schedule-free; with an Adam-family optimizer the
-valley rate for all but schedule-free, ``3x`` valley). ``--for SCHEDULE`` picks the family
-reported (default: the config's schedule; 1-cycle for the default config). ``--seeds N``
+extremum ``x`` of the curve: ``x/3`` for 1-cycle and triangular, ``x/10`` for a constant
+rate, for a decaying one the constant rate over the schedule's mean fraction of its peak
+(``x/5`` for a cosine, ``x/2.15`` for the exponential decay, at most ``x/2``), ``3x`` for
+schedule-free; with an Adam-family optimizer the valley rate for 1-cycle and triangular, half
+of it for constant and decaying schedules, ``3x`` valley for schedule-free). ``--for
+SCHEDULE`` picks the family reported (default: the config's schedule; 1-cycle for the default
+config). ``--seeds N``
 repeats the sweep N times (training seeds seed, seed+1, ...: other initial weights and data
 order) and reports each rule's median and band (lowest to highest). Writes ``range_test.json``
 (the first sweep's curve, ``suggested_lr`` = the peak for the ``--for`` schedule (median over
