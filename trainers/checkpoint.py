@@ -65,6 +65,7 @@ __all__ = [
     "load_checkpoint",
     "prune_checkpoints",
     "quarantine",
+    "read_checkpoint_arrays",
     "read_meta",
     "save_checkpoint",
     "verify_checkpoint",
@@ -532,6 +533,40 @@ def _read_verified(path: str) -> dict[str, _Loaded] | None:
                     f"{digests.label(algorithm)} differs from the manifest's (the file was "
                     "altered after it was saved)")
     return {name: _Loaded(arrays, non_finite[name]) for name, arrays in loaded.items()}
+
+
+def read_checkpoint_arrays(path: str) -> dict[str, dict[str, mx.array]]:
+    """Every array file of a checkpoint (``model.safetensors``, ``optimizer.safetensors``,
+    ``train_state.safetensors`` when present), read once, verified against the manifest and
+    checked finite: ``{file name: {array name: array}}``.
+
+    What :func:`load_checkpoint` reads, for a program that wants the arrays without a model
+    and optimizer to put them into (the trainer's ``restore_best`` takes the weights from it).
+    A format-1 checkpoint (no manifest) is read unverified, with a warning.
+
+    Raises:
+        CheckpointError: a file is missing, altered, truncated or holds NaN or inf (named).
+        FileNotFoundError: ``path`` is not a directory.
+
+    Example:
+        >>> import tempfile, mlx.nn as nn, mlx.optimizers as optim
+        >>> path = save_checkpoint(tempfile.mkdtemp(), 1, nn.Linear(2, 1), optim.SGD(0.1), {})
+        >>> arrays = read_checkpoint_arrays(path)
+        >>> sorted(arrays), sorted(arrays["model.safetensors"])
+        (['model.safetensors', 'optimizer.safetensors'], ['bias', 'weight'])
+    """
+    path = os.fspath(path)
+    loaded = _read_verified(path)
+    if loaded is not None:
+        names = list(loaded)
+    else:  # format 1: the files there are
+        names = [*_FILES[:2], *([TRAIN_STATE] if _has_train_state(path) else [])]
+    out = {}
+    for name in names:
+        file = _loaded(path, loaded, name)
+        _check_finite(path, file, name)
+        out[name] = file.arrays
+    return out
 
 
 def verify_checkpoint(path: str) -> None:

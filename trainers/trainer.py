@@ -32,9 +32,9 @@ from .checkpoint import (
     finite_flags,
     load_checkpoint,
     prune_checkpoints,
+    read_checkpoint_arrays,
     read_meta,
     save_checkpoint,
-    verify_checkpoint,
 )
 from .data import BatchStream, as_source, batch_size_of, shard, to_device
 from .errors import CheckpointError, NonFiniteError, TrainingInterrupted
@@ -61,11 +61,6 @@ from .system_log import SystemLog
 from .train_state import LossScale, ema_weights, init_train_state
 
 __all__ = ["Trainer", "accuracy", "scheduled_hyperparameters"]
-
-
-def _load_safetensors(path: str) -> dict[str, mx.array]:
-    # a .safetensors file loads as a dict (mx.load's stub is the union over formats)
-    return cast(dict[str, mx.array], mx.load(path))
 
 
 def _all_finite(tree: Any) -> bool:
@@ -845,17 +840,17 @@ class Trainer:
         if run.directory is None:
             raise ValueError("restore_best needs a run_dir (the best weights are kept on disk)")
         path = os.path.join(run.directory.path, "best", f"step_{run.best['step']:08d}")
-        verify_checkpoint(path)
+        files = read_checkpoint_arrays(path)  # read once, verified, checked finite
         if self.settings.keep_best[0].startswith("ema_"):
-            arrays = _load_safetensors(os.path.join(path, "train_state.safetensors"))
+            arrays = files["train_state.safetensors"]
             weights = [(k[len("ema."):], v) for k, v in arrays.items() if k.startswith("ema.")]
         elif self._answer_weights() is not None:  # schedule-free: the averaged x
-            arrays = _load_safetensors(os.path.join(path, "optimizer.safetensors"))
+            arrays = files["optimizer.safetensors"]
             weights = [(k[:-len(".x")], v) for k, v in arrays.items() if k.endswith(".x")]
         else:
-            weights = list(_load_safetensors(os.path.join(path, "model.safetensors")).items())
+            weights = list(files["model.safetensors"].items())
         self.model.load_weights(weights, strict=False)
-        mx.eval(self.model.parameters())  # host waits: read the files now
+        mx.eval(self.model.parameters())
 
     def _finish(self, run: _Run) -> None:
         """The end: remaining rows, final evaluation and checkpoint (recording how the run

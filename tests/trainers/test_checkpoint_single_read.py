@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import struct
 
 import blake3
@@ -171,3 +172,52 @@ def test_a_trainer_resume_reads_each_array_file_once(tmp_path, monkeypatch):
     calls = _count_loads(monkeypatch)
     make(6).fit(resume=True, allow_changes=("max_steps",))
     assert sorted(calls) == ["model.safetensors", "optimizer.safetensors"]
+
+
+def test_read_checkpoint_arrays_returns_every_file_verified_and_refuses_nan(tmp_path):
+    from trainers.checkpoint import read_checkpoint_arrays
+
+    path, model, opt = _save(tmp_path)
+    arrays = read_checkpoint_arrays(path)
+    assert sorted(arrays) == ["model.safetensors", "optimizer.safetensors"]
+    assert np.array_equal(np.array(arrays["model.safetensors"]["w"]),
+                          np.arange(12, dtype=np.float32).reshape(3, 4) / 7)
+    bad = Mixed()
+    bad.w = mx.array([[1.0, float("nan")]])
+    nan_path, _, _ = _save(tmp_path / "nan", bad)  # saved as is: the digest matches
+    with pytest.raises(CheckpointError, match=r"non-finite weights .* model\.safetensors: \['w'\]"):
+        read_checkpoint_arrays(nan_path)
+
+
+def test_restore_best_refuses_best_weights_that_are_not_finite(tmp_path):
+    """best/ written with NaN weights (by another program, its manifest matching): the
+    trainer's restore_best raises naming them instead of loading them into the model."""
+    import types
+
+    from helpers_trainer import MLP, classification_data, xent
+
+    from trainers import ArrayBatches, Trainer
+
+    mx.random.seed(0)
+    x, y = classification_data(32)
+    model = MLP()
+    trainer = Trainer(model, xent, optim.SGD(learning_rate=0.1), ArrayBatches((x, y), 8, seed=1),
+                      run_dir=str(tmp_path / "run"), max_steps=4, eval_data=[(x, y)],
+                      eval_every=2, keep_best=("eval_loss", "min"), restore_best=True,
+                      report_every=0)
+    trainer.fit()
+    best = [n for n in os.listdir(tmp_path / "run" / "best") if n.startswith("step_")][0]
+    poisoned = MLP()
+    poisoned.l1.weight = mx.full(poisoned.l1.weight.shape, float("inf"))
+    opt = optim.SGD(learning_rate=0.1)
+    opt.init(poisoned.trainable_parameters())
+    step = int(best[len("step_"):])
+    target = tmp_path / "run" / "best"
+    shutil.rmtree(target / best)
+    save_checkpoint(str(target), step, poisoned, opt, {})
+    before = np.array(model.l1.weight)
+    run = types.SimpleNamespace(best={"step": step},
+                                directory=types.SimpleNamespace(path=str(tmp_path / "run")))
+    with pytest.raises(CheckpointError, match=r"non-finite weights .*l1\.weight"):
+        trainer._restore_best(run)
+    assert np.array_equal(np.array(model.l1.weight), before)
