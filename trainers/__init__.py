@@ -19,7 +19,7 @@ The public surface:
   :class:`UnsafePathError`, :class:`RunDirectoryBusy` — errors; :class:`TrainingInterrupted`
   — Ctrl-C stopped ``fit`` cleanly (a checkpoint to resume from);
 - :func:`list_checkpoints`, :func:`load_checkpoint`, :func:`verify_checkpoint`,
-  :func:`find_resumable` — checkpoint access;
+  :func:`find_resumable`, :func:`read_checkpoint_arrays` — checkpoint access;
 - :func:`find_openblas` — the fast BLAS path (``mlx-fastblas`` console script).
 """
 
@@ -28,7 +28,13 @@ from mlx_schedules import __version__ as __version__  # one distribution, one ve
 from .audit import AuditReport, audit_run
 from .blas import find_openblas
 from .callbacks import PAUSE, STOP, EarlyStopping, MLflow, ReduceLROnPlateau, TensorBoard, WandB
-from .checkpoint import find_resumable, list_checkpoints, load_checkpoint, verify_checkpoint
+from .checkpoint import (
+    find_resumable,
+    list_checkpoints,
+    load_checkpoint,
+    read_checkpoint_arrays,
+    verify_checkpoint,
+)
 from .data import ArrayBatches, load_arrays
 from .errors import (
     CheckpointError,
@@ -81,6 +87,7 @@ __all__ = [
     "lr_range_test",
     "masked_cross_entropy",
     "read_byte_documents",
+    "read_checkpoint_arrays",
     "scheduled_hyperparameters",
     "suggest_lrs",
     "tokens_in",
