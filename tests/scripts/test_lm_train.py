@@ -85,6 +85,11 @@ def test_help_shows_the_usage_examples(train_lm, capsys):
     (["--data-path", "no/such/dir"], "--data-path .*no/such/dir: not a directory"),
     (["--model-path", "."], "--model-path .*: no config.json"),
     (["--mask-prompt"], "--mask-prompt needs --data-path"),
+    # tiny: 2 layers x 4 heads; 8 bytes x 16 x 4 x 100000^2 x 2 = 10.24 TB of attention alone
+    # (MLX crashed with a segmentation fault trying to allocate it)
+    (["--seq-len", "100000"], r"--seq-len and --batch-size: the model needs about 10.\d TB "
+                              r"to train .* attention scores and probabilities \(batch 16 x "
+                              r"4 heads x 100000\^2 x 2 layers\); use a shorter --seq-len"),
 ])
 def test_bad_settings_exit_2_before_writing_anything(train_lm, tmp_path, capsys, args, message):
     run_dir = tmp_path / "run"

@@ -54,6 +54,7 @@ from trainers.cli.args import script_parser
 from trainers.cli.messages import fresh_start_refused, in_flag_words, report_interrupt
 from trainers.experiments.config import build_optimizer
 from trainers.experiments.lm_schedules import LM_SCHEDULES, optimizer_section
+from trainers.experiments.models import ModelTooLarge, check_model_fits, lm_memory_estimate
 from trainers.experiments.paths import first_missing, remove_empty_dirs
 from trainers.experiments.plotting import plot_lm_run
 from trainers.experiments.run import OnStart, read_log
@@ -466,6 +467,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except (FileNotFoundError, ValueError) as e:
         print(f"model error: {e}", file=sys.stderr)
+        return 2
+    try:  # an attention matrix far beyond the machine's memory crashes MLX: refuse it here
+        weight_bytes = sum(v.nbytes for _, v in tree_flatten(model.parameters()))
+        check_model_fits(lm_memory_estimate(
+            config, weight_bytes=weight_bytes, trainable=count(model, True),
+            batch_size=settings["batch_size"],
+            seq_len=settings["seq_len"], grad_checkpoint=settings["grad_checkpoint"]),
+            field="--seq-len and --batch-size")
+    except ModelTooLarge as e:
+        print(f"error: {e}; use a shorter --seq-len, a smaller --batch-size or "
+              "--grad-checkpoint", file=sys.stderr)
         return 2
     try:
         corpus = load_data(settings, tokenizer)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -171,6 +172,39 @@ def memory_estimate(kind: str, input_shape: Sequence[int], num_classes: int, *,
     else:
         raise ValueError(f"model.kind: unknown model {kind!r}; valid kinds are {list(MODELS)}")
     return fields
+
+
+def lm_memory_estimate(config: dict[str, Any], *, weight_bytes: int, trainable: int,
+                       batch_size: int, seq_len: int, grad_checkpoint: bool = False
+                       ) -> dict[str, int]:
+    """Bytes a causal language model's training step needs, by the part that grows with each
+    setting: the weights as they are (``weight_bytes``: quantized ones included), gradients and
+    AdamW's two moments of the ``trainable`` parameters (float32), the attention scores and
+    probabilities kept for the backward pass (``batch x heads x seq_len^2`` per layer; one
+    layer at a time with gradient checkpointing) and the logits with their gradient
+    (``batch x seq_len x vocabulary``). A lower bound: the other activations add more.
+    ``config`` is the model's (mlx-lm) config: ``num_hidden_layers``, ``num_attention_heads``,
+    ``vocab_size``.
+
+    Example:
+        >>> parts = lm_memory_estimate({"num_hidden_layers": 2, "num_attention_heads": 4,
+        ...                             "vocab_size": 256}, weight_bytes=4000, trainable=1000,
+        ...                             batch_size=2, seq_len=100)
+        >>> sorted(parts.values())
+        [16000, 409600, 1280000]
+    """
+    layers = 1 if grad_checkpoint else int(config.get("num_hidden_layers", 1))
+    heads = int(config.get("num_attention_heads", 1))
+    vocab = int(config.get("vocab_size", 1))
+    checkpointed = ", one layer at a time" if grad_checkpoint else f" x {layers} layers"
+    return {
+        f"weights, and gradients and AdamW moments of {trainable:,} trained parameters":
+            weight_bytes + 12 * trainable,
+        f"attention scores and probabilities (batch {batch_size} x {heads} heads x "
+        f"{seq_len}^2{checkpointed})": 8 * batch_size * heads * seq_len * seq_len * layers,
+        f"logits and their gradient (batch {batch_size} x {seq_len} x vocabulary {vocab})":
+            8 * batch_size * seq_len * vocab,
+    }
 
 
 def physical_memory() -> int | None:
