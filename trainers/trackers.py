@@ -82,7 +82,42 @@ def _import_optional(module: str, extra: str, what: str) -> Any:
         ) from e
 
 
-class TensorBoard:
+class _Tracker:
+    """What every tracker does before it writes: only rank 0 writes (``rank``, read from
+    ``mx.distributed`` at the first event when ``None``), a resume of a run that had finished
+    writes nothing, and ``train`` rows are sent every ``every`` steps. Subclasses implement
+    :meth:`_on_start` (a ``start`` event of a run that continues) and :meth:`_on_event`
+    (every later event)."""
+
+    rank: int | None
+    every: int
+    _idle: bool = False  # a finished run's events: nothing is written
+
+    def __call__(self, info: dict) -> None:
+        if self.rank is None:
+            self.rank = _process_rank()
+        if self.rank != 0:
+            return
+        event = info.get("event")
+        if event == "start":
+            self._idle = bool(info.get("finished"))  # a finished run: nothing to add
+            if not self._idle:
+                self._on_start(info)
+        elif not self._idle:
+            self._on_event(event, info)
+
+    def _due(self, event: Any, info: dict) -> bool:
+        """An evaluation, or a training row at the ``every`` cadence."""
+        return event == "eval" or (event == "train" and info["step"] % self.every == 0)
+
+    def _on_start(self, info: dict) -> None:
+        raise NotImplementedError
+
+    def _on_event(self, event: Any, info: dict) -> None:
+        raise NotImplementedError
+
+
+class TensorBoard(_Tracker):
     """Write training columns and eval metrics as TensorBoard scalars (via tensorboardX).
 
     Every numeric value of a ``train`` or ``eval`` event becomes the scalar of the same name
@@ -134,21 +169,12 @@ class TensorBoard:
         self._summary: Any = None
         self._last_eval: dict[str, Any] | None = None
         self._restored_eval: dict[str, Any] | None = None
-        self._idle: bool = False  # a finished run's events: nothing is written
 
-    def __call__(self, info: dict) -> None:
-        if self.rank is None:
-            self.rank = _process_rank()
-        if self.rank != 0:
-            return
-        event = info.get("event")
-        if event == "start":
-            self._idle = bool(info.get("finished"))  # a finished run: nothing to add
-            if not self._idle:
-                self._open(info.get("step", 0), info.get("run_dir"))
-        elif self._idle:
-            return
-        elif event == "eval" or (event == "train" and info["step"] % self.every == 0):
+    def _on_start(self, info: dict) -> None:
+        self._open(info.get("step", 0), info.get("run_dir"))
+
+    def _on_event(self, event: Any, info: dict) -> None:
+        if self._due(event, info):
             writer = self._writer or self._open(None, None)
             self._write(int(info["step"]), numeric_values(info))
             if event == "eval":
@@ -219,7 +245,7 @@ class TensorBoard:
         self._last_eval = self._restored_eval
 
 
-class MLflow:
+class MLflow(_Tracker):
     """Log training columns and eval metrics to an MLflow run (through ``MlflowClient``).
 
     Every numeric value of a ``train`` or ``eval`` event becomes an MLflow metric of the same
@@ -288,21 +314,12 @@ class MLflow:
         self._pending: list[Any] = []
         self._pending_rows = 0
         self._skip_through = {"train": -1, "eval": -1}
-        self._idle: bool = False  # a finished run's events: nothing is written
 
-    def __call__(self, info: dict) -> None:
-        if self.rank is None:
-            self.rank = _process_rank()
-        if self.rank != 0:
-            return
-        event = info.get("event")
-        if event == "start":
-            self._idle = bool(info.get("finished"))  # a finished run: nothing to add
-            if not self._idle:
-                self._start(info)
-        elif self._idle:
-            return
-        elif event == "eval" or (event == "train" and info["step"] % self.every == 0):
+    def _on_start(self, info: dict) -> None:
+        self._start(info)
+
+    def _on_event(self, event: Any, info: dict) -> None:
+        if self._due(event, info):
             if self._client is None:
                 self._start({"resumed": False})
             step = int(info["step"])
@@ -374,7 +391,7 @@ class MLflow:
             self.run_id = state["run_id"]
 
 
-class WandB:
+class WandB(_Tracker):
     """Log training columns and eval metrics to a Weights & Biases run (``wandb.log``).
 
     Every numeric value of a ``train`` or ``eval`` event is logged under its column name at
@@ -384,7 +401,8 @@ class WandB:
     **Resume.** The run id is saved in the trainer's checkpoints (``state_dict``): a resumed
     run continues the same W&B run (``resume="allow"``). W&B accepts no point below the step
     it has reached, so rows below the step W&B reports for the resumed run (values the crashed
-    run already sent; the same again, with the trainer's exact resume) are skipped.
+    run already sent; the same again, with the trainer's exact resume) are skipped. Resuming
+    a run that had finished starts no W&B run and sends nothing.
 
     Args:
         project: the W&B project (``None``: W&B's default).
@@ -413,15 +431,11 @@ class WandB:
         self.run_id: str | None = None
         self._run: Any = None
 
-    def __call__(self, info: dict) -> None:
-        if self.rank is None:
-            self.rank = _process_rank()
-        if self.rank != 0:
-            return
-        event = info.get("event")
-        if event == "start":
-            self._start(info)
-        elif event == "eval" or (event == "train" and info["step"] % self.every == 0):
+    def _on_start(self, info: dict) -> None:
+        self._start(info)
+
+    def _on_event(self, event: Any, info: dict) -> None:
+        if self._due(event, info):
             if self._run is None:
                 self._start({"resumed": False})
             step = int(info["step"])

@@ -334,3 +334,36 @@ def test_every_keeps_the_multiples_and_every_evaluation(tmp_path, mlflow_uri):
     assert mlflow_points(mlflow_uri, trackers[1].run_id) == want
     with pytest.raises(ValueError, match="every must be a positive int, got 0"):
         TensorBoard(tmp_path, every=0)
+
+
+def test_wandb_resuming_a_finished_run_starts_no_new_run(tmp_path, monkeypatch):
+    """A stand-in for the wandb module records what the tracker asks of it: the run logs
+    every row at its step and finishes; resuming the finished run starts nothing."""
+    import types
+
+    calls = []
+
+    class FakeRun:
+        id, step = "abc123", 0
+
+        def log(self, values, step):
+            calls.append(("log", step, values["loss"]) if "loss" in values else ("eval", step))
+            FakeRun.step = step
+
+        def finish(self):
+            calls.append(("finish",))
+
+    def init(**kwargs):
+        calls.append(("init", kwargs["id"], kwargs["resume"]))
+        return FakeRun()
+
+    monkeypatch.setitem(sys.modules, "wandb", types.SimpleNamespace(init=init))
+    run_dir = tmp_path / "run"
+    make_trainer(run_dir, [WandB("p", rank=0)]).fit()
+    train_steps = [c[1] for c in calls if c[0] == "log"]
+    expected = sorted(expected_points(run_dir)["loss"])
+    assert calls[0] == ("init", None, None) and calls[-1] == ("finish",)
+    assert train_steps == expected
+    calls.clear()
+    make_trainer(run_dir, [WandB("p", rank=0)]).fit(resume=True)  # finished: changes nothing
+    assert calls == []
