@@ -469,7 +469,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"model error: {e}", file=sys.stderr)
         return 2
     try:  # an attention matrix far beyond the machine's memory crashes MLX: refuse it here
-        weight_bytes = sum(v.nbytes for _, v in tree_flatten(model.parameters()))
+        weight_bytes = sum(v.nbytes for _, v in cast(list[tuple[str, mx.array]],
+                                                     tree_flatten(model.parameters())))
         check_model_fits(lm_memory_estimate(
             config, weight_bytes=weight_bytes, trainable=count(model, True),
             batch_size=settings["batch_size"],

@@ -48,7 +48,6 @@ from mlx.utils import tree_flatten
 from mlx_schedules import from_config, schedule_hyperparameters
 from trainers import NonFiniteError, Trainer, causal_lm_loss, lr_range_test, tokens_in
 
-from ..files import atomic_path
 from ..lm import (
     build_model,
     corpus_batches,
@@ -704,7 +703,7 @@ def markdown_report_lm(results: Mapping[str, Any]) -> str:
 # ------------------------------------------------------------------------------ the figure
 def plot_comparison_lm(results: Mapping[str, Any], path: str) -> None:
     """Four panels: rates (and 1-cycle's beta1), training loss, the budget sweep, tuning."""
-    from .plotting import pyplot, smooth
+    from .plotting import pyplot, save_figure, smooth
 
     plt = pyplot()
     families, budgets, main = results["families"], results["budgets"], results["main_budget"]
@@ -761,10 +760,4 @@ def plot_comparison_lm(results: Mapping[str, Any], path: str) -> None:
     fig.suptitle("The source article's schedules on a byte-level llama (mlx-lm), AdamW, "
                  "standard-library corpus", fontsize=11)
     fig.tight_layout()
-    import matplotlib.pyplot as mpl
-
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=110)
-    finally:
-        mpl.close(fig)
+    save_figure(fig, path)

@@ -33,7 +33,7 @@ from typing import Any
 
 import mlx.core as mx
 
-from ..files import atomic_path, write_json_atomic, write_text_atomic
+from ..files import write_json_atomic, write_text_atomic
 from .comparison_lm import LM_LABELS, LMSettings, compare_lm
 
 __all__ = ["STUDY_FAMILIES", "StudyConfig", "claims_rows", "default_study", "plot_study",
@@ -243,7 +243,7 @@ def study_report(results: Mapping[str, Any]) -> str:
 
 def plot_study(results: Mapping[str, Any], path: str) -> None:
     """One panel per size: test bits per byte against tokens per parameter, per schedule."""
-    from .plotting import pyplot
+    from .plotting import pyplot, save_figure
 
     plt = pyplot()
     study = results["study"]
@@ -269,13 +269,7 @@ def plot_study(results: Mapping[str, Any], path: str) -> None:
         ax.legend(fontsize=7)
     fig.suptitle(f"LM study: test bits per byte (mean ± std, {study['seeds']} seeds)")
     fig.tight_layout()
-    import matplotlib.pyplot as mpl
-
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=110)
-    finally:
-        mpl.close(fig)
+    save_figure(fig, path)
 
 
 def run_study_cli(args: argparse.Namespace, argv: Sequence[str]) -> int:

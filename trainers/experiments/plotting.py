@@ -46,7 +46,7 @@ def smooth(values: Sequence[float] | np.ndarray, window: int) -> np.ndarray:
     return out
 
 
-def _save(fig: Any, path: str, *, dpi: int) -> None:
+def save_figure(fig: Any, path: str, *, dpi: int = 110) -> None:
     """Write the figure whole or not at all (a temporary file renamed over ``path``)."""
     import matplotlib.pyplot as plt
 
@@ -94,7 +94,7 @@ def plot_schedules(entries: Sequence[Mapping[str, Any]], path: str, *, title: st
     if title:
         fig.suptitle(title)
     fig.tight_layout(rect=(0, 0, 1, 0.97) if title else None)
-    _save(fig, path, dpi=110)
+    save_figure(fig, path)
 
 
 def plot_run(train_rows: Sequence[Mapping[str, Any]], eval_rows: Sequence[Mapping[str, Any]],
@@ -142,7 +142,7 @@ def plot_run(train_rows: Sequence[Mapping[str, Any]], eval_rows: Sequence[Mappin
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    _save(fig, path, dpi=110)
+    save_figure(fig, path)
 
 
 def plot_range_test(rates: Sequence[float], losses: Sequence[float],
@@ -166,7 +166,7 @@ def plot_range_test(rates: Sequence[float], losses: Sequence[float],
     ax.grid(alpha=0.3, which="both")
     ax.legend()
     fig.tight_layout()
-    _save(fig, path, dpi=110)
+    save_figure(fig, path)
 
 
 def plot_comparison(curves: Mapping[str, Mapping[str, Any]],
@@ -232,7 +232,7 @@ def plot_comparison(curves: Mapping[str, Mapping[str, Any]],
                    ncol=min(len(handles), 4), fontsize=10, frameon=False)
     if title:
         fig.suptitle(title)
-    _save(fig, path, dpi=100)
+    save_figure(fig, path, dpi=100)
 
 
 def plot_lm_run(train_rows: Sequence[Mapping[str, Any]], eval_rows: Sequence[Mapping[str, Any]],
@@ -270,6 +270,4 @@ def plot_lm_run(train_rows: Sequence[Mapping[str, Any]], eval_rows: Sequence[Map
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
