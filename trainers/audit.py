@@ -30,7 +30,10 @@ What it proves, when it passes:
 Float16 runs: an update whose gradients overflow is skipped without moving the optimizer's step
 counter, so the row of step ``t`` shows the schedules at ``t`` minus the skips before it. The
 audit evaluates each row at :func:`trainers.train_state.schedule_steps`, the trainer's own
-definition of this.
+definition of this. Their ``loss_scale`` column is checked against the loss-scaling rule
+(:class:`trainers.train_state.LossScale`): 2^15 at step 0, halved (never below 1) after a
+skipped update, doubled after ``growth_interval`` applied updates in a row, unchanged
+otherwise, exactly.
 
 Reduce-on-plateau: its rate is ``min(s(t), max(s(t)·f, min_lr))`` with a factor ``f`` that
 changes only at evaluations. A learning-rate column is accepted as *scaled by a plateau
@@ -71,7 +74,7 @@ import numpy as np
 import mlx_schedules as ms
 
 from .callbacks import plateau_rate
-from .train_state import schedule_steps
+from .train_state import LossScale, schedule_steps
 
 __all__ = ["AuditInputError", "AuditReport", "ColumnAudit", "Mismatch", "audit_run"]
 
@@ -259,6 +262,8 @@ def _audit(run_dir: str, ulps: float) -> AuditReport:
         raise AuditInputError(f"{run_dir}/config.json lists no rate column to audit "
                               f"(columns {columns})")
     problems = [p for p in (_check_order(log, columns),) if p is not None]
+    if "loss_scale" in columns:
+        problems += [p for p in (_check_loss_scale(log),) if p is not None]
     problems += _check_checkpoints(run_dir, log)
     problems += _check_csv(os.path.join(run_dir, "log.csv"), columns, log)
 
@@ -525,6 +530,27 @@ def _check_order(log: _Log, columns: list[str]) -> Mismatch | None:
                 return Mismatch(step, "step", None, step, "row order", line,
                                 detail="a second evaluation row at this step")
             evaluated.add(step)
+    return None
+
+
+def _check_loss_scale(log: _Log) -> Mismatch | None:
+    """The first training row whose ``loss_scale`` is not the one the float16 loss-scaling
+    rule gives it, replayed from step 0 over the rows' ``skipped`` flags."""
+    scale, good = LossScale.initial, 0
+    for i, row in enumerate(log.rows):
+        if row.get("kind") != "train":
+            continue
+        logged = row.get("loss_scale")
+        if isinstance(logged, bool) or not isinstance(logged, (int, float)) or logged != scale:
+            return Mismatch(row.get("step"), "loss_scale", scale, logged,
+                            "the float16 loss-scaling rule (trainers.train_state.LossScale)",
+                            i + 1, detail="not the scale the skips before this row give")
+        if row.get("skipped") in (1, True):
+            scale, good = max(scale * 0.5, LossScale.minimum), 0
+        elif good + 1 >= LossScale.growth_interval:
+            scale, good = scale * 2.0, 0
+        else:
+            good += 1
     return None
 
 

@@ -38,6 +38,7 @@ class LossScale:
 
     growth_interval = 2000
     minimum = _MIN_SCALE
+    initial = _INITIAL_SCALE
 
     @staticmethod
     def update(state: dict, finite: mx.array) -> None:

@@ -321,6 +321,30 @@ def test_a_float16_run_resumed_between_its_skips_passes(tmp_path):
     assert report.ok and report.columns[0].exact == 16, report.summary()
 
 
+def test_the_float16_loss_scale_column_follows_the_scaling_rule(runs):
+    """2^15 at step 0, halved after each skipped update (never below 1): replayed here from
+    the logged skips, in float64; then a change of one row's scale is caught at that row."""
+    run = runs("float16")
+    rows = read_jsonl(run / "log.jsonl")
+    train = [r for r in rows if r["kind"] == "train"]
+    want, scale = [], 2.0 ** 15
+    for row in train:  # fewer than 2000 updates: the scale never grows here
+        want.append(scale)
+        scale = max(scale / 2, 1.0) if row["skipped"] else scale
+    assert [r["loss_scale"] for r in train] == want
+    assert len(set(want)) > 1  # the run did skip (and halve)
+    assert audit_run(run).ok
+    for step, value in ((0, 2.0 ** 14), (len(train) - 1, want[-1] * 2)):
+        changed = [dict(r) for r in rows]
+        changed[train_index(changed, step)]["loss_scale"] = value
+        write_logs(run, changed)
+        first = audit_run(run).first_mismatch
+        assert (first.step, first.column, first.logged, first.expected) == (
+            step, "loss_scale", value, want[step])
+        assert first.row == train_index(changed, step) + 1
+    write_logs(run, rows)
+
+
 def tamper_rate(rows, step, column, change):
     row = rows[train_index(rows, step)]
     old = row[column]
