@@ -70,6 +70,7 @@ class TrainerSettings:
     log_every: int = 50
     report_every: int = 100
     eval_every: int | None = None
+    eval_at_start: bool = False
     checkpoint_every: int | None = None
     keep_checkpoints: int = 3
     log: bool = True
@@ -106,6 +107,7 @@ class TrainerSettings:
         check_int("keep_checkpoints", self.keep_checkpoints, minimum=1)
         check_int("report_every", self.report_every, minimum=0)
         _optional_int("eval_every", self.eval_every, 0)
+        check_bool("eval_at_start", self.eval_at_start)
         _optional_int("checkpoint_every", self.checkpoint_every, 0)
         check_choice("precision", self.precision, PRECISIONS)
         if self.ema is not None:

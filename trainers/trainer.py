@@ -144,6 +144,9 @@ class Trainer:
         metrics: extra eval metrics ``{name: fn(model, *batch) -> batch mean}``;
             the loss is always evaluated as ``eval_loss``. Use :func:`accuracy` for accuracy.
         eval_every: evaluate every this many updates (and always at the end).
+        eval_at_start: also evaluate before the first update of a run (an ``eval`` row at
+            step 0: the untrained model's scores, as mlx-lm's trainer reports first); a
+            resume does not repeat it.
         checkpoint_every: save a checkpoint every this many updates (and at the end);
             ``None`` saves only at the end, ``0`` never.
         keep_checkpoints: how many recent checkpoints to keep.
@@ -236,6 +239,7 @@ class Trainer:
         eval_data: Iterable | None = None,
         metrics: Mapping[str, Callable[..., mx.array]] | None = None,
         eval_every: int | None = None,
+        eval_at_start: bool = False,
         checkpoint_every: int | None = None,
         keep_checkpoints: int = 3,
         log_every: int = 50,
@@ -277,6 +281,8 @@ class Trainer:
             raise TypeError(f"progress must be True, False or None, got {progress!r}")
         if eval_every and eval_data is None:
             raise ValueError("eval_every is set but eval_data is missing")
+        if eval_at_start is True and eval_data is None:
+            raise ValueError("eval_at_start=True but eval_data is missing")
         if run_dir is None and (log or checkpoint_every != 0):
             raise ValueError("run_dir=None needs log=False and checkpoint_every=0")
 
@@ -322,7 +328,7 @@ class Trainer:
             clip_norm=clip_norm, grad_norm=grad_norm, compile=compile,
             world_size=self.world_size, columns=columns, log_every=log_every,
             report_every=log_every if report_every is None else report_every,
-            eval_every=eval_every,
+            eval_every=eval_every, eval_at_start=eval_at_start,
             checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, log=log,
             precision=precision, ema=ema,
             keep_best=None if keep_best is None else tuple(keep_best),
@@ -388,7 +394,11 @@ class Trainer:
         try:
             train_step = self._start(run)
             update = None if train_step is None else self._updater(run, train_step)
-            while update is not None and not self._done(run):  # None: the run had finished
+            if (update is not None and self.settings.eval_at_start and run.step == 0
+                    and run.evaluated_at != 0):
+                self._evaluate_and_log(run)  # the untrained model (a resume has step > 0)
+            # None: the run had finished; run.stop: a callback stopped it at that evaluation
+            while update is not None and not self._done(run) and not run.stop:
                 # updates until the next block boundary, with nothing else per update but
                 # the Ctrl-C flag (an attribute read)
                 for _ in range(self._updates_to_boundary(run)):

@@ -468,12 +468,15 @@ def test_patience_stops_at_the_first_evaluation_without_a_lower_loss(world, tmp_
                    "--iters", "12", "--steps-per-eval", "1", "--patience", "0",
                    "--learning-rate", "0.05", "--num-layers", "2",
                    "--adapter-path", str(tmp_path / "a"), *QUICK])
-    losses = [r["eval_loss"] for r in _eval_rows(made["run_dir"])]
+    rows = _eval_rows(made["run_dir"])
+    losses, steps = [r["eval_loss"] for r in rows], [r["step"] for r in rows]
+    assert steps == list(range(len(rows)))  # before the first update (as mlx-lm), then each
     # the rule, from the logged values: stop at the first loss not below all earlier ones
+    # (the untrained model's included)
     first_bad = next((i for i in range(1, len(losses)) if losses[i] >= min(losses[:i])), None)
     assert first_bad is not None, "the rate is meant to make the loss rise within 12 updates"
     assert len(losses) == first_bad + 1
-    assert made["summary"]["steps"] == first_bad + 1 < 12
+    assert made["summary"]["steps"] == steps[first_bad] < 12
 
 
 def test_ema_and_bf16_write_the_averaged_weights(world, tmp_path):

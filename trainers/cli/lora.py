@@ -405,6 +405,7 @@ def _train(settings: dict[str, Any], model: Any, tokenizer: Any,
     trainer = Trainer(
         model, loss_fn, optimizer, train, run_dir=run_dir, max_steps=max_steps, epochs=epochs,
         eval_data=valid, eval_every=every(settings["steps_per_eval"]) if valid else None,
+        eval_at_start=bool(valid),  # as mlx-lm: a validation before the first update
         checkpoint_every=files.every, log_every=report,
         report_every=0 if settings["quiet"] else report, seed=settings["seed"], grad_accum=k,
         compile=compile_wanted("auto"),
