@@ -588,14 +588,16 @@ ODD_VALUES = ["x", None, [], {}, [1, [2]], {"a": 1}, True, -1, 10**400, 1e308, m
 
 
 def test_odd_values_anywhere_give_a_report_or_a_named_refusal(runs):
-    """Seeded random edits of the log, the config and a checkpoint record: the audit returns
-    a report or raises AuditInputError / FileNotFoundError, never another exception."""
+    """Seeded random edits of the log, the config and a checkpoint record, then every
+    top-level config key set to every odd value: the audit returns a report or raises
+    AuditInputError / FileNotFoundError, never another exception (and both happen; the sweep
+    keeps that true whatever keys a config gains, which reshuffle the random edits)."""
     rng = random.Random(7)
     run = runs("one_cycle")
     originals = {name: (run / name).read_text() for name in ("log.jsonl", "config.json")}
     meta = sorted((run / "checkpoints").iterdir())[-1] / "meta.json"
     originals[str(meta.relative_to(run))] = meta.read_text()
-    outcomes = set()
+    outcomes: dict[str, int] = {}
     for _ in range(60):
         for name, text in originals.items():
             (run / name).write_text(text)
@@ -617,9 +619,22 @@ def test_odd_values_anywhere_give_a_report_or_a_named_refusal(runs):
         try:
             report = audit_run(run)
             json.dumps(dataclasses.asdict(report))  # what the script's --json prints
-            outcomes.add("report")
+            outcomes["report"] = outcomes.get("report", 0) + 1
             report.summary()
         except (AuditInputError, FileNotFoundError) as e:
-            outcomes.add("refused")
+            outcomes["refused"] = outcomes.get("refused", 0) + 1
             assert str(e)
-    assert outcomes == {"report", "refused"}
+    # and every top-level key of config.json set to every odd value, in turn
+    config = json.loads(originals["config.json"])
+    for key in config:
+        for value in ODD_VALUES:
+            (run / "config.json").write_text(json.dumps({**config, key: value}))
+            try:
+                json.dumps(dataclasses.asdict(audit_run(run)))
+                outcomes["report"] = outcomes.get("report", 0) + 1
+            except (AuditInputError, FileNotFoundError) as e:
+                outcomes["refused"] = outcomes.get("refused", 0) + 1
+                assert str(e)
+    for name, text in originals.items():
+        (run / name).write_text(text)
+    assert set(outcomes) == {"report", "refused"}, outcomes
