@@ -103,15 +103,20 @@ def fake_training(best: dict[str, float]):
     return train_one
 
 
+def _base_and_data():
+    """A config and arrays for :func:`comparison.compare` with a stand-in train_one."""
+    base = {"dataset": {"name": "digits", "split_seed": 0}, "model": {"kind": "mlp"},
+            "training": {}}
+    return base, {k: np.zeros((10, 1)) for k in ("x_train", "y_train", "x_test", "y_test")}
+
+
 def test_compare_extends_the_grid_and_reports_both_peaks(monkeypatch):
     monkeypatch.setattr(comparison, "train_one", fake_training(
         {"one_cycle": 8.0, "constant": 0.05}))
     monkeypatch.setattr(comparison, "range_test", lambda *a, **k: {
         "suggested_lr": 0.01, "min_loss_lr": 3.0, "steepest_lr": 0.01, "diverged_at": 9,
         "suggestions_by_schedule": {"one_cycle": 1.0, "constant": 0.3}})
-    base = {"dataset": {"name": "digits", "split_seed": 0}, "model": {"kind": "mlp"},
-            "training": {}}
-    data = {k: np.zeros((10, 1)) for k in ("x_train", "y_train", "x_test", "y_test")}
+    base, data = _base_and_data()
     results = comparison.compare(base, data, families=["one_cycle", "constant"],
                                  budgets=[20], peaks=[0.1, 0.3, 0.9], seeds=2, target=0.9,
                                  range_test_steps=10, peaks_from="both", max_extra=2,
@@ -151,9 +156,7 @@ def test_recheck_measures_a_large_loss_again_with_more_seeds(monkeypatch):
     monkeypatch.setattr(comparison, "range_test", lambda *a, **k: {
         "suggested_lr": 0.05, "min_loss_lr": 0.5, "steepest_lr": 0.01, "diverged_at": 9,
         "suggestions_by_schedule": {"constant": 0.05}})
-    base = {"dataset": {"name": "digits", "split_seed": 0}, "model": {"kind": "mlp"},
-            "training": {}}
-    data = {k: np.zeros((10, 1)) for k in ("x_train", "y_train", "x_test", "y_test")}
+    base, data = _base_and_data()
     results = comparison.compare(base, data, families=["constant"], budgets=[20],
                                  peaks=[0.1], seeds=2, target=0.9, range_test_steps=10,
                                  peaks_from="both", max_extra=0, recheck_seeds=6,
@@ -189,9 +192,7 @@ def test_compare_peaks_from_range_test_skips_the_grid(monkeypatch):
     monkeypatch.setattr(comparison, "range_test", lambda *a, **k: {
         "suggested_lr": 0.01, "min_loss_lr": 3.0, "steepest_lr": 0.01, "diverged_at": 9,
         "suggestions_by_schedule": {"one_cycle": 1.0, "constant": 0.3}})
-    base = {"dataset": {"name": "digits", "split_seed": 0}, "model": {"kind": "mlp"},
-            "training": {}}
-    data = {k: np.zeros((10, 1)) for k in ("x_train", "y_train", "x_test", "y_test")}
+    base, data = _base_and_data()
     results = comparison.compare(base, data, families=["one_cycle"], budgets=[20],
                                  peaks=[0.1, 0.3], seeds=2, target=0.9, range_test_steps=10,
                                  peaks_from="range-test", report=lambda line: None)

@@ -135,13 +135,9 @@ def save_adapters(model: nn.Module, adapter_config: Mapping[str, Any],
                   ) -> str:
     """Write ``adapters.safetensors`` and ``adapter_config.json`` into ``directory`` (created),
     the layout of ``mlx_lm.load(model_dir, adapter_path=directory)``; returns the directory.
-
-    Each file is written whole or not at all, with the user's umask, never through a symbolic
-    link; ``root`` (a run directory holding ``directory``) may itself be a link, but no folder
-    below it may (:func:`trainers.files.ensure_dir`).
-
-    Raises:
-        UnsafePathError: ``directory`` (below ``root``) or a file in it is a symbolic link.
+    The files are written as :func:`trainers.lm.models.save_model_dir` writes its own (whole
+    or not at all, the user's umask, never through a link below ``root``), and it raises as
+    that does.
     """
     directory = os.fspath(directory)
     ensure_dir(directory, root=root)

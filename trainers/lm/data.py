@@ -233,6 +233,20 @@ def read_jsonl(path: str | os.PathLike, *,
     return rows, form
 
 
+def messages_of(row: dict, form: str) -> list[dict]:
+    """The chat messages of a ``chat`` row, or of a ``completions`` row (its prompt as the
+    user's message, its completion as the assistant's), as chat templates take them.
+
+    Example:
+        >>> messages_of({"prompt": "2+2?", "completion": "4"}, "completions")[1]
+        {'role': 'assistant', 'content': '4'}
+    """
+    if form == "chat":
+        return row["messages"]
+    return [{"role": "user", "content": row["prompt"]},
+            {"role": "assistant", "content": row["completion"]}]
+
+
 def encode_rows(rows: Sequence[dict], form: str, tokenizer: Any = None, *,
                 mask_prompt: bool = False) -> tuple[list[np.ndarray], list[int] | None]:
     """Token sequences of jsonl rows, and with ``mask_prompt`` the prompt length of each.
@@ -270,12 +284,7 @@ def encode_rows(rows: Sequence[dict], form: str, tokenizer: Any = None, *,
                 tokens.append(eos)
             sequences.append(np.asarray(tokens, np.int64))
             continue
-        if form == "chat":
-            messages = row["messages"]
-        else:
-            messages = [{"role": "user", "content": row["prompt"]},
-                        {"role": "assistant", "content": row["completion"]}]
-        tools = row.get("tools")
+        messages, tools = messages_of(row, form), row.get("tools")
         tokens = tokenizer.apply_chat_template(messages, tools=tools, return_dict=False)
         sequences.append(np.asarray(tokens, np.int64))
         if mask_prompt:

@@ -20,7 +20,7 @@ import mlx.core as mx
 import numpy as np
 
 from ..losses import masked_cross_entropy
-from .data import DataFileError
+from .data import DataFileError, messages_of
 
 __all__ = ["assistant_masks", "masked_lm_loss"]
 
@@ -56,12 +56,7 @@ def assistant_masks(rows: Sequence[dict], form: str, tokenizer: Any, *,
                             "not text rows")
     sequences, masks = [], []
     for index, row in enumerate(rows):
-        if form == "chat":
-            messages = row["messages"]
-        else:
-            messages = [{"role": "user", "content": row["prompt"]},
-                        {"role": "assistant", "content": row["completion"]}]
-        tools = row.get("tools")
+        messages, tools = messages_of(row, form), row.get("tools")
         tokens = _render(tokenizer, messages, tools)
         mask = np.zeros(len(tokens), bool)
         for i, message in enumerate(messages):
